@@ -1,0 +1,93 @@
+"""Accounts, users and API keys: creation, authentication and revocation."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.accounts import keys
+from contacts_api.accounts import repository as repo
+from contacts_api.accounts.schemas import Principal
+from contacts_api.errors import Unauthorized, UserError
+
+MISSING_KEY = "API key is required"
+INVALID_KEY = "Invalid API key"
+EXPIRED_KEY = "API key expired"
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    account_id: int
+    user_id: int
+
+
+async def create_account(
+    conn: AsyncConnection, name: str, owner_email: str, now: datetime
+) -> NewAccount:
+    """A new account with its first user."""
+    if await repo.find_account_id(conn, name) is not None:
+        raise UserError(f"account {name!r} already exists")
+    account_id = await repo.insert_account(conn, name, now)
+    user_id = await repo.insert_user(conn, account_id, owner_email, now)
+    return NewAccount(account_id, user_id)
+
+
+async def account_id_by_name(conn: AsyncConnection, name: str) -> int:
+    account_id = await repo.find_account_id(conn, name)
+    if account_id is None:
+        raise UserError(f"no account named {name!r}")
+    return account_id
+
+
+async def create_key(
+    conn: AsyncConnection,
+    account_name: str,
+    now: datetime,
+    *,
+    user_email: str | None = None,
+    expires_at: datetime | None = None,
+) -> str:
+    """Issue a key for a user of the account; returns the plaintext, which is never stored."""
+    account_id = await account_id_by_name(conn, account_name)
+    user_id = await repo.find_user_id(conn, account_id, user_email)
+    if user_id is None:
+        raise UserError(f"no user {user_email!r} in account {account_name!r}")
+    key = keys.new_key()
+    await repo.insert_key(
+        conn,
+        account_id=account_id,
+        user_id=user_id,
+        key_hash=keys.hash_key(key),
+        display_prefix=keys.display_prefix(key),
+        expires_at=expires_at,
+        now=now,
+    )
+    return key
+
+
+async def list_keys(conn: AsyncConnection, account_name: str) -> list[sa.Row[tuple[object, ...]]]:
+    return await repo.list_keys(conn, await account_id_by_name(conn, account_name))
+
+
+async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> None:
+    if not await repo.revoke_key(conn, key_id, now):
+        raise UserError(f"no active key with id {key_id}")
+
+
+async def authenticate(conn: AsyncConnection, key: str, now: datetime) -> Principal:
+    """The principal behind a well-formed key, or Unauthorized with iClosed's message."""
+    if not keys.is_well_formed(key):
+        raise Unauthorized(MISSING_KEY)
+    digest = keys.hash_key(key)
+    row = await repo.find_key_by_hash(conn, digest)
+    # The lookup is by hash, so timing says nothing about the key; compare anyway, in
+    # constant time, so a future change of lookup cannot turn into an oracle.
+    if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at:
+        raise Unauthorized(INVALID_KEY)
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthorized(EXPIRED_KEY)
+    return Principal(account_id=row.account_id, user_id=row.user_id, key_id=row.id)

@@ -1,0 +1,191 @@
+"""The `contacts-api` command: thin wrappers that parse arguments and call the services.
+
+stdout carries only each command's documented output; logs and hints go to stderr.
+Exit status: 0 success, 1 a user error (one line on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import sqlalchemy.exc
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.accounts import service as accounts
+from contacts_api.errors import UserError
+from contacts_api.events import service as events
+from contacts_api.settings import Settings
+from contacts_api.storage import migrate
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import parse_iso, utcnow
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+accounts_app = typer.Typer(no_args_is_help=True, help="Accounts (tenants).")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+events_app = typer.Typer(no_args_is_help=True, help="Bookable events.")
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
+app.add_typer(events_app, name="events")
+
+stderr = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    stderr.print(f"error: {message}", markup=False, highlight=False)
+    return typer.Exit(1)
+
+
+def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work` in one write transaction against the configured database."""
+    settings = Settings()
+
+    async def run() -> T:
+        db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        try:
+            async with db.transaction() as conn:
+                return await work(conn)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise fail(
+            f"database error: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"
+        ) from None
+
+
+def upgrade_database(settings: Settings) -> None:
+    try:
+        migrate.upgrade(settings.database_url)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise fail(f"cannot migrate {settings.database_url}: {exc.__class__.__name__}") from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    upgrade_database(Settings())
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    owner_email: Annotated[
+        str, typer.Option(help="Email of the account's first user")
+    ] = "owner@localhost",
+) -> None:
+    """Create an account with one user; prints {"accountId":…,"userId":…}."""
+    created = in_transaction(lambda c: accounts.create_account(c, name, owner_email, utcnow()))
+    print(json.dumps({"accountId": created.account_id, "userId": created.user_id}))
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Option(help="Account name")],
+    user: Annotated[str | None, typer.Option(help="User email (default: the first user)")] = None,
+    expires_at: Annotated[
+        str | None, typer.Option(help="ISO 8601 with Z or an offset, e.g. 2030-01-01T00:00:00Z")
+    ] = None,
+) -> None:
+    """Create an API key; prints the key alone (it is never shown again)."""
+    expiry = None
+    if expires_at is not None:
+        try:
+            expiry = parse_iso(expires_at)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--expires-at") from None
+    key = in_transaction(
+        lambda c: accounts.create_key(c, account, utcnow(), user_email=user, expires_at=expiry)
+    )
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(account: Annotated[str, typer.Option(help="Account name")]) -> None:
+    """The account's keys (prefix only, never the whole key)."""
+    rows = in_transaction(lambda c: accounts.list_keys(c, account))
+    table = Table("id", "prefix", "user", "created", "expires", "revoked")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            f"{row.display_prefix}…",
+            row.user_email,
+            row.created_at.isoformat(timespec="seconds"),
+            row.expires_at.isoformat(timespec="seconds") if row.expires_at else "-",
+            row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by id (see `keys list`); it stops working at once."""
+    in_transaction(lambda c: accounts.revoke_key(c, key_id, utcnow()))
+
+
+@events_app.command("create")
+def events_create(
+    account: Annotated[str, typer.Option(help="Account name")],
+    name: Annotated[str, typer.Option(help="Event name (what eventName matches)")],
+    link_prefix: Annotated[str | None, typer.Option(help="e.g. acme/product-demo")] = None,
+    type_: Annotated[str, typer.Option("--type", help="Event type")] = "ONE_ON_ONE",
+) -> None:
+    """Create a bookable event; prints {"eventId":…}."""
+    event_id = in_transaction(
+        lambda c: events.create_event(
+            c, account, name, utcnow(), link_prefix=link_prefix, event_type=type_
+        )
+    )
+    print(json.dumps({"eventId": event_id}))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 4000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+) -> None:
+    """Apply pending migrations, then serve the API."""
+    import uvicorn
+
+    from contacts_api.bootstrap import bootstrap_first_run
+    from contacts_api.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    upgrade_database(settings)
+    try:
+        asyncio.run(bootstrap_first_run(settings, host, port))
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise fail(f"database error: {exc.__class__.__name__}") from None
+    uvicorn.run(
+        "contacts_api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

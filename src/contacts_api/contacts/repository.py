@@ -1,0 +1,90 @@
+"""SQL for contacts and their tags. The only dialect differences live in small named functions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.storage.models import contact_table, tag_table
+
+ContactRow = sa.Row[Any]
+
+_LIVE_EMAIL_WHERE = sa.text("deleted_at IS NULL AND email_key IS NOT NULL")
+
+
+def _insert_for(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    return sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+
+
+async def find_live_by_email_key(
+    conn: AsyncConnection, account_id: int, email_key: str
+) -> ContactRow | None:
+    """The account's live contact with that email, locked for update on PostgreSQL."""
+    query = sa.select(contact_table).where(
+        contact_table.c.account_id == account_id,
+        contact_table.c.email_key == email_key,
+        contact_table.c.deleted_at.is_(None),
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def insert_contact(conn: AsyncConnection, values: dict[str, Any]) -> ContactRow | None:
+    """Insert a contact; None when a live contact of the account already holds its email.
+
+    ON CONFLICT on the partial unique index makes a concurrent create of the same email
+    lose cleanly (no exception, no aborted transaction) instead of duplicating the contact.
+    """
+    statement = (
+        _insert_for(conn)(contact_table)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=["account_id", "email_key"], index_where=_LIVE_EMAIL_WHERE
+        )
+        .returning(*contact_table.c)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def update_contact(
+    conn: AsyncConnection, contact_id: int, values: dict[str, Any]
+) -> ContactRow:
+    statement = (
+        sa.update(contact_table)
+        .where(contact_table.c.id == contact_id)
+        .values(**values)
+        .returning(*contact_table.c)
+    )
+    return (await conn.execute(statement)).one()
+
+
+async def get_live_contact(
+    conn: AsyncConnection, account_id: int, contact_id: int
+) -> ContactRow | None:
+    query = sa.select(contact_table).where(
+        contact_table.c.id == contact_id,
+        contact_table.c.account_id == account_id,
+        contact_table.c.deleted_at.is_(None),
+    )
+    return (await conn.execute(query)).first()
+
+
+async def tag_id_for(conn: AsyncConnection, account_id: int, name: str, now: datetime) -> int:
+    """The account's tag of exactly that name, created on first use (race-free)."""
+    await conn.execute(
+        _insert_for(conn)(tag_table)
+        .values(account_id=account_id, name=name, created_at=now)
+        .on_conflict_do_nothing(index_elements=["account_id", "name"])
+    )
+    result = await conn.execute(
+        sa.select(tag_table.c.id).where(
+            tag_table.c.account_id == account_id, tag_table.c.name == name
+        )
+    )
+    return int(result.scalar_one())

@@ -1,0 +1,46 @@
+"""HTTP routes for contacts: translate requests to service calls and back, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.openapi import ResponseSpec
+
+from contacts_api.contacts import service
+from contacts_api.contacts.schemas import ContactCreate, ContactEnvelope, ContactPayload
+from contacts_api.http.auth import CurrentPrincipal
+from contacts_api.http.body import read_json_object
+from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+
+
+@post(
+    "/contacts",
+    status_code=201,
+    opt={"request_body": ContactCreate},
+    responses={
+        **AUTH_RESPONSES,
+        **BODY_RESPONSES,
+        200: ResponseSpec(
+            data_container=ContactEnvelope,
+            description="The email matched a live contact of the account, which was updated",
+        ),
+        409: message_response("Email taken (only with CONTACTS_API_DUPLICATE_EMAIL=reject)"),
+    },
+)
+async def create_contact(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
+) -> Response[ContactEnvelope]:
+    """Create a contact (201), or update the live contact with the same email (200)."""
+    data = service.parse_contact_create(await read_json_object(request))
+    db: Database = request.app.state.db
+    settings: Settings = request.app.state.settings
+    async with db.transaction() as conn:
+        outcome = await service.create_contact(
+            conn, principal, data, duplicate_email=settings.duplicate_email, now=utcnow()
+        )
+    envelope = ContactEnvelope(ContactPayload(service.contact_read(outcome.contact)))
+    return Response(envelope, status_code=201 if outcome.created else 200)

@@ -1,0 +1,197 @@
+"""The rules of contacts: create with upsert by email, tags, events and attribution.
+
+Callers (routes, CLI, importer) own the transaction; these functions only read and write
+inside the connection they are given, so many creates can later share one transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.accounts.schemas import Principal
+from contacts_api.contacts import repository as repo
+from contacts_api.contacts.schemas import ContactCreate, ContactRead
+from contacts_api.contacts.tracking import merge_tracking, utm_pairs
+from contacts_api.errors import Conflict, ValidationFailed
+from contacts_api.events.repository import find_event_id
+from contacts_api.settings import DuplicateEmailMode
+from contacts_api.timeutil import format_time, parse_zulu
+from contacts_api.validation import check_fields, rules_for
+
+# Wire name of each plain input field -> its column.
+PLAIN_FIELDS = {
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "email": "email",
+    "phoneNumber": "phone_number",
+    "status": "status",
+    "country": "country",
+    "timeZone": "time_zone",
+    "ipAddress": "ip_address",
+    "referrerUrl": "referrer_url",
+}
+# Column -> the wire name reported in a webhook's updatedAttributes.
+WIRE_NAME = {column: wire for wire, column in PLAIN_FIELDS.items()} | {
+    "tag_id": "tagId",
+    "event_id": "eventId",
+    "joined_time": "joinedTime",
+    "tracking": "tracking",
+}
+EMAIL_TAKEN = "A contact with this email already exists"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOutcome:
+    """What a create did: `created` is False when an existing contact was updated."""
+
+    contact: repo.ContactRow
+    created: bool
+    changed: tuple[str, ...]
+
+
+def parse_contact_create(body: dict[str, Any]) -> ContactCreate:
+    """Validate a create body with the vendor's rules; every failing field is reported."""
+    values, field_errors = check_fields(body, rules_for(ContactCreate))
+    form_errors = []
+    if (
+        "email" not in values
+        and "phoneNumber" not in values
+        and not ("email" in field_errors or "phoneNumber" in field_errors)
+    ):
+        form_errors.append("Either email or phoneNumber is required")
+    if field_errors or form_errors:
+        raise ValidationFailed(form_errors, field_errors)
+    return ContactCreate(**values)
+
+
+def new_preview_id() -> str:
+    """`contact_` + 12 characters of [A-Za-z0-9_-] (72 random bits)."""
+    return "contact_" + secrets.token_urlsafe(9)
+
+
+def contact_read(row: repo.ContactRow) -> ContactRead:
+    return ContactRead(
+        id=row.id,
+        accountId=row.account_id,
+        userId=row.user_id,
+        email=row.email,
+        firstName=row.first_name,
+        lastName=row.last_name,
+        status=row.status,
+        phoneNumber=row.phone_number,
+        previewId=row.preview_id,
+        tagId=row.tag_id,
+        blockedByRecaptcha=bool(row.blocked_by_recaptcha),
+        joinedTime=format_time(row.joined_time) or "",
+        country=row.country,
+        timeZone=row.time_zone,
+        ipAddress=row.ip_address,
+        blockedId=row.blocked_id,
+        referrerUrl=row.referrer_url,
+        createdAt=format_time(row.created_at) or "",
+        updatedAt=format_time(row.updated_at) or "",
+        deletedAt=format_time(row.deleted_at),
+        tracking=dict(row.tracking or {}),
+    )
+
+
+async def _event_id(conn: AsyncConnection, account_id: int, data: ContactCreate) -> int | None:
+    """Resolve the event selector (eventId > linkPrefix > eventName); unknown is a 400."""
+    for field, kwargs in (
+        ("eventId", {"event_id": data.eventId}),
+        ("linkPrefix", {"link_prefix": data.linkPrefix}),
+        ("eventName", {"name": data.eventName}),
+    ):
+        if next(iter(kwargs.values())) is None:
+            continue
+        event_id = await find_event_id(conn, account_id, **kwargs)
+        if event_id is None:
+            raise ValidationFailed(field_errors={field: ["Event not found"]})
+        return event_id
+    return None
+
+
+async def _given_columns(
+    conn: AsyncConnection, account_id: int, data: ContactCreate, now: datetime
+) -> dict[str, Any]:
+    """Column values for the fields the client gave (not the derived ones)."""
+    columns = {
+        column: getattr(data, wire)
+        for wire, column in PLAIN_FIELDS.items()
+        if getattr(data, wire) is not None
+    }
+    if data.joinedTime is not None:
+        columns["joined_time"] = parse_zulu(data.joinedTime)
+    event_id = await _event_id(conn, account_id, data)
+    if event_id is not None:
+        columns["event_id"] = event_id
+    if data.tag is not None:
+        columns["tag_id"] = await repo.tag_id_for(conn, account_id, data.tag, now)
+    return columns
+
+
+async def create_contact(
+    conn: AsyncConnection,
+    principal: Principal,
+    data: ContactCreate,
+    *,
+    duplicate_email: DuplicateEmailMode,
+    now: datetime,
+) -> CreateOutcome:
+    """Create a contact, or update the live one with the same email (see duplicate_email)."""
+    account_id = principal.account_id
+    columns = await _given_columns(conn, account_id, data, now)
+    pairs = utm_pairs(data.utm, data.referrerUrl)
+    email_key = None
+    if data.email is not None and duplicate_email != "allow":
+        email_key = data.email.lower()
+        existing = await repo.find_live_by_email_key(conn, account_id, email_key)
+        if existing is not None:
+            return await _update_existing(conn, existing, columns, pairs, duplicate_email, now)
+    inserted = await repo.insert_contact(
+        conn,
+        {
+            "status": "POTENTIAL",
+            "joined_time": now,
+            **columns,
+            "account_id": account_id,
+            "user_id": principal.user_id,
+            "email_key": email_key,
+            "preview_id": new_preview_id(),
+            "blocked_by_recaptcha": False,
+            "tracking": merge_tracking({}, pairs),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    if inserted is None:
+        # A concurrent create of the same email committed first: treat it as the match.
+        assert email_key is not None
+        existing = await repo.find_live_by_email_key(conn, account_id, email_key)
+        assert existing is not None
+        return await _update_existing(conn, existing, columns, pairs, duplicate_email, now)
+    return CreateOutcome(inserted, created=True, changed=())
+
+
+async def _update_existing(
+    conn: AsyncConnection,
+    existing: repo.ContactRow,
+    columns: dict[str, Any],
+    pairs: list[tuple[str, str]],
+    duplicate_email: DuplicateEmailMode,
+    now: datetime,
+) -> CreateOutcome:
+    if duplicate_email == "reject":
+        raise Conflict(EMAIL_TAKEN)
+    tracking = merge_tracking(dict(existing.tracking or {}), pairs)
+    wanted = {**columns, "tracking": tracking}
+    changed = {c: v for c, v in wanted.items() if getattr(existing, c) != v}
+    if not changed:
+        return CreateOutcome(existing, created=False, changed=())
+    row = await repo.update_contact(conn, existing.id, {**changed, "updated_at": now})
+    return CreateOutcome(row, created=False, changed=tuple(WIRE_NAME[c] for c in changed))

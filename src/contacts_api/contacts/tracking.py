@@ -1,0 +1,44 @@
+"""UTM attribution: last touch in `utm_*`, first touch in `first_utm_*`, the rest as pairs."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+STANDARD_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+def utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
+    """Parameters seen on one touch: `utm_*` from the referrer's query, then the `utm` string.
+
+    Later pairs win, so an explicit `utm` value beats the same key in the referrer URL.
+    `+` decodes to a space, as in any query string.
+    """
+    pairs: list[tuple[str, str]] = []
+    if referrer_url:
+        query = urlsplit(referrer_url).query
+        pairs.extend((k, v) for k, v in parse_qsl(query) if k.startswith("utm_"))
+    if utm:
+        pairs.extend(parse_qsl(utm.removeprefix("?")))
+    return [(k, v) for k, v in pairs if k]
+
+
+def merge_tracking(current: dict[str, str], pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The tracking object after one more touch; `current` is left untouched."""
+    result = dict(current)
+    other_slots = {
+        value: key.removeprefix("utmKey_")
+        for key, value in current.items()
+        if key.startswith("utmKey_")
+    }
+    for key, value in pairs:
+        if key in STANDARD_KEYS:
+            result[key] = value
+            result.setdefault(f"first_{key}", value)
+            continue
+        slot = other_slots.get(key)
+        if slot is None:
+            slot = str(len(other_slots) + 1)
+            other_slots[key] = slot
+            result[f"utmKey_{slot}"] = key
+        result[f"utmValue_{slot}"] = value
+    return result

@@ -1,0 +1,91 @@
+"""The AppError family: each error knows its HTTP status and its iClosed-shaped body.
+
+Plain classes, free of the web framework, so services, the CLI and the importer can raise and
+catch them too; `http/error_handlers.py` renders them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    """An error a client is meant to see: `status` and the JSON `body` it answers with."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self, *, path: str, method: str) -> dict[str, Any]:
+        return {"message": self.message}
+
+
+class ValidationFailed(AppError):
+    """Input broke the contract: 400 in Zod's flatten() shape, listing every failing field."""
+
+    status = 400
+
+    def __init__(
+        self,
+        form_errors: list[str] | None = None,
+        field_errors: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__("Validation failed")
+        self.form_errors = form_errors or []
+        self.field_errors = field_errors or {}
+
+    def body(self, *, path: str, method: str) -> dict[str, Any]:
+        return {
+            "message": {
+                "status": 400,
+                "details": {"formErrors": self.form_errors, "fieldErrors": self.field_errors},
+                "endpoint": path,
+                "method": method,
+            }
+        }
+
+
+class Unauthorized(AppError):
+    status = 401
+
+
+class NotFound(AppError):
+    status = 404
+
+
+class Conflict(AppError):
+    status = 409
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+
+
+class Unprocessable(AppError):
+    status = 422
+
+
+class TooManyRequests(AppError):
+    status = 429
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+
+
+class InternalError(AppError):
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("Internal server error")
+
+
+class UserError(Exception):
+    """A CLI/operator mistake (unknown account, unreadable file): one clear line, exit 1."""

@@ -1,0 +1,35 @@
+"""Bearer key -> Principal, as a dependency of every /v1 route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import NamedDependency
+
+from contacts_api.accounts.schemas import Principal
+from contacts_api.accounts.service import MISSING_KEY, authenticate
+from contacts_api.errors import Unauthorized
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of `Authorization: Bearer <token>`, or Unauthorized("API key is required")."""
+    if not header:
+        raise Unauthorized(MISSING_KEY)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(MISSING_KEY)
+    return token.strip()
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    token = bearer_token(request.headers.get("authorization"))
+    db: Database = request.app.state.db
+    async with db.read() as conn:
+        return await authenticate(conn, token, utcnow())
+
+
+# Handlers declare `principal: CurrentPrincipal`; the /v1 router provides it.
+CurrentPrincipal = NamedDependency[Principal]

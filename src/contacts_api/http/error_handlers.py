@@ -1,0 +1,70 @@
+"""Render every error as iClosed does: AppError bodies, the V1 400 shape, never a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from contacts_api.errors import AppError, InternalError, ValidationFailed
+
+log = structlog.get_logger(__name__)
+
+_HTTP_MESSAGES = {
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large (limit 1 MiB)",
+}
+
+
+def _render(request: Request[Any, Any, Any], error: AppError) -> Response[Any]:
+    return Response(
+        content=error.body(path=request.url.path, method=request.method),
+        status_code=error.status,
+        headers=error.headers,
+        media_type=MediaType.JSON,
+    )
+
+
+def _from_litestar(exc: HTTPException) -> AppError:
+    if isinstance(exc, ValidationException):
+        field_errors: dict[str, list[str]] = {}
+        form_errors: list[str] = []
+        for item in exc.extra if isinstance(exc.extra, list) else []:
+            key = item.get("key") if isinstance(item, dict) else None
+            message = str(item.get("message", "Invalid")) if isinstance(item, dict) else str(item)
+            if key:
+                field_errors.setdefault(str(key), []).append(message)
+            else:
+                form_errors.append(message)
+        if not field_errors and not form_errors:
+            form_errors.append(exc.detail)
+        return ValidationFailed(form_errors, field_errors)
+    error = AppError(_HTTP_MESSAGES.get(exc.status_code, exc.detail))
+    error.status = exc.status_code
+    error.headers = dict(exc.headers or {})
+    return error
+
+
+def handle_app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
+    return _render(request, exc)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code >= 500:
+        return handle_unexpected(request, exc)
+    return _render(request, _from_litestar(exc))
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("unhandled error", path=request.url.path, method=request.method, exc_info=exc)
+    return _render(request, InternalError())
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    AppError: handle_app_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,70 @@
+"""Every setting of the server, read once from the environment (prefix CONTACTS_API_) and .env."""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Rate(NamedTuple):
+    """A fixed-window budget: `points` requests per `window` seconds."""
+
+    points: int
+    window: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        points, sep, window = text.partition("/")
+        try:
+            rate = cls(int(points), int(window) if sep else 1)
+        except ValueError:
+            raise ValueError(f"expected POINTS/SECONDS such as 20/1, got {text!r}") from None
+        if rate.points < 1 or rate.window < 1:
+            raise ValueError(f"points and seconds must be at least 1, got {text!r}")
+        return rate
+
+    def __str__(self) -> str:
+        return f"{self.points}/{self.window}"
+
+
+DuplicateEmailMode = Literal["upsert", "reject", "allow"]
+
+
+class Settings(BaseSettings):
+    """Server settings; build one and pass it to create_app()."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONTACTS_API_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite:///./contacts.db"
+    redis_url: str | None = None
+    rate_limit: str = "20/1"
+    auth_fail_limit: str = "20/60"
+    duplicate_email: DuplicateEmailMode = "upsert"
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    log_format: Literal["console", "json"] | None = None
+    log_level: str = "INFO"
+    webhooks_allow_private: bool = False
+    max_body_bytes: int = 1024 * 1024
+
+    @field_validator("rate_limit", "auth_fail_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        Rate.parse(value)
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def default_rate(self) -> Rate:
+        return Rate.parse(self.rate_limit)
+
+    @property
+    def auth_fail_rate(self) -> Rate:
+        return Rate.parse(self.auth_fail_limit)

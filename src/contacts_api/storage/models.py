@@ -1,0 +1,138 @@
+"""Every table, as SQLAlchemy 2 typed models. Queries use Core statements on `Model.__table__`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from contacts_api.storage.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Account(Base):
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    # Per-account rate limit override; NULL means the server's CONTACTS_API_RATE_LIMIT.
+    rate_limit_points: Mapped[int | None]
+    rate_limit_window: Mapped[int | None]
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    __tablename__ = "app_user"
+    __table_args__ = (sa.UniqueConstraint("account_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(sa.String(255))
+    first_name: Mapped[str | None] = mapped_column(sa.String(100))
+    last_name: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id", ondelete="CASCADE"))
+    # SHA-256 of the whole key (prefix included); the plaintext is never stored.
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The first characters, enough to recognise a key in `keys list`, never to use it.
+    display_prefix: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    __tablename__ = "event"
+    __table_args__ = (
+        sa.Index("ix_event_account_name", "account_id", "name"),
+        sa.UniqueConstraint("account_id", "link_prefix"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    link_prefix: Mapped[str | None] = mapped_column(sa.String(255))
+    event_type: Mapped[str] = mapped_column(sa.String(50))
+    created_at: Mapped[datetime]
+
+
+class Tag(Base):
+    __tablename__ = "tag"
+    __table_args__ = (sa.UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime]
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+    __table_args__ = (
+        # One live contact per email per account: the guarantee behind race-free upserts.
+        # email_key is lower(email), or NULL when the contact takes no part in de-duplication.
+        sa.Index(
+            "uq_contact_account_email_key",
+            "account_id",
+            "email_key",
+            unique=True,
+            sqlite_where=sa.text("deleted_at IS NULL AND email_key IS NOT NULL"),
+            postgresql_where=sa.text("deleted_at IS NULL AND email_key IS NOT NULL"),
+        ),
+        sa.Index("ix_contact_account_id", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"))
+    email: Mapped[str | None] = mapped_column(sa.String(255))
+    email_key: Mapped[str | None] = mapped_column(sa.String(255))
+    first_name: Mapped[str | None] = mapped_column(sa.String(25))
+    last_name: Mapped[str | None] = mapped_column(sa.String(25))
+    status: Mapped[str] = mapped_column(sa.String(50))
+    phone_number: Mapped[str | None] = mapped_column(sa.String(20))
+    secondary_email: Mapped[str | None] = mapped_column(sa.String(255))
+    secondary_phone_number: Mapped[str | None] = mapped_column(sa.String(20))
+    preview_id: Mapped[str] = mapped_column(sa.String(20), unique=True)
+    tag_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tag.id"))
+    event_id: Mapped[int | None] = mapped_column(sa.ForeignKey("event.id"))
+    blocked_by_recaptcha: Mapped[bool] = mapped_column(default=False)
+    blocked_id: Mapped[int | None]
+    joined_time: Mapped[datetime]
+    country: Mapped[str | None] = mapped_column(sa.String(2))
+    time_zone: Mapped[str | None] = mapped_column(sa.String(50))
+    ip_address: Mapped[str | None] = mapped_column(sa.String(45))
+    referrer_url: Mapped[str | None] = mapped_column(sa.String(500))
+    tracking: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+account_table = cast(sa.Table, Account.__table__)
+user_table = cast(sa.Table, User.__table__)
+api_key_table = cast(sa.Table, ApiKey.__table__)
+event_table = cast(sa.Table, Event.__table__)
+tag_table = cast(sa.Table, Tag.__table__)
+contact_table = cast(sa.Table, Contact.__table__)

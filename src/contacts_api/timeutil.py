@@ -1,0 +1,40 @@
+"""UTC clock and the wire's time format (ISO 8601, milliseconds, `Z`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, truncated to milliseconds so that what is stored is what is shown."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def format_time(value: datetime | None) -> str | None:
+    """`2024-01-15T10:00:00.000Z`, or None."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_zulu(text: str) -> datetime:
+    """Parse a UTC `Z` time already checked by the joinedTime pattern (seconds optional).
+
+    Fractions longer than microseconds are truncated, not rounded.
+    """
+    body = text[:-1]
+    main, _, fraction = body.partition(".")
+    if len(main) == 16:  # YYYY-MM-DDTHH:MM
+        main += ":00"
+    micro = int((fraction + "000000")[:6]) if fraction else 0
+    return datetime.fromisoformat(main).replace(microsecond=micro, tzinfo=UTC)
+
+
+def parse_iso(text: str) -> datetime:
+    """ISO 8601 with `Z` or an offset, as the CLI accepts; naive input is refused."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; add Z or an offset such as +00:00")
+    return value.astimezone(UTC)

@@ -1,0 +1,163 @@
+"""Zod-style validation driven by msgspec Struct annotations: every failing field is reported.
+
+The wire schemas (msgspec Structs with `Meta` constraints) are the single source of truth: the
+OpenAPI document is generated from them and this module derives its checks from them, so the
+documented rule and the enforced rule cannot drift apart. msgspec itself stops at the first
+error; iClosed (Zod) lists every failing field, hence this small engine.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+
+from contacts_api.errors import ValidationFailed
+
+
+def js_length(text: str) -> int:
+    """String length as JavaScript (and so Zod) counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def js_type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+# An absolute URI: a scheme, then something, and no whitespace anywhere.
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s]+", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """The checks for one optional input field, derived from its annotation."""
+
+    name: str
+    kind: str  # "string" | "integer" | "enum"
+    max_length: int | None = None
+    pattern: re.Pattern[str] | None = None
+    pattern_message: str = "Invalid"
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    format: str | None = None
+
+    def check(self, value: Any) -> tuple[Any, list[str]]:
+        """Return the accepted value (None when not given) and the error messages."""
+        if value is None or value == "":
+            return None, []  # [choice] null or "" means "not given"
+        if self.kind == "integer":
+            return self._check_integer(value)
+        if not isinstance(value, str):
+            return None, [f"Expected string, received {js_type_name(value)}"]
+        if self.kind == "enum":
+            if value in self.choices:
+                return value, []
+            expected = " | ".join(f"'{c}'" for c in self.choices)
+            return None, [f"Invalid enum value. Expected {expected}, received '{value}'"]
+        errors = []
+        if self.max_length is not None and js_length(value) > self.max_length:
+            errors.append(f"String must contain at most {self.max_length} character(s)")
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            errors.append(self.pattern_message)
+        if self.format == "uri" and not _ABSOLUTE_URI.fullmatch(value):
+            errors.append("Invalid url")
+        return (None, errors) if errors else (value, [])
+
+    def _check_integer(self, value: Any) -> tuple[Any, list[str]]:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, [f"Expected number, received {js_type_name(value)}"]
+        if isinstance(value, float):
+            if not value.is_integer():
+                return None, ["Expected integer, received float"]
+            value = int(value)
+        if self.minimum is not None and value < self.minimum:
+            return None, [f"Number must be greater than or equal to {self.minimum}"]
+        if self.maximum is not None and value > self.maximum:
+            return None, [f"Number must be less than or equal to {self.maximum}"]
+        return value, []
+
+
+def _rule_from_type(name: str, info: mi.Type) -> FieldRule:
+    if isinstance(info, mi.UnionType):
+        non_null = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        if len(non_null) != 1:
+            raise TypeError(f"{name}: only Optional[X] unions are supported")
+        info = non_null[0]
+    extra: dict[str, Any] = {}
+    json_schema: dict[str, Any] = {}
+    if isinstance(info, mi.Metadata):
+        extra = dict(info.extra or {})
+        json_schema = dict(info.extra_json_schema or {})
+        info = info.type
+    if isinstance(info, mi.StrType):
+        return FieldRule(
+            name,
+            "string",
+            max_length=info.max_length,
+            # re.ASCII: in JavaScript (Zod) \d and [A-Za-z] are ASCII-only, as here.
+            pattern=re.compile(info.pattern, re.ASCII) if info.pattern else None,
+            pattern_message=extra.get("message", "Invalid"),
+            format=json_schema.get("format"),
+        )
+    if isinstance(info, mi.LiteralType):
+        return FieldRule(name, "enum", choices=tuple(str(v) for v in info.values))
+    if isinstance(info, mi.IntType):
+        return FieldRule(name, "integer", minimum=info.ge, maximum=info.le)
+    raise TypeError(f"{name}: unsupported field type {info!r}")
+
+
+@cache
+def rules_for(struct_type: type[msgspec.Struct]) -> tuple[FieldRule, ...]:
+    """The per-field rules of a wire schema, computed once per type."""
+    info = mi.type_info(struct_type)
+    assert isinstance(info, mi.StructType)
+    return tuple(_rule_from_type(f.encode_name, f.type) for f in info.fields)
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """Decode a request body that must be a JSON object, or fail with a form error."""
+    try:
+        body = _decoder.decode(raw)
+    except msgspec.DecodeError:
+        raise ValidationFailed(["Malformed JSON in request body"]) from None
+    if not isinstance(body, dict):
+        raise ValidationFailed([f"Expected object, received {js_type_name(body)}"])
+    return body
+
+
+def check_fields(
+    body: dict[str, Any], rules: tuple[FieldRule, ...]
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Values that passed (given ones only) and the errors of those that did not.
+
+    Keys the rules do not name are ignored, as Zod's default object parsing strips them.
+    """
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for rule in rules:
+        if rule.name not in body:
+            continue
+        value, messages = rule.check(body[rule.name])
+        if messages:
+            errors[rule.name] = messages
+        elif value is not None:
+            values[rule.name] = value
+    return values, errors
