@@ -128,7 +128,8 @@ def keys_list(account: Annotated[str, typer.Option(help="Account name")]) -> Non
             row.expires_at.isoformat(timespec="seconds") if row.expires_at else "-",
             row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-",
         )
-    Console().print(table)
+    # A pipe gets full, unwrapped lines rather than a table squeezed to 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @keys_app.command("revoke")

@@ -115,7 +115,8 @@ def _rule_from_type(name: str, info: mi.Type) -> FieldRule:
             format=json_schema.get("format"),
         )
     if isinstance(info, mi.LiteralType):
-        return FieldRule(name, "enum", choices=tuple(str(v) for v in info.values))
+        choices = extra.get("choices", info.values)
+        return FieldRule(name, "enum", choices=tuple(str(v) for v in choices))
     if isinstance(info, mi.IntType):
         return FieldRule(name, "integer", minimum=info.ge, maximum=info.le)
     raise TypeError(f"{name}: unsupported field type {info!r}")

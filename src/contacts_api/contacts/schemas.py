@@ -34,7 +34,10 @@ Phone = Annotated[
     str,
     Meta(max_length=20, pattern=PHONE_PATTERN, extra={"message": "Invalid phone number format"}),
 ]
-Status = Literal["POTENTIAL", "QUALIFIED", "DISQUALIFIED"]
+# msgspec sorts Literal values; `choices` keeps the vendor's order for error messages.
+Status = Annotated[
+    Literal["POTENTIAL", "QUALIFIED", "DISQUALIFIED"], Meta(extra={"choices": STATUSES})
+]
 Tag = Annotated[str, Meta(max_length=100)]
 Utm = Annotated[
     str, Meta(max_length=1000, description="A query string: utm_source=google&utm_medium=cpc")

@@ -1,0 +1,55 @@
+"""Operational routes and the API's own description."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_healthz_and_readyz_need_no_key(client: Client) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: object) -> None:
+    from contacts_api.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(f"sqlite:///{tmp_path}/empty.db"))
+    async with AsyncTestClient(app=app) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert "message" in response.json()
+
+
+async def test_unknown_route_is_a_json_404(client: Client) -> None:
+    response = await client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not found"}
+
+
+async def test_openapi_document_describes_the_create_route(client: Client) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["openapi"].startswith("3.1")
+    operation = document["paths"]["/v1/contacts"]["post"]
+    body_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schemas = document["components"]["schemas"]
+    body = schemas[body_ref.rsplit("/", 1)[1]]
+    assert body["properties"]["firstName"]["anyOf"][0]["maxLength"] == 25
+    assert "pattern" in body["properties"]["email"]["anyOf"][0]
+    assert {"200", "201", "400", "401", "413", "415"} <= set(operation["responses"])
+    error_ref = operation["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert error_ref.endswith("ValidationErrorBody")
+    contact = schemas["ContactRead"]
+    assert len(contact["properties"]) == 21
+    assert document["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
+
+
+async def test_docs_page(client: Client) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert "/openapi.json" in response.text

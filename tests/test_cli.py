@@ -1,0 +1,169 @@
+"""The `contacts-api` command as an operator runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contacts_api.bootstrap import SEED_BODY
+
+
+def run_cli(db_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": db_url, "CONTACTS_API_LOG_FORMAT": "json"}
+    return subprocess.run(
+        [sys.executable, "-m", "contacts_api", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/cli.db"
+
+
+def test_account_key_event_round_trip(db_url: str, tmp_path: Path) -> None:
+    assert run_cli(db_url, "db", "upgrade").returncode == 0
+    created = run_cli(db_url, "accounts", "create", "acme", "--owner-email", "boss@acme.test")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout) == {"accountId": 1, "userId": 1}
+
+    key = run_cli(db_url, "keys", "create", "--account", "acme")
+    assert key.returncode == 0
+    assert re.fullmatch(r"iclosed_[A-Za-z0-9_-]{32,}\n", key.stdout)
+
+    event = run_cli(
+        db_url,
+        "events",
+        "create",
+        "--account",
+        "acme",
+        "--name",
+        "Demo",
+        "--link-prefix",
+        "acme/demo",
+    )
+    assert json.loads(event.stdout) == {"eventId": 1}
+
+    listing = run_cli(db_url, "keys", "list", "--account", "acme")
+    assert listing.returncode == 0
+    assert key.stdout.strip()[:12] in listing.stdout
+    assert key.stdout.strip() not in listing.stdout  # never the whole key again
+
+    assert run_cli(db_url, "keys", "revoke", "1").returncode == 0
+    again = run_cli(db_url, "keys", "revoke", "1")
+    assert again.returncode == 1
+    assert again.stderr.strip() == "error: no active key with id 1"
+
+
+def test_user_errors_exit_1_with_one_line(db_url: str) -> None:
+    run_cli(db_url, "db", "upgrade")
+    result = run_cli(db_url, "keys", "create", "--account", "nobody")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == "error: no account named 'nobody'"
+    assert "Traceback" not in result.stderr
+    run_cli(db_url, "accounts", "create", "acme")
+    duplicate = run_cli(db_url, "accounts", "create", "acme")
+    assert duplicate.returncode == 1
+    assert "already exists" in duplicate.stderr
+
+
+def test_bad_usage_exits_2(db_url: str) -> None:
+    assert run_cli(db_url, "keys", "create").returncode == 2  # --account is required
+    expiry = run_cli(db_url, "keys", "create", "--account", "a", "--expires-at", "tomorrow")
+    assert expiry.returncode == 2
+    assert "Traceback" not in expiry.stderr
+
+
+def test_past_expiry_gives_an_expired_key(db_url: str) -> None:
+    run_cli(db_url, "db", "upgrade")
+    run_cli(db_url, "accounts", "create", "acme")
+    result = run_cli(
+        db_url, "keys", "create", "--account", "acme", "--expires-at", "2020-01-01T00:00:00Z"
+    )
+    assert result.returncode == 0
+    offset = run_cli(
+        db_url, "keys", "create", "--account", "acme", "--expires-at", "2999-01-01T00:00:00+02:00"
+    )
+    assert offset.returncode == 0
+    listing = run_cli(db_url, "keys", "list", "--account", "acme").stdout
+    assert "2020-01-01T00:00:00" in listing and "2998-12-31T22:00:00" in listing
+
+
+def test_works_from_any_directory(db_url: str, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert run_cli(db_url, "db", "upgrade", cwd=elsewhere).returncode == 0
+    assert run_cli(db_url, "accounts", "create", "x", cwd=elsewhere).returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_first_serve_bootstraps_and_the_seed_curl_example_answers_201(tmp_path: Path) -> None:
+    """What `make run` does on a fresh clone, then the vendor page's own request."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CONTACTS_API_DATABASE_URL": f"sqlite:///{tmp_path}/first.db",
+        "CONTACTS_API_LOG_FORMAT": "json",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "contacts_api", "serve", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as server:
+        try:
+            check_first_start(server, port)
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+        assert server.stdout is not None and server.stdout.read() == ""  # stdout: logs never
+
+
+def check_first_start(server: subprocess.Popen[str], port: int) -> None:
+    """Read the key the first start prints, then send the seed's example with it."""
+    assert server.stderr is not None
+    key = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and key is None:
+        line = server.stderr.readline()
+        match = re.search(r"API key \(shown once, keep it\): (iclosed_\S+)", line)
+        key = match.group(1) if match else None
+    assert key, "serve printed no key on first start"
+    url = f"http://127.0.0.1:{port}"
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    response = httpx.post(
+        f"{url}/v1/contacts",
+        content=SEED_BODY,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    contact = response.json()["data"]["contact"]
+    assert contact["email"] == "jane.doe@example.com"
+    assert contact["tagId"] is not None
