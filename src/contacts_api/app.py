@@ -9,12 +9,14 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from contacts_api import __version__
+from contacts_api.accounts.key_cache import KeyCache
 from contacts_api.contacts.router import create_contact
 from contacts_api.http.auth import provide_principal
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
 from contacts_api.http.ops import docs, healthz, openapi_json, readyz
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
+from contacts_api.storage.group_commit import GroupCommitter
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -30,7 +32,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         tags=["contacts"],
     )
 
+    committer = GroupCommitter(db)
+
     async def dispose_database() -> None:
+        await committer.stop()
         await db.dispose()
 
     app = Litestar(
@@ -58,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
     )
     app.state.db = db
+    app.state.committer = committer
+    app.state.key_cache = KeyCache(db, ttl_s=settings.key_cache_seconds)
     app.state.settings = settings
     app.state.openapi_document = None
     return app

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     webhooks_allow_private: bool = False
     max_body_bytes: int = 1024 * 1024
+    # How long a process trusts a verified key before checking it again (revocation delay).
+    key_cache_seconds: float = 2.0
 
     @field_validator("rate_limit", "auth_fail_limit")
     @classmethod

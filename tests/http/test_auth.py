@@ -9,8 +9,12 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from contacts_api.accounts import service as accounts
+from contacts_api.accounts.key_cache import KeyCache
+from contacts_api.app import create_app
+from contacts_api.errors import Unauthorized
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
+from tests.conftest import make_settings
 from tests.factories import new_account
 
 Client = AsyncTestClient[Litestar]
@@ -67,17 +71,43 @@ async def test_valid_key_with_lowercase_scheme_works(client: Client, db: Databas
     assert response.status_code == 201
 
 
-async def test_revoked_key_is_invalid(client: Client, db: Database) -> None:
-    account = await new_account(db)
-    assert (
-        await client.post("/v1/contacts", json=BODY, headers=account.headers)
-    ).status_code == 201
+async def revoke_all(db: Database, account_name: str) -> None:
     async with db.transaction() as conn:
-        (row,) = await accounts.list_keys(conn, account.name)
-        await accounts.revoke_key(conn, row.id, utcnow())
-    response = await client.post("/v1/contacts", json=BODY, headers=account.headers)
+        for row in await accounts.list_keys(conn, account_name):
+            await accounts.revoke_key(conn, row.id, utcnow())
+
+
+async def test_revoked_key_is_invalid(database_url: str, db: Database) -> None:
+    app = create_app(make_settings(database_url, key_cache_seconds=0))
+    async with AsyncTestClient(app=app) as client:
+        account = await new_account(db)
+        first = await client.post("/v1/contacts", json=BODY, headers=account.headers)
+        assert first.status_code == 201
+        await revoke_all(db, account.name)
+        response = await client.post("/v1/contacts", json=BODY, headers=account.headers)
     assert response.status_code == 401
     assert response.json() == {"message": "Invalid API key"}
+
+
+async def test_cached_key_is_checked_again_after_the_ttl(db: Database) -> None:
+    now = [1000.0]
+    cache = KeyCache(db, ttl_s=2.0, clock=lambda: now[0])
+    account = await new_account(db)
+    assert (await cache.principal_for(account.key, utcnow())).account_id == account.account_id
+    await revoke_all(db, account.name)
+    now[0] += 1.5  # within the TTL the verified key is trusted
+    assert (await cache.principal_for(account.key, utcnow())).user_id == account.user_id
+    now[0] += 1.0  # past it, the revocation is seen
+    with pytest.raises(Unauthorized, match="Invalid API key"):
+        await cache.principal_for(account.key, utcnow())
+
+
+async def test_cached_key_still_expires_on_time(db: Database) -> None:
+    cache = KeyCache(db, ttl_s=60)
+    account = await new_account(db, expires_at=utcnow() + timedelta(seconds=30))
+    await cache.principal_for(account.key, utcnow())
+    with pytest.raises(Unauthorized, match="API key expired"):
+        await cache.principal_for(account.key, utcnow() + timedelta(seconds=31))
 
 
 async def test_expired_key(client: Client, db: Database) -> None:

@@ -78,16 +78,37 @@ async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> None:
         raise UserError(f"no active key with id {key_id}")
 
 
-async def authenticate(conn: AsyncConnection, key: str, now: datetime) -> Principal:
-    """The principal behind a well-formed key, or Unauthorized with iClosed's message."""
-    if not keys.is_well_formed(key):
-        raise Unauthorized(MISSING_KEY)
-    digest = keys.hash_key(key)
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A live (not revoked) key: who it speaks for and until when."""
+
+    principal: Principal
+    expires_at: datetime | None
+
+    def check(self, now: datetime) -> Principal:
+        if self.expires_at is not None and self.expires_at <= now:
+            raise Unauthorized(EXPIRED_KEY)
+        return self.principal
+
+
+async def key_record(conn: AsyncConnection, digest: str) -> KeyRecord:
+    """The live key with this hash, or Unauthorized("Invalid API key")."""
     row = await repo.find_key_by_hash(conn, digest)
     # The lookup is by hash, so timing says nothing about the key; compare anyway, in
     # constant time, so a future change of lookup cannot turn into an oracle.
     if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at:
         raise Unauthorized(INVALID_KEY)
-    if row.expires_at is not None and row.expires_at <= now:
-        raise Unauthorized(EXPIRED_KEY)
-    return Principal(account_id=row.account_id, user_id=row.user_id, key_id=row.id)
+    principal = Principal(account_id=row.account_id, user_id=row.user_id, key_id=row.id)
+    return KeyRecord(principal, row.expires_at)
+
+
+def key_digest(key: str) -> str:
+    """The at-rest hash of a well-formed key, or Unauthorized("API key is required")."""
+    if not keys.is_well_formed(key):
+        raise Unauthorized(MISSING_KEY)
+    return keys.hash_key(key)
+
+
+async def authenticate(conn: AsyncConnection, key: str, now: datetime) -> Principal:
+    """The principal behind a well-formed key, or Unauthorized with iClosed's message."""
+    return (await key_record(conn, key_digest(key))).check(now)

@@ -13,7 +13,7 @@ from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
 from contacts_api.settings import Settings
-from contacts_api.storage.engine import Database
+from contacts_api.storage.group_commit import GroupCommitter
 from contacts_api.timeutil import utcnow
 
 
@@ -36,11 +36,13 @@ async def create_contact(
 ) -> Response[ContactEnvelope]:
     """Create a contact (201), or update the live contact with the same email (200)."""
     data = service.parse_contact_create(await read_json_object(request))
-    db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
-    async with db.transaction() as conn:
-        outcome = await service.create_contact(
-            conn, principal, data, duplicate_email=settings.duplicate_email, now=utcnow()
+    committer: GroupCommitter = request.app.state.committer
+    now = utcnow()
+    outcome = await committer.run(
+        lambda conn: service.create_contact(
+            conn, principal, data, duplicate_email=settings.duplicate_email, now=now
         )
+    )
     envelope = ContactEnvelope(ContactPayload(service.contact_read(outcome.contact)))
     return Response(envelope, status_code=201 if outcome.created else 200)

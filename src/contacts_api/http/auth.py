@@ -7,10 +7,10 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 
+from contacts_api.accounts.key_cache import KeyCache
 from contacts_api.accounts.schemas import Principal
-from contacts_api.accounts.service import MISSING_KEY, authenticate
+from contacts_api.accounts.service import MISSING_KEY
 from contacts_api.errors import Unauthorized
-from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 
 
@@ -26,9 +26,8 @@ def bearer_token(header: str | None) -> str:
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
-    db: Database = request.app.state.db
-    async with db.read() as conn:
-        return await authenticate(conn, token, utcnow())
+    cache: KeyCache = request.app.state.key_cache
+    return await cache.principal_for(token, utcnow())
 
 
 # Handlers declare `principal: CurrentPrincipal`; the /v1 router provides it.

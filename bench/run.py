@@ -1,0 +1,136 @@
+"""`make bench`: load benchmarks on loopback, each figure next to a baseline from the same run.
+
+For SQLite (and PostgreSQL when one answers on 127.0.0.1:5432): start `contacts-api serve`
+with two workers, measure /healthz (the same server's ceiling), POST /v1/contacts (seed body,
+unique email per request), GET /v1/contacts?limit=50 and GET /v1/contacts/detail, then seed
+1,000,000 contacts into the account and measure again. Then the bulk import benchmark.
+Results: a table on stdout and bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import wrk
+from bench.seed import seed_contacts
+from bench.server import RunningServer, running_server
+
+RESULTS = Path(__file__).parent / "results"
+SEEDED = int(os.environ.get("BENCH_SEEDED_CONTACTS", "1000000"))
+
+
+def measure(server: RunningServer, phase: str) -> list[dict[str, Any]]:
+    run_id = secrets.token_hex(3)
+    rows = []
+    health = wrk.run("GET /healthz", f"{server.url}/healthz")
+    create = wrk.run(
+        "POST /v1/contacts", f"{server.url}/v1/contacts", "create.lua", server.key, run_id
+    )
+    rss = server.worker_rss_mb()
+    listing = wrk.run(
+        "GET /v1/contacts?limit=50",
+        f"{server.url}/",
+        "get.lua",
+        server.key,
+        "/v1/contacts?limit=50",
+    )
+    max_id = str(max(create.requests, 1))
+    detail = wrk.run(
+        "GET /v1/contacts/detail",
+        f"{server.url}/",
+        "get.lua",
+        server.key,
+        "/v1/contacts/detail?contactId={id}",
+        max_id,
+    )
+    for result in (health, create, listing, detail):
+        row = {"phase": phase, **result.as_dict()}
+        row["ratio_to_healthz"] = round(result.requests_per_s / health.requests_per_s, 3)
+        rows.append(row)
+    rows[1]["worker_rss_mb"] = [round(x, 1) for x in rss]
+    return rows
+
+
+def bench_database(database_url: str, label: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with running_server(database_url) as server:
+        print(f"[{label}] empty database…", file=sys.stderr, flush=True)
+        rows += measure(server, "empty")
+        print(f"[{label}] seeding {SEEDED:,} contacts…", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        seed_contacts(database_url, server.account_id, server.user_id, SEEDED)
+        print(
+            f"[{label}] seeded in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        rows += measure(server, f"{SEEDED:,} contacts")
+    for row in rows:
+        row["database"] = label
+    return rows
+
+
+def postgres_database() -> tuple[str, str] | None:
+    from tests.run_suite import create_throwaway_database
+
+    return create_throwaway_database()
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'database':<11}{'phase':<20}{'route':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'non-2xx':>9}{'÷healthz':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['database']:<11}{r['phase']:<20}{r['route']:<28}{r['requests_per_s']:>10,.0f}"
+            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['non_2xx']:>9}{r['ratio_to_healthz']:>10.2f}"
+        )
+
+
+def main() -> None:
+    import tempfile
+
+    from tests.run_suite import drop_database
+
+    wrk.require_wrk()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += bench_database(f"sqlite:///{tmp}/bench.db", "sqlite")
+    throwaway = postgres_database()
+    if throwaway is None:
+        print("PostgreSQL does not answer on 127.0.0.1:5432: skipped", file=sys.stderr)
+    else:
+        try:
+            rows += bench_database(throwaway[1], "postgresql")
+        finally:
+            drop_database(*throwaway)
+    report: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "wrk": {"threads": wrk.THREADS, "connections": wrk.CONNECTIONS, "seconds": wrk.DURATION_S},
+        "http": rows,
+    }
+    try:
+        from bench import import_bench  # the bulk import benchmark, when present
+    except ImportError:
+        pass
+    else:
+        report["import"] = import_bench.run()
+    print_table(rows)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()

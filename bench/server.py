@@ -1,0 +1,151 @@
+"""Start a real `contacts-api serve` on loopback against a fresh database, with an account."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+WORKERS = 2
+BENCH_RATE_LIMIT = "1000000/1"  # high enough not to interfere; the limiter stays on the path
+
+
+@dataclass
+class RunningServer:
+    url: str
+    key: str
+    database_url: str
+    account_id: int
+    user_id: int
+    process: subprocess.Popen[bytes]
+
+    def worker_rss_mb(self) -> list[float]:
+        """Resident memory of each worker process (children of the serve process)."""
+        pids = _descendants(self.process.pid) or [self.process.pid]
+        sizes = []
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                kb = next(
+                    int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
+                )
+                sizes.append(kb / 1024)
+        return sizes
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            for child in map(int, children):
+                found.append(child)
+                found.extend(_descendants(child))
+    return [p for p in found if _is_python(p)]
+
+
+def _is_python(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "contacts_api", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"contacts-api {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def bench_env(database_url: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "CONTACTS_API_DATABASE_URL": database_url,
+        "CONTACTS_API_LOG_LEVEL": "WARNING",
+    }
+    env.setdefault("CONTACTS_API_LOG_FORMAT", "json")
+    if "CONTACTS_API_REDIS_URL" not in env and _redis_answers():
+        env["CONTACTS_API_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    return env
+
+
+def _redis_answers() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=1):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def running_server(database_url: str, workers: int = WORKERS) -> Iterator[RunningServer]:
+    env = bench_env(database_url)
+    cli(env, "db", "upgrade")
+    ids = json.loads(cli(env, "accounts", "create", "bench", "--owner-email", "bench@localhost"))
+    cli(
+        env,
+        "events",
+        "create",
+        "--account",
+        "bench",
+        "--name",
+        "Product Demo",
+        "--link-prefix",
+        "bench/demo",
+    )
+    key = cli(env, "keys", "create", "--account", "bench")
+    with contextlib.suppress(RuntimeError):  # the per-account override, when the CLI has it
+        cli(env, "accounts", "set-rate-limit", "bench", "--limit", BENCH_RATE_LIMIT)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "contacts_api",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.2)
+        yield RunningServer(url, key, database_url, ids["accountId"], ids["userId"], process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,0 +1,44 @@
+"""Recently verified API keys, so the hot path skips a database read on most requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from contacts_api.accounts.schemas import Principal
+from contacts_api.accounts.service import KeyRecord, key_digest, key_record
+from contacts_api.storage.engine import Database
+
+MAX_ENTRIES = 10_000
+
+
+class KeyCache:
+    """Per-process cache of key hash -> KeyRecord. Expiry is checked on every request;
+    revocation takes effect within `ttl_s` (CONTACTS_API_KEY_CACHE_SECONDS). Unknown keys are
+    never cached."""
+
+    def __init__(
+        self,
+        db: Database,
+        ttl_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._entries: dict[str, tuple[float, KeyRecord]] = {}
+
+    async def principal_for(self, key: str, now: datetime) -> Principal:
+        """The principal behind `key` at `now`, or Unauthorized with iClosed's message."""
+        digest = key_digest(key)
+        entry = self._entries.get(digest)
+        if entry is None or self.clock() - entry[0] > self.ttl_s:
+            async with self.db.read() as conn:
+                record = await key_record(conn, digest)
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[digest] = (self.clock(), record)
+        else:
+            record = entry[1]
+        return record.check(now)
