@@ -29,12 +29,13 @@ from contacts_api.accounts.service import account_id_by_name
 from contacts_api.contacts import bulk_files
 from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder, ContactChange
-from contacts_api.errors import UserError
+from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 
 BATCH_SIZE = 2000
+Sources = dict[int, bulk_files.SourceRow]
 EXPORT_PAGE = 1000
 stderr = Console(stderr=True)
 
@@ -69,6 +70,10 @@ class _CountingReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
     def readinto(self, buffer: Any) -> int:
         count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
@@ -143,40 +148,80 @@ async def import_file(
         duplicate_email=duplicate_email,
         record_change=webhook_recorder(account_id) if emit_webhooks else None,
         match_phone_without_email=True,
+        want_ids=False,
     )
     summary = ImportSummary()
+
+    async def apply(
+        items: list[BulkItem], failures: list[tuple[int, str, Exception]], sources: Sources
+    ) -> None:
+        async with db.transaction() as conn:
+            results = await upserter.upsert(conn, items, utcnow())
+        for result in results:
+            if result.error is not None:
+                failures.append((result.index, sources[result.index].original, result.error))
+            else:
+                setattr(summary, result.outcome, getattr(summary, result.outcome) + 1)
+        for row, original, error in sorted(failures, key=lambda f: f[0]):
+            report.add(row, original, error)
+        summary.failed = report.count
+
     try:
+        repeated: set[str] = set()
+        if duplicate_email != "allow":
+            repeated = _repeated_keys(path, file_format, delimiter)
+        # Rows of a contact that appears more than once wait for the end (see repeated_keys).
+        deferred: list[tuple[str, BulkItem]] = []
+        deferred_sources: Sources = {}
         rows = bulk_files.read_rows(text, file_format, delimiter)
         for batch in _batches(rows, batch_size):
             items: list[BulkItem] = []
             failures: list[tuple[int, str, Exception]] = []
-            originals = {}
+            sources: Sources = {}
             for source in batch:
                 item = bulk_files.to_item(source)
-                if isinstance(item, BulkItem):
-                    items.append(item)
-                    originals[source.row] = source.original
-                else:
+                if isinstance(item, ValidationFailed):
                     failures.append((source.row, source.original, item))
-            async with db.transaction() as conn:
-                results = await upserter.upsert(conn, items, utcnow())
-            for result in results:
-                if result.error is not None:
-                    failures.append((result.index, originals[result.index], result.error))
+                    continue
+                key = bulk_files.dedupe_key(item.data.email, item.data.phoneNumber)
+                if key is not None and key in repeated:
+                    deferred.append((key, item))
+                    deferred_sources[source.row] = source
                 else:
-                    setattr(summary, result.outcome, getattr(summary, result.outcome) + 1)
-            for row, original, error in sorted(failures, key=lambda f: f[0]):
-                report.add(row, original, error)
-            summary.failed = report.count
+                    items.append(item)
+                    sources[source.row] = source
+            await apply(items, failures, sources)
             if on_progress is not None:
                 on_progress(counter.consumed, summary.rows)
+        deferred.sort(key=lambda pair: pair[0])  # stable: file order within each contact
+        for chunk in _whole_groups(deferred, batch_size):
+            await apply(chunk, [], deferred_sources)
     except UnicodeDecodeError as exc:
         raise UserError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
     finally:
         report.close()
         text.close()
+    if on_progress is not None:
+        on_progress(counter.consumed, summary.rows)
     summary.report = report.path if report.count else None
     return summary
+
+
+def _repeated_keys(path: Path, file_format: bulk_files.FileFormat, delimiter: str) -> set[str]:
+    with open(path, encoding="utf-8-sig", newline="") as scan:
+        return bulk_files.repeated_keys(scan, file_format, delimiter)
+
+
+def _whole_groups(pairs: list[tuple[str, BulkItem]], size: int) -> Iterator[list[BulkItem]]:
+    """Batches of about `size` items that never split one contact's rows."""
+    chunk: list[BulkItem] = []
+    for n, (key, item) in enumerate(pairs):
+        chunk.append(item)
+        if len(chunk) >= size and (n + 1 == len(pairs) or pairs[n + 1][0] != key):
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 async def export_contacts(

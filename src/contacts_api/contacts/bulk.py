@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
@@ -83,6 +84,15 @@ class _Group:
     touches: list[_Touch] = field(default_factory=list)
 
 
+@lru_cache(maxsize=8192)
+def _cached_utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
+    """`utm_pairs`, memoised: an import repeats a few campaign strings many times over.
+
+    The list is shared between rows, so callers never mutate it (they concatenate).
+    """
+    return utm_pairs(utm, referrer_url)
+
+
 class BulkUpserter:
     """Upserts batches for one account and user; caches tag and event ids across batches."""
 
@@ -94,6 +104,7 @@ class BulkUpserter:
         duplicate_email: DuplicateEmailMode,
         record_change: ChangeRecorder | None = None,
         match_phone_without_email: bool = False,
+        want_ids: bool = True,
     ) -> None:
         self.account_id = account_id
         self.user_id = user_id
@@ -103,6 +114,8 @@ class BulkUpserter:
         # contact that has no email either and the same phone number. Not race-proof (no
         # unique index backs it), unlike the email rule; the API never does this.
         self.match_phone = match_phone_without_email and duplicate_email == "upsert"
+        # New contacts' ids cost a RETURNING; only webhooks and the batch endpoint need them.
+        self.want_ids = want_ids or record_change is not None
         self._tag_ids: dict[str, int] = {}
         self._event_ids: dict[tuple[str, Any], int | None] = {}
 
@@ -147,7 +160,9 @@ class BulkUpserter:
                 values = self._new_contact(group.touches, now)
                 new_rows[values["preview_id"]] = (group, values)
 
-        inserted = await bulk_repo.insert_contacts(conn, [v for _, v in new_rows.values()])
+        inserted = await bulk_repo.insert_contacts(
+            conn, [v for _, v in new_rows.values()], want_ids=self.want_ids
+        )
         lost = [group for preview_id, (group, _) in new_rows.items() if preview_id not in inserted]
         if lost:
             # A concurrent create of the same email committed after our lookup: it is the match.
@@ -164,7 +179,8 @@ class BulkUpserter:
         changes: list[ContactChange] = []
         for preview_id, contact_id in inserted.items():
             group, _ = new_rows[preview_id]
-            changes.append(ContactChange(contact_id, created=True, changed=()))
+            if contact_id is not None:
+                changes.append(ContactChange(contact_id, created=True, changed=()))
             for n, touch in enumerate(group.touches):
                 outcome: Outcome = "created" if n == 0 else "updated"
                 self._settle(results, positions, touch, outcome, contact_id)
@@ -191,7 +207,7 @@ class BulkUpserter:
         positions: dict[int, int],
         touch: _Touch,
         outcome: Outcome,
-        contact_id: int,
+        contact_id: int | None,
     ) -> None:
         position = positions[id(touch.item)]
         if self.duplicate_email == "reject" and outcome != "created":
@@ -251,7 +267,7 @@ class BulkUpserter:
             if event_id is None:
                 return ValidationFailed(field_errors={wire: [service.EVENT_NOT_FOUND]})
         tag_id = None if data.tag is None else self._tag_ids[data.tag]
-        pairs = utm_pairs(data.utm, data.referrerUrl)
+        pairs = _cached_utm_pairs(data.utm, data.referrerUrl)
         if item.tracking:
             first, last = pairs_from_tracking(item.tracking)
             pairs = first + pairs + last

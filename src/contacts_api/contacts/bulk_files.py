@@ -51,12 +51,22 @@ _json_decoder = msgspec.json.Decoder()
 
 @dataclass(frozen=True, slots=True)
 class SourceRow:
-    """One record of the file: its line number, the text as read, and its fields."""
+    """One record of the file: its line number, what was read, and its fields."""
 
     row: int
-    original: str
+    raw: str | list[str]  # a JSON line, or a CSV record's fields
     body: dict[str, Any] | None  # None: the line is not a JSON object
     form_error: str | None = None
+    delimiter: str = ","
+
+    @property
+    def original(self) -> str:
+        """The record as text (a CSV record is written back only when it is reported)."""
+        if isinstance(self.raw, str):
+            return self.raw
+        echo = io.StringIO()
+        csv.writer(echo, delimiter=self.delimiter, lineterminator="").writerow(self.raw)
+        return echo.getvalue()
 
 
 def _normalise(header: str) -> str:
@@ -128,17 +138,12 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
     if headers is None:
         return
     keys = [csv_column_key(h) for h in headers]
-    echo = io.StringIO()
-    echo_writer = csv.writer(echo, delimiter=delimiter, lineterminator="")
     start = reader.line_num + 1
     for record in reader:
         number, start = start, reader.line_num + 1
-        if not any(field.strip() for field in record):
+        if not any(record):
             continue
-        echo.seek(0)
-        echo.truncate()
-        echo_writer.writerow(record)
-        yield SourceRow(number, echo.getvalue(), _csv_body(keys, record))
+        yield SourceRow(number, record, _csv_body(keys, record), delimiter=delimiter)
 
 
 def _csv_body(keys: list[str | None], record: list[str]) -> dict[str, Any]:
@@ -251,3 +256,63 @@ def csv_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+class _Keys(msgspec.Struct):
+    email: Any = None
+    phoneNumber: Any = None
+
+
+_keys_decoder = msgspec.json.Decoder(_Keys)
+
+
+def dedupe_key(email: Any, phone: Any) -> str | None:
+    """What makes two rows the same contact in an import: the email, else the phone number."""
+    if isinstance(email, str) and email:
+        return email.lower()
+    if isinstance(phone, str) and phone:
+        return "tel:" + phone
+    return None
+
+
+def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set[str]:
+    """The dedupe keys found on more than one row (a quick pass reading only those columns).
+
+    The importer applies those rows last, together, so a contact spread over the file is
+    written once with its net change, and a re-run of the file changes nothing.
+    """
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    pairs: Iterator[tuple[Any, Any]]
+    if file_format == "jsonl":
+        pairs = _jsonl_keys(text)
+    else:
+        reader = csv.reader(text, delimiter=delimiter)
+        keys = [csv_column_key(h) for h in next(reader, [])]
+        email = keys.index("email") if "email" in keys else None
+        phone = keys.index("phoneNumber") if "phoneNumber" in keys else None
+        pairs = (
+            (
+                record[email] if email is not None and email < len(record) else None,
+                record[phone] if phone is not None and phone < len(record) else None,
+            )
+            for record in reader
+        )
+    for email_value, phone_value in pairs:
+        key = dedupe_key(email_value, phone_value)
+        if key is None:
+            continue
+        if key in seen:
+            repeated.add(key)
+        else:
+            seen.add(key)
+    return repeated
+
+
+def _jsonl_keys(text: IO[str]) -> Iterator[tuple[Any, Any]]:
+    for line in text:
+        try:
+            keys = _keys_decoder.decode(line)
+        except msgspec.DecodeError:
+            continue
+        yield keys.email, keys.phoneNumber

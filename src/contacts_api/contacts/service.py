@@ -180,7 +180,7 @@ def changed_columns(
     """What one more touch (given columns, UTM pairs) changes on a contact: only differences."""
     tracking = merge_tracking(dict(current["tracking"] or {}), pairs)
     wanted = {**columns, "tracking": tracking}
-    return {c: v for c, v in wanted.items() if current[c] != v}
+    return {c: v for c, v in wanted.items() if current.get(c) != v}
 
 
 async def _given_columns(
