@@ -254,7 +254,7 @@ async def export_contacts(
 
 
 def _fail(message: str) -> typer.Exit:
-    stderr.print(f"error: {message}", markup=False, highlight=False)
+    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -316,7 +316,12 @@ def import_command(
         )
     print(summary.line())
     if summary.report is not None:
-        stderr.print(f"{summary.failed} rows rejected: see {summary.report}", markup=False)
+        stderr.print(
+            f"{summary.failed} row(s) rejected, see {summary.report}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def export_command(
@@ -339,7 +344,9 @@ def export_command(
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     with out:
         count = _run(lambda db: export_contacts(db, account, out, file_format))  # type: ignore[arg-type]
-    stderr.print(f"exported {count} contacts to {output}", markup=False)
+    stderr.print(
+        f"exported {count} contacts to {output}", markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def register_bulk_commands(app: typer.Typer) -> None:
