@@ -60,6 +60,11 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker_import(url: str, path: Path) -> dict[str, Any]:
     from contacts_api.cli_bulk import import_file
     from contacts_api.storage.engine import Database
@@ -225,6 +230,7 @@ def main() -> None:
         kind, url, path = sys.argv[2], sys.argv[3], Path(sys.argv[4])
         result = (worker_import if kind == "import" else worker_raw)(url, path)
         result["peak_mb"] = round(_peak_mb(), 1)
+        result["process_cpu_s"] = round(_cpu_seconds(), 3)
         print(json.dumps(result))
         return
     print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else ROWS), indent=2))

@@ -7,6 +7,7 @@ exactly what the command runs; the typer commands only parse arguments and print
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import importlib
 import io
@@ -34,7 +35,7 @@ from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 Sources = dict[int, bulk_files.SourceRow]
 EXPORT_PAGE = 1000
 stderr = Console(stderr=True)
@@ -166,6 +167,7 @@ async def import_file(
             report.add(row, original, error)
         summary.failed = report.count
 
+    writing: asyncio.Task[None] | None = None
     try:
         repeated: set[str] = set()
         if duplicate_email != "allow":
@@ -174,31 +176,47 @@ async def import_file(
         deferred: list[tuple[str, BulkItem]] = []
         deferred_sources: Sources = {}
         rows = bulk_files.read_rows(text, file_format, delimiter)
-        for batch in _batches(rows, batch_size):
+        # A pipeline: while one batch is written (SQLite and the drivers work outside the GIL),
+        # the next one is read and validated; batches still commit one after the other.
+        while True:
             items: list[BulkItem] = []
             failures: list[tuple[int, str, Exception]] = []
             sources: Sources = {}
-            for source in batch:
-                item = bulk_files.to_item(source)
-                if isinstance(item, ValidationFailed):
-                    failures.append((source.row, source.original, item))
-                    continue
-                key = bulk_files.dedupe_key(item.data.email, item.data.phoneNumber)
-                if key is not None and key in repeated:
-                    deferred.append((key, item))
-                    deferred_sources[source.row] = source
-                else:
-                    items.append(item)
-                    sources[source.row] = source
-            await apply(items, failures, sources)
-            if on_progress is not None:
-                on_progress(counter.consumed, summary.rows)
+            read = 0
+            for chunk in _batches(rows, min(batch_size, 250)):
+                read += len(chunk)
+                for source in chunk:
+                    item = bulk_files.to_item(source)
+                    if isinstance(item, ValidationFailed):
+                        failures.append((source.row, source.original, item))
+                        continue
+                    key = bulk_files.dedupe_key(item.data.email, item.data.phoneNumber)
+                    if key is not None and key in repeated:
+                        deferred.append((key, item))
+                        deferred_sources[source.row] = source
+                    else:
+                        items.append(item)
+                        sources[source.row] = source
+                await asyncio.sleep(0)  # let the batch being written move on
+                if read >= batch_size:
+                    break
+            if writing is not None:
+                await writing
+                if on_progress is not None:
+                    on_progress(counter.consumed, summary.rows)
+            if not read:
+                break
+            writing = asyncio.create_task(apply(items, failures, sources))
         deferred.sort(key=lambda pair: pair[0])  # stable: file order within each contact
         for chunk in _whole_groups(deferred, batch_size):
             await apply(chunk, [], deferred_sources)
     except UnicodeDecodeError as exc:
         raise UserError(f"cannot read {path}: not UTF-8 text ({exc.reason})") from None
     finally:
+        if writing is not None and not writing.done():
+            writing.cancel()  # its transaction rolls back; committed batches stay
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
         report.close()
         text.close()
     if on_progress is not None:

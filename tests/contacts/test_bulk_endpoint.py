@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Litestar
@@ -136,3 +137,26 @@ async def test_reject_mode_answers_409_per_item(database_url: str, db: Database)
         assert [r["status"] for r in results] == [409, 201]
         assert results[0]["error"] == {"message": "A contact with this email already exists"}
         assert await count_contacts(db) == 2
+
+
+async def test_concurrent_batches_and_creates_keep_one_contact_per_email(
+    client: Client, db: Database
+) -> None:
+    account = await new_account(db)
+    emails = [f"race{i}@example.com" for i in range(40)]
+    batches = [
+        bulk(
+            client, account, [{"email": e.upper() if n % 2 else e, "tag": f"t{n}"} for e in emails]
+        )
+        for n in range(4)
+    ]
+    singles = [
+        client.post("/v1/contacts", json={"email": e}, headers=account.headers) for e in emails[:10]
+    ]
+    responses = await asyncio.gather(*batches, *singles)
+    assert {r.status_code for r in responses} <= {200, 201}
+    assert await count_contacts(db, account.account_id) == len(emails)
+    created = [item["status"] for r in responses[:4] for item in r.json()["data"]["results"]] + [
+        r.status_code for r in responses[4:]
+    ]
+    assert created.count(201) == len(emails)
