@@ -8,8 +8,12 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from contacts_api.accounts.schemas import Principal
 from contacts_api.app import create_app
+from contacts_api.contacts import bulk as bulk_service
+from contacts_api.contacts import service
 from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
 from tests.conftest import make_settings
 from tests.contacts.test_create import CONTACT_KEYS
 from tests.factories import AccountFixture, count_contacts, new_account, new_event
@@ -160,3 +164,42 @@ async def test_concurrent_batches_and_creates_keep_one_contact_per_email(
         r.status_code for r in responses[4:]
     ]
     assert created.count(201) == len(emails)
+
+
+async def test_a_create_committed_during_a_batch_becomes_its_match(db: Database) -> None:
+    """The batch's lookup cannot see an uncommitted create; ON CONFLICT catches it on insert."""
+    account = await new_account(db)
+    principal = Principal(account.account_id, account.user_id, 0)
+    other = db.engine.connect()
+    conn_b = await other.__aenter__()
+    if db.is_sqlite:
+        conn_b = await conn_b.execution_options(sqlite_begin="IMMEDIATE")
+    tx_b = await conn_b.begin()
+    await service.create_contact(
+        conn_b,
+        principal,
+        service.parse_contact_create({"email": "late@example.com", "firstName": "B"}),
+        duplicate_email="upsert",
+        now=utcnow(),
+    )
+
+    async def batch() -> Any:
+        async with db.transaction() as conn:
+            return await bulk_service.create_contacts(
+                conn,
+                principal,
+                [{"email": "LATE@example.com", "lastName": "A"}, {"email": "new@example.com"}],
+                duplicate_email="upsert",
+                now=utcnow(),
+            )
+
+    running = asyncio.create_task(batch())
+    await asyncio.sleep(0.3)  # the batch is now waiting on the create (lock or index entry)
+    await tx_b.commit()
+    await other.__aexit__(None, None, None)
+    results, contacts = await running
+
+    assert [r.outcome for r in results] == ["updated", "created"]
+    late = contacts[results[0].contact_id or 0]
+    assert (late.first_name, late.last_name) == ("B", "A")
+    assert await count_contacts(db, account.account_id) == 2
