@@ -10,6 +10,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from contacts_api import __version__
 from contacts_api.accounts.key_cache import KeyCache
+from contacts_api.contacts.bulk_router import create_contacts_bulk
 from contacts_api.contacts.router import create_contact
 from contacts_api.http.auth import provide_principal
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     v1 = Router(
         path="/v1",
-        route_handlers=[create_contact],
+        route_handlers=[create_contact, create_contacts_bulk],
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}],
         tags=["contacts"],

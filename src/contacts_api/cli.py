@@ -19,6 +19,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import service as accounts
+from contacts_api.cli_bulk import register_bulk_commands
 from contacts_api.errors import UserError
 from contacts_api.events import service as events
 from contacts_api.settings import Settings
@@ -37,6 +38,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
+register_bulk_commands(app)
 
 stderr = Console(stderr=True)
 

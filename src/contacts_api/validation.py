@@ -21,6 +21,8 @@ from contacts_api.errors import ValidationFailed
 
 def js_length(text: str) -> int:
     """String length as JavaScript (and so Zod) counts it: UTF-16 code units."""
+    if text.isascii():  # the common case, without encoding a copy (a hot path of imports)
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 

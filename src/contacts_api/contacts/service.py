@@ -7,6 +7,7 @@ inside the connection they are given, so many creates can later share one transa
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,26 +101,40 @@ def contact_read(row: repo.ContactRow) -> ContactRead:
     )
 
 
-async def _event_id(conn: AsyncConnection, account_id: int, data: ContactCreate) -> int | None:
-    """Resolve the event selector (eventId > linkPrefix > eventName); unknown is a 400."""
-    for field, kwargs in (
-        ("eventId", {"event_id": data.eventId}),
-        ("linkPrefix", {"link_prefix": data.linkPrefix}),
-        ("eventName", {"name": data.eventName}),
-    ):
-        if next(iter(kwargs.values())) is None:
-            continue
-        event_id = await find_event_id(conn, account_id, **kwargs)
-        if event_id is None:
-            raise ValidationFailed(field_errors={field: ["Event not found"]})
-        return event_id
+def event_selector(data: ContactCreate) -> tuple[str, dict[str, Any]] | None:
+    """The event selector the input gives, by precedence (eventId > linkPrefix > eventName).
+
+    Returns the wire field (where a "not found" is reported) and the lookup arguments.
+    """
+    if data.eventId is not None:
+        return "eventId", {"event_id": data.eventId}
+    if data.linkPrefix is not None:
+        return "linkPrefix", {"link_prefix": data.linkPrefix}
+    if data.eventName is not None:
+        return "eventName", {"name": data.eventName}
     return None
 
 
-async def _given_columns(
-    conn: AsyncConnection, account_id: int, data: ContactCreate, now: datetime
+EVENT_NOT_FOUND = "Event not found"
+
+
+async def _event_id(conn: AsyncConnection, account_id: int, data: ContactCreate) -> int | None:
+    """Resolve the event selector; an unknown event is a 400 on the selector's key."""
+    selector = event_selector(data)
+    if selector is None:
+        return None
+    field, kwargs = selector
+    event_id = await find_event_id(conn, account_id, **kwargs)
+    if event_id is None:
+        raise ValidationFailed(field_errors={field: [EVENT_NOT_FOUND]})
+    return event_id
+
+
+def given_columns(
+    data: ContactCreate, *, event_id: int | None, tag_id: int | None
 ) -> dict[str, Any]:
-    """Column values for the fields the client gave (not the derived ones)."""
+    """Column values for the fields the client gave (not the derived ones), once the event and
+    tag are resolved."""
     columns = {
         column: getattr(data, wire)
         for wire, column in PLAIN_FIELDS.items()
@@ -127,12 +142,54 @@ async def _given_columns(
     }
     if data.joinedTime is not None:
         columns["joined_time"] = parse_zulu(data.joinedTime)
-    event_id = await _event_id(conn, account_id, data)
     if event_id is not None:
         columns["event_id"] = event_id
-    if data.tag is not None:
-        columns["tag_id"] = await repo.tag_id_for(conn, account_id, data.tag, now)
+    if tag_id is not None:
+        columns["tag_id"] = tag_id
     return columns
+
+
+def new_contact_values(
+    *,
+    account_id: int,
+    user_id: int,
+    email_key: str | None,
+    columns: dict[str, Any],
+    pairs: list[tuple[str, str]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Every column of a new contact: the defaults, then what the client gave."""
+    return {
+        "status": "POTENTIAL",
+        "joined_time": now,
+        **columns,
+        "account_id": account_id,
+        "user_id": user_id,
+        "email_key": email_key,
+        "preview_id": new_preview_id(),
+        "blocked_by_recaptcha": False,
+        "tracking": merge_tracking({}, pairs),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def changed_columns(
+    current: Mapping[Any, Any], columns: dict[str, Any], pairs: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """What one more touch (given columns, UTM pairs) changes on a contact: only differences."""
+    tracking = merge_tracking(dict(current["tracking"] or {}), pairs)
+    wanted = {**columns, "tracking": tracking}
+    return {c: v for c, v in wanted.items() if current.get(c) != v}
+
+
+async def _given_columns(
+    conn: AsyncConnection, account_id: int, data: ContactCreate, now: datetime
+) -> dict[str, Any]:
+    """Column values for the fields the client gave, resolving the event and the tag."""
+    event_id = await _event_id(conn, account_id, data)
+    tag_id = None if data.tag is None else await repo.tag_id_for(conn, account_id, data.tag, now)
+    return given_columns(data, event_id=event_id, tag_id=tag_id)
 
 
 async def create_contact(
@@ -155,19 +212,14 @@ async def create_contact(
             return await _update_existing(conn, existing, columns, pairs, duplicate_email, now)
     inserted = await repo.insert_contact(
         conn,
-        {
-            "status": "POTENTIAL",
-            "joined_time": now,
-            **columns,
-            "account_id": account_id,
-            "user_id": principal.user_id,
-            "email_key": email_key,
-            "preview_id": new_preview_id(),
-            "blocked_by_recaptcha": False,
-            "tracking": merge_tracking({}, pairs),
-            "created_at": now,
-            "updated_at": now,
-        },
+        new_contact_values(
+            account_id=account_id,
+            user_id=principal.user_id,
+            email_key=email_key,
+            columns=columns,
+            pairs=pairs,
+            now=now,
+        ),
     )
     if inserted is None:
         # A concurrent create of the same email committed first: treat it as the match.
@@ -188,9 +240,7 @@ async def _update_existing(
 ) -> CreateOutcome:
     if duplicate_email == "reject":
         raise Conflict(EMAIL_TAKEN)
-    tracking = merge_tracking(dict(existing.tracking or {}), pairs)
-    wanted = {**columns, "tracking": tracking}
-    changed = {c: v for c, v in wanted.items() if getattr(existing, c) != v}
+    changed = changed_columns(existing._mapping, columns, pairs)
     if not changed:
         return CreateOutcome(existing, created=False, changed=())
     row = await repo.update_contact(conn, existing.id, {**changed, "updated_at": now})

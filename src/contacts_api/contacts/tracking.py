@@ -42,3 +42,31 @@ def merge_tracking(current: dict[str, str], pairs: list[tuple[str, str]]) -> dic
             result[f"utmKey_{slot}"] = key
         result[f"utmValue_{slot}"] = value
     return result
+
+
+def pairs_from_tracking(
+    tracking: dict[str, str],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A stored tracking object as (first-touch pairs, last-touch pairs).
+
+    Merging the first pairs, then any new touch, then the last pairs onto a contact rebuilds
+    the same object on a new contact and changes nothing on the one it came from: this is how
+    an export is imported back with its attribution intact.
+    """
+    first = [
+        (key.removeprefix("first_"), value)
+        for key, value in tracking.items()
+        if key.startswith("first_") and key.removeprefix("first_") in STANDARD_KEYS
+    ]
+    last = [(key, value) for key, value in tracking.items() if key in STANDARD_KEYS]
+    slots = sorted(
+        (int(key.removeprefix("utmKey_")), value)
+        for key, value in tracking.items()
+        if key.startswith("utmKey_") and key.removeprefix("utmKey_").isdigit()
+    )
+    last.extend(
+        (name, tracking[f"utmValue_{slot}"])
+        for slot, name in slots
+        if f"utmValue_{slot}" in tracking
+    )
+    return first, last

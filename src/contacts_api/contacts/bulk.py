@@ -1,0 +1,336 @@
+"""Bulk upsert: many validated contacts per transaction, with exactly the rules of one create.
+
+The per-row path (`service.create_contact`) costs several round trips a row; here a batch costs
+a handful of statements: tags and events are resolved once per distinct value (and cached
+across batches), live contacts are fetched by email in one query, rows are merged in Python
+with the very rule functions of `service` (`given_columns`, `new_contact_values`,
+`changed_columns`), then written with one executemany insert and one executemany update.
+The caller (CLI, route) owns the transaction: one per batch, so an interrupted import keeps
+every committed batch and a re-run completes the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.accounts.schemas import Principal
+from contacts_api.contacts import bulk_repository as bulk_repo
+from contacts_api.contacts import service
+from contacts_api.contacts.repository import ContactRow
+from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.contacts.tracking import pairs_from_tracking, utm_pairs
+from contacts_api.errors import AppError, Conflict, ValidationFailed
+from contacts_api.events.repository import find_event_id
+from contacts_api.settings import DuplicateEmailMode
+from contacts_api.validation import js_type_name
+
+Outcome = Literal["created", "updated", "unchanged", "failed"]
+
+
+@dataclass(slots=True)
+class BulkItem:
+    """One validated input: `index` is the caller's numbering (file row, array index)."""
+
+    index: int
+    data: ContactCreate
+    # Import only: a tracking object as exported, merged back with its first touch intact.
+    tracking: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """What became of one item; `contact_id` is set unless it failed."""
+
+    index: int
+    outcome: Outcome
+    contact_id: int | None = None
+    error: AppError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChange:
+    """A contact a batch created or changed (what a webhook event describes)."""
+
+    contact_id: int
+    created: bool
+    changed: tuple[str, ...]
+
+
+ChangeRecorder = Callable[[AsyncConnection, ContactChange], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Touch:
+    """One item, resolved: the columns it gives and the UTM pairs it brings."""
+
+    item: BulkItem
+    columns: dict[str, Any]
+    pairs: list[tuple[str, str]]
+
+
+@dataclass(slots=True)
+class _Group:
+    """Every touch of one contact within a batch, in input order."""
+
+    email_key: str | None
+    phone_key: str | None = None
+    touches: list[_Touch] = field(default_factory=list)
+
+
+@lru_cache(maxsize=8192)
+def _cached_utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
+    """`utm_pairs`, memoised: an import repeats a few campaign strings many times over.
+
+    The list is shared between rows, so callers never mutate it (they concatenate).
+    """
+    return utm_pairs(utm, referrer_url)
+
+
+class BulkUpserter:
+    """Upserts batches for one account and user; caches tag and event ids across batches."""
+
+    def __init__(
+        self,
+        account_id: int,
+        user_id: int,
+        *,
+        duplicate_email: DuplicateEmailMode,
+        record_change: ChangeRecorder | None = None,
+        match_phone_without_email: bool = False,
+        want_ids: bool = True,
+    ) -> None:
+        self.account_id = account_id
+        self.user_id = user_id
+        self.duplicate_email = duplicate_email
+        self.record_change = record_change
+        # Import only (so a re-run creates nothing new): a row without email matches a live
+        # contact that has no email either and the same phone number. Not race-proof (no
+        # unique index backs it), unlike the email rule; the API never does this.
+        self.match_phone = match_phone_without_email and duplicate_email == "upsert"
+        # New contacts' ids cost a RETURNING; only webhooks and the batch endpoint need them.
+        self.want_ids = want_ids or record_change is not None
+        self._tag_ids: dict[str, int] = {}
+        self._event_ids: dict[tuple[str, Any], int | None] = {}
+
+    async def upsert(
+        self, conn: AsyncConnection, items: Sequence[BulkItem], now: datetime
+    ) -> list[ItemResult]:
+        """Upsert a batch inside the caller's transaction; one result per item, input order."""
+        results: dict[int, ItemResult] = {}
+        await self._resolve_tags(conn, items, now)
+        groups: dict[Any, _Group] = {}
+        for position, item in enumerate(items):
+            touch = await self._touch(conn, item)
+            if isinstance(touch, AppError):
+                results[position] = ItemResult(item.index, "failed", error=touch)
+                continue
+            email_key = self._email_key(item.data)
+            phone_key = None
+            if email_key is not None:
+                group_key: Any = email_key
+            elif self.match_phone and item.data.email is None:
+                phone_key = item.data.phoneNumber
+                group_key = ("phone", phone_key)
+            else:  # no de-duplication key: a contact of its own
+                group_key = ("row", position)
+            groups.setdefault(group_key, _Group(email_key, phone_key)).touches.append(touch)
+        positions = {id(item): position for position, item in enumerate(items)}
+
+        keys = [g.email_key for g in groups.values() if g.email_key is not None]
+        existing = await bulk_repo.find_live_by_email_keys(conn, self.account_id, keys)
+        phones = [g.phone_key for g in groups.values() if g.phone_key is not None]
+        by_phone = await bulk_repo.find_live_without_email_by_phone(conn, self.account_id, phones)
+        new_rows: dict[str, tuple[_Group, dict[str, Any]]] = {}
+        updates: list[tuple[_Group, dict[str, Any], tuple[str, ...]]] = []
+        for group in groups.values():
+            if group.email_key is not None:
+                row = existing.get(group.email_key)
+            else:
+                row = by_phone.get(group.phone_key) if group.phone_key is not None else None
+            if row is not None:
+                updates.append((group, *self._fold_onto(row._mapping, group.touches, now)))
+            else:
+                values = self._new_contact(group.touches, now)
+                new_rows[values["preview_id"]] = (group, values)
+
+        inserted = await bulk_repo.insert_contacts(
+            conn, [v for _, v in new_rows.values()], want_ids=self.want_ids
+        )
+        lost = [group for preview_id, (group, _) in new_rows.items() if preview_id not in inserted]
+        if lost:
+            # A concurrent create of the same email committed after our lookup: it is the match.
+            winners = await bulk_repo.find_live_by_email_keys(
+                conn, self.account_id, [g.email_key for g in lost if g.email_key is not None]
+            )
+            for group in lost:
+                assert group.email_key is not None
+                updates.append(
+                    (group, *self._fold_onto(winners[group.email_key]._mapping, group.touches, now))
+                )
+        await bulk_repo.update_contacts(conn, [state for _, state, changed in updates if changed])
+
+        changes: list[ContactChange] = []
+        for preview_id, contact_id in inserted.items():
+            group, _ = new_rows[preview_id]
+            if contact_id is not None:
+                changes.append(ContactChange(contact_id, created=True, changed=()))
+            for n, touch in enumerate(group.touches):
+                outcome: Outcome = "created" if n == 0 else "updated"
+                self._settle(results, positions, touch, outcome, contact_id)
+        for group, state, changed in updates:
+            if changed:
+                changes.append(ContactChange(state["id"], created=False, changed=changed))
+            for touch in group.touches:
+                outcome = "updated" if changed else "unchanged"
+                self._settle(results, positions, touch, outcome, state["id"])
+        if self.record_change is not None:
+            for change in changes:
+                # Webhooks: the single call site (webhooks.outbox.record_contact_event).
+                await self.record_change(conn, change)
+        return [results[position] for position in range(len(items))]
+
+    def _email_key(self, data: ContactCreate) -> str | None:
+        if data.email is None or self.duplicate_email == "allow":
+            return None
+        return data.email.lower()
+
+    def _settle(
+        self,
+        results: dict[int, ItemResult],
+        positions: dict[int, int],
+        touch: _Touch,
+        outcome: Outcome,
+        contact_id: int | None,
+    ) -> None:
+        position = positions[id(touch.item)]
+        if self.duplicate_email == "reject" and outcome != "created":
+            results[position] = ItemResult(
+                touch.item.index, "failed", error=Conflict(service.EMAIL_TAKEN)
+            )
+        else:
+            results[position] = ItemResult(touch.item.index, outcome, contact_id)
+
+    def _new_contact(self, touches: list[_Touch], now: datetime) -> dict[str, Any]:
+        """A new contact from its first touch, with the later ones applied as updates."""
+        first = touches[0]
+        values = service.new_contact_values(
+            account_id=self.account_id,
+            user_id=self.user_id,
+            email_key=self._email_key(first.item.data),
+            columns=first.columns,
+            pairs=first.pairs,
+            now=now,
+        )
+        if self.duplicate_email != "reject":
+            for touch in touches[1:]:
+                values.update(service.changed_columns(values, touch.columns, touch.pairs))
+        return values
+
+    def _fold_onto(
+        self, current: Any, touches: list[_Touch], now: datetime
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The contact after every touch, and the columns that differ from before (net)."""
+        state = dict(current)
+        if self.duplicate_email == "reject":
+            return state, ()
+        for touch in touches:
+            state.update(service.changed_columns(state, touch.columns, touch.pairs))
+        changed = tuple(c for c in bulk_repo.MUTABLE_COLUMNS if state[c] != current[c])
+        if changed:
+            state["updated_at"] = now
+        return state, tuple(service.WIRE_NAME[c] for c in changed)
+
+    async def _resolve_tags(
+        self, conn: AsyncConnection, items: Sequence[BulkItem], now: datetime
+    ) -> None:
+        missing = {i.data.tag for i in items if i.data.tag is not None} - self._tag_ids.keys()
+        if missing:
+            self._tag_ids.update(await bulk_repo.tag_ids_for(conn, self.account_id, missing, now))
+
+    async def _touch(self, conn: AsyncConnection, item: BulkItem) -> _Touch | AppError:
+        data = item.data
+        event_id = None
+        selector = service.event_selector(data)
+        if selector is not None:
+            wire, kwargs = selector
+            cache_key = (wire, next(iter(kwargs.values())))
+            if cache_key not in self._event_ids:
+                self._event_ids[cache_key] = await find_event_id(conn, self.account_id, **kwargs)
+            event_id = self._event_ids[cache_key]
+            if event_id is None:
+                return ValidationFailed(field_errors={wire: [service.EVENT_NOT_FOUND]})
+        tag_id = None if data.tag is None else self._tag_ids[data.tag]
+        pairs = _cached_utm_pairs(data.utm, data.referrerUrl)
+        if item.tracking:
+            first, last = pairs_from_tracking(item.tracking)
+            pairs = first + pairs + last
+        columns = service.given_columns(data, event_id=event_id, tag_id=tag_id)
+        return _Touch(item, columns, pairs)
+
+
+async def contacts_by_ids(
+    conn: AsyncConnection, contact_ids: Sequence[int]
+) -> dict[int, ContactRow]:
+    """The stored contacts a batch touched, by id (to answer with them)."""
+    return {row.id: row for row in await bulk_repo.contacts_by_ids(conn, set(contact_ids))}
+
+
+MAX_BATCH_ITEMS = 1000
+
+
+_any_json = msgspec.json.Decoder()
+
+
+def decode_json(raw: bytes) -> Any:
+    """A request body of any JSON type, or the V1 form error for malformed JSON."""
+    try:
+        return _any_json.decode(raw)
+    except msgspec.DecodeError:
+        raise ValidationFailed(["Malformed JSON in request body"]) from None
+
+
+def batch_items(body: Any) -> list[Any]:
+    """The items of a POST /v1/contacts/bulk body: `{"contacts": [...]}` or a bare array."""
+    items = body.get("contacts") if isinstance(body, dict) else body
+    if not isinstance(items, list):
+        received = js_type_name(items)
+        raise ValidationFailed(field_errors={"contacts": [f"Expected array, received {received}"]})
+    if len(items) > MAX_BATCH_ITEMS:
+        message = f"Array must contain at most {MAX_BATCH_ITEMS} element(s)"
+        raise ValidationFailed(field_errors={"contacts": [message]})
+    return items
+
+
+async def create_contacts(
+    conn: AsyncConnection,
+    principal: Principal,
+    items: list[Any],
+    *,
+    duplicate_email: DuplicateEmailMode,
+    now: datetime,
+) -> tuple[list[ItemResult], dict[int, ContactRow]]:
+    """Create or update each item as POST /v1/contacts would; an invalid item fails alone."""
+    results: dict[int, ItemResult] = {}
+    valid: list[BulkItem] = []
+    for index, body in enumerate(items):
+        try:
+            if not isinstance(body, dict):
+                raise ValidationFailed([f"Expected object, received {js_type_name(body)}"])
+            valid.append(BulkItem(index, service.parse_contact_create(body)))
+        except ValidationFailed as exc:
+            results[index] = ItemResult(index, "failed", error=exc)
+    upserter = BulkUpserter(
+        principal.account_id, principal.user_id, duplicate_email=duplicate_email
+    )
+    for result in await upserter.upsert(conn, valid, now):
+        results[result.index] = result
+    ids = [r.contact_id for r in results.values() if r.contact_id is not None]
+    contacts = await contacts_by_ids(conn, ids)
+    return [results[index] for index in range(len(items))], contacts

@@ -1,0 +1,318 @@
+"""Import and export files: CSV (header row, common column aliases) and JSON Lines.
+
+Reading yields one `SourceRow` per record, streamed; `to_item` turns it into a validated
+`BulkItem` with exactly the rules of POST /v1/contacts (`service.parse_contact_create`), or the
+`ValidationFailed` that goes to the error report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+from urllib.parse import urlencode
+
+import msgspec
+
+from contacts_api.contacts import service
+from contacts_api.contacts.bulk import BulkItem
+from contacts_api.contacts.schemas import ContactCreate, ContactRead
+from contacts_api.errors import UserError, ValidationFailed
+from contacts_api.validation import js_type_name, rules_for
+
+FileFormat = Literal["csv", "jsonl"]
+SAMPLE_BYTES = 64 * 1024
+
+# Normalised header (lower case, letters and digits only) -> the API's body key.
+_ALIASES = {
+    "firstname": "firstName", "first": "firstName", "givenname": "firstName",
+    "lastname": "lastName", "last": "lastName", "surname": "lastName", "familyname": "lastName",
+    "email": "email", "emailaddress": "email", "mail": "email",
+    "phonenumber": "phoneNumber", "phone": "phoneNumber", "mobile": "phoneNumber",
+    "mobilephone": "phoneNumber", "mobilenumber": "phoneNumber", "telephone": "phoneNumber",
+    "status": "status", "leadstatus": "status",
+    "tag": "tag", "joinedtime": "joinedTime", "joined": "joinedTime",
+    "eventname": "eventName", "event": "eventName", "eventid": "eventId",
+    "linkprefix": "linkPrefix", "utm": "utm",
+    "country": "country", "countrycode": "country",
+    "timezone": "timeZone", "tz": "timeZone",
+    "ipaddress": "ipAddress", "ip": "ipAddress",
+    "referrerurl": "referrerUrl", "referrer": "referrerUrl", "referer": "referrerUrl",
+    "tracking": "tracking",
+}  # fmt: skip
+_UTM_COLUMN = re.compile(r"utm_[a-z0-9_]+")
+_INTEGER_FIELDS = {rule.name for rule in rules_for(ContactCreate) if rule.kind == "integer"}
+_json_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """One record of the file: its line number, what was read, and its fields."""
+
+    row: int
+    raw: str | list[str]  # a JSON line, or a CSV record's fields
+    body: dict[str, Any] | None  # None: the line is not a JSON object
+    form_error: str | None = None
+    delimiter: str = ","
+
+    @property
+    def original(self) -> str:
+        """The record as text (a CSV record is written back only when it is reported)."""
+        if isinstance(self.raw, str):
+            return self.raw
+        echo = io.StringIO()
+        csv.writer(echo, delimiter=self.delimiter, lineterminator="").writerow(self.raw)
+        return echo.getvalue()
+
+
+def _normalise(header: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", header.strip().lower())
+
+
+def csv_column_key(header: str) -> str | None:
+    """The body key a CSV header stands for, `utm_*` columns as themselves, else None."""
+    name = header.strip().lstrip("\ufeff")
+    if _UTM_COLUMN.fullmatch(name.lower()):
+        return name.lower()
+    return _ALIASES.get(_normalise(name))
+
+
+def detect_format(sample: bytes) -> tuple[FileFormat, str]:
+    """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither."""
+    text = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"{"):
+        return "jsonl", ""
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(text) - 4:  # not just a character cut at the sample's end
+            raise UserError(
+                "unrecognised format: not UTF-8 text (expected CSV or JSON Lines)"
+            ) from None
+        decoded = text[: exc.start].decode("utf-8")
+    first_line = decoded.splitlines()[0] if decoded else ""
+    for delimiter in (",", ";", "\t", "|"):
+        headers = next(csv.reader([first_line], delimiter=delimiter), [])
+        plausible = len(headers) > 1 or delimiter == ","
+        if plausible and any(csv_column_key(h) for h in headers):
+            return "csv", delimiter
+    raise UserError(
+        "unrecognised format: expected JSON Lines, or CSV with a header row naming contact "
+        "fields (email, phoneNumber, firstName, ...)"
+    )
+
+
+def read_rows(text: IO[str], file_format: FileFormat, delimiter: str) -> Iterator[SourceRow]:
+    """Every record of an open text file, streamed."""
+    if file_format == "jsonl":
+        yield from _read_jsonl(text)
+    else:
+        yield from _read_csv(text, delimiter)
+
+
+def _read_jsonl(text: IO[str]) -> Iterator[SourceRow]:
+    for number, line in enumerate(text, start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            body = _json_decoder.decode(stripped)
+        except msgspec.DecodeError:
+            yield SourceRow(number, stripped, None, "Malformed JSON")
+            continue
+        if not isinstance(body, dict):
+            yield SourceRow(
+                number, stripped, None, f"Expected object, received {js_type_name(body)}"
+            )
+            continue
+        yield SourceRow(number, stripped, body)
+
+
+def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
+    reader = csv.reader(text, delimiter=delimiter)
+    headers = next(reader, None)
+    if headers is None:
+        return
+    keys = [csv_column_key(h) for h in headers]
+    start = reader.line_num + 1
+    for record in reader:
+        number, start = start, reader.line_num + 1
+        if not any(record):
+            continue
+        yield SourceRow(number, record, _csv_body(keys, record), delimiter=delimiter)
+
+
+def _csv_body(keys: list[str | None], record: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    utm: list[tuple[str, str]] = []
+    for key, value in zip(keys, record, strict=False):
+        if key is None or value == "":
+            continue
+        if key.startswith("utm_"):
+            utm.append((key, value))
+        elif key in _INTEGER_FIELDS and value.strip().isdigit():
+            body[key] = int(value)
+        else:
+            body[key] = value
+    if utm:
+        body["utm"] = "&".join(s for s in (body.get("utm"), urlencode(utm)) if s)
+    return body
+
+
+def _tracking(value: Any) -> tuple[dict[str, str] | None, list[str]]:
+    """The import-only `tracking` object (as exported): JSON object of strings."""
+    if value is None or value == "" or value == {}:
+        return None, []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None, ["Expected a JSON object"]
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return None, ["Expected an object of strings"]
+    return value, []
+
+
+def to_item(source: SourceRow) -> BulkItem | ValidationFailed:
+    """The row validated as POST /v1/contacts validates a body (plus `tracking`)."""
+    if source.body is None:
+        return ValidationFailed([source.form_error or "Invalid row"])
+    tracking, tracking_errors = _tracking(source.body.get("tracking"))
+    try:
+        data = service.parse_contact_create(source.body)
+    except ValidationFailed as exc:
+        if tracking_errors:
+            exc.field_errors["tracking"] = tracking_errors
+        return exc
+    if tracking_errors:
+        return ValidationFailed(field_errors={"tracking": tracking_errors})
+    return BulkItem(source.row, data, tracking)
+
+
+class ErrorReport:
+    """`FILE.errors.csv`: header `row,field,message,original`, one record per rejected row.
+
+    Created on the first failure (a stale report from an earlier run is removed first).
+    """
+
+    HEADER = ("row", "field", "message", "original")
+    FORM_FIELD = "(row)"
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        self.count = 0
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+        path.unlink(missing_ok=True)
+
+    def add(self, row: int, original: str, error: ValidationFailed | Exception) -> None:
+        if self._file is None:
+            self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(self.HEADER)
+        fields, messages = describe(error)
+        self._writer.writerow((row, "; ".join(fields), "; ".join(messages), original))
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def describe(error: Exception) -> tuple[list[str], list[str]]:
+    """The failing fields and, aligned with them, their messages."""
+    if not isinstance(error, ValidationFailed):
+        return ["email"], [str(error)]
+    fields = [ErrorReport.FORM_FIELD for _ in error.form_errors]
+    messages = list(error.form_errors)
+    for name, field_messages in error.field_errors.items():
+        fields.append(name)
+        messages.append(", ".join(field_messages))
+    return fields, messages
+
+
+# Export: the contact object's keys, plus the tag's name so an import elsewhere recreates it.
+EXPORT_COLUMNS = (*(f.encode_name for f in msgspec.structs.fields(ContactRead)), "tag")
+
+
+def export_record(row: Any) -> dict[str, Any]:
+    """One exported contact: the contact object (with tracking) and `tag`, the tag's name."""
+    record = msgspec.structs.asdict(service.contact_read(row))
+    record["tag"] = row.tag_name
+    return record
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False) if value else ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class _Keys(msgspec.Struct):
+    email: Any = None
+    phoneNumber: Any = None
+
+
+_keys_decoder = msgspec.json.Decoder(_Keys)
+
+
+def dedupe_key(email: Any, phone: Any) -> str | None:
+    """What makes two rows the same contact in an import: the email, else the phone number."""
+    if isinstance(email, str) and email:
+        return email.lower()
+    if isinstance(phone, str) and phone:
+        return "tel:" + phone
+    return None
+
+
+def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set[str]:
+    """The dedupe keys found on more than one row (a quick pass reading only those columns).
+
+    The importer applies those rows last, together, so a contact spread over the file is
+    written once with its net change, and a re-run of the file changes nothing.
+    """
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    pairs: Iterator[tuple[Any, Any]]
+    if file_format == "jsonl":
+        pairs = _jsonl_keys(text)
+    else:
+        reader = csv.reader(text, delimiter=delimiter)
+        keys = [csv_column_key(h) for h in next(reader, [])]
+        email = keys.index("email") if "email" in keys else None
+        phone = keys.index("phoneNumber") if "phoneNumber" in keys else None
+        pairs = (
+            (
+                record[email] if email is not None and email < len(record) else None,
+                record[phone] if phone is not None and phone < len(record) else None,
+            )
+            for record in reader
+        )
+    for email_value, phone_value in pairs:
+        key = dedupe_key(email_value, phone_value)
+        if key is None:
+            continue
+        if key in seen:
+            repeated.add(key)
+        else:
+            seen.add(key)
+    return repeated
+
+
+def _jsonl_keys(text: IO[str]) -> Iterator[tuple[Any, Any]]:
+    for line in text:
+        try:
+            keys = _keys_decoder.decode(line)
+        except msgspec.DecodeError:
+            continue
+        yield keys.email, keys.phoneNumber

@@ -1,0 +1,65 @@
+"""POST /v1/contacts/bulk: translate the request to `bulk.create_contacts` and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+
+from contacts_api.contacts import bulk, service
+from contacts_api.contacts.bulk_schemas import (
+    BulkCreateBody,
+    BulkEnvelope,
+    BulkItemResult,
+    BulkResults,
+)
+from contacts_api.errors import UnsupportedMediaType
+from contacts_api.http.auth import CurrentPrincipal
+from contacts_api.http.body import is_json_media_type
+from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+
+STATUS = {"created": 201, "updated": 200, "unchanged": 200}
+
+
+@post(
+    "/contacts/bulk",
+    status_code=200,
+    opt={"request_body": BulkCreateBody},
+    responses={**AUTH_RESPONSES, **BODY_RESPONSES},
+)
+async def create_contacts_bulk(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
+) -> Response[BulkEnvelope]:
+    """Create or update up to 1,000 contacts; one result per item (an invalid item fails alone)."""
+    if not is_json_media_type(request.headers.get("content-type", "")):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    items = bulk.batch_items(bulk.decode_json(await request.body()))
+    db: Database = request.app.state.db
+    settings: Settings = request.app.state.settings
+    async with db.transaction() as conn:
+        results, contacts = await bulk.create_contacts(
+            conn, principal, items, duplicate_email=settings.duplicate_email, now=utcnow()
+        )
+    path, method = request.url.path, request.method
+    return Response(
+        BulkEnvelope(
+            BulkResults(
+                [
+                    BulkItemResult(
+                        r.index, r.error.status, error=r.error.body(path=path, method=method)
+                    )
+                    if r.error is not None
+                    else BulkItemResult(
+                        r.index,
+                        STATUS[r.outcome],
+                        contact=service.contact_read(contacts[r.contact_id or 0]),
+                    )
+                    for r in results
+                ]
+            )
+        ),
+        status_code=200,
+    )

@@ -1,0 +1,78 @@
+"""`contacts-api import` / `export` as an operator runs them: stdout, stderr, exit status."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner, Result
+
+from contacts_api.cli import app
+from contacts_api.storage.engine import Database
+from tests.factories import new_account
+
+
+async def run_cli(database_url: str, *args: str) -> Result:
+    """The command in a thread (it runs its own event loop), against the test database."""
+    runner = CliRunner()
+    env = {"CONTACTS_API_DATABASE_URL": database_url}
+    return await asyncio.to_thread(runner.invoke, app, list(args), env=env)
+
+
+async def test_import_prints_only_the_summary_and_exits_0_with_failed_rows(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text("Email,Phone\na@example.com,\nbad@,\n,+15550001111\n")
+    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "created 2, updated 0, failed 1, unchanged 0\n"
+    assert "leads.csv.errors.csv" in result.stderr
+    assert (tmp_path / "leads.csv.errors.csv").read_text().splitlines() == [
+        "row,field,message,original",
+        '3,email,Invalid email format,"bad@,"',
+    ]
+
+    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
+    assert exported.exit_code == 0, exported.stderr
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [c["email"] for c in lines] == ["a@example.com", None]
+    out = tmp_path / "out.csv"
+    to_file = await run_cli(database_url, "export", "--account", "acme", "--output", str(out))
+    assert to_file.exit_code == 0 and to_file.stdout == ""
+    assert out.read_text().splitlines()[0].startswith("id,accountId,userId,email,")
+
+
+async def test_user_errors_exit_1_with_one_line(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    await new_account(db)
+    good = tmp_path / "ok.csv"
+    good.write_text("email\na@example.com\n")
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    prose = tmp_path / "notes.txt"
+    prose.write_text("Dear team,\nhere are the leads we talked about.\n")
+    cases = {
+        "missing file": ["import", str(tmp_path / "nope.csv"), "--account", "acme"],
+        "a directory": ["import", str(tmp_path), "--account", "acme"],
+        "binary": ["import", str(binary), "--account", "acme"],
+        "no known columns": ["import", str(prose), "--account", "acme"],
+        "unknown account": ["import", str(good), "--account", "nobody"],
+        "export, unknown account": ["export", "--account", "nobody"],
+    }
+    for name, args in cases.items():
+        result = await run_cli(database_url, *args)
+        assert result.exit_code == 1, (name, result.stdout, result.stderr)
+        assert result.stdout == "", name
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, name
+        assert "Traceback" not in result.stderr
+
+
+async def test_bad_usage_exits_2(database_url: str, tmp_path: Path) -> None:
+    no_account = await run_cli(database_url, "import", str(tmp_path / "x.csv"))
+    assert no_account.exit_code == 2
+    bad_format = await run_cli(database_url, "export", "--account", "a", "--format", "xml")
+    assert bad_format.exit_code == 2

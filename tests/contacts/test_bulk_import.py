@@ -1,0 +1,246 @@
+"""CLI import/export through `import_file` / `export_contacts`: counts, error report, re-runs,
+in-file duplicates, and an export -> import round trip."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from contacts_api.accounts.schemas import Principal
+from contacts_api.cli_bulk import export_contacts, import_file
+from contacts_api.contacts import service
+from contacts_api.storage.engine import Database
+from contacts_api.storage.models import contact_table, tag_table
+from contacts_api.timeutil import utcnow
+from tests.factories import AccountFixture, count_contacts, new_account, new_event
+
+HEADER = [
+    "First Name", "last_name", "Email", "Phone", "status", "tag", "joinedTime", "Event",
+    "utm", "country", "timeZone", "ipAddress", "referrerUrl", "eventId",
+]  # fmt: skip
+
+# One row per seed rule (and a few of ours), with the field(s) the report must name.
+INVALID_ROWS: list[tuple[dict[str, str], str]] = [
+    ({"First Name": "F" * 26, "Email": "r1@example.com"}, "firstName"),
+    ({"last_name": "L" * 26, "Email": "r2@example.com"}, "lastName"),
+    ({"Email": "not-an-email"}, "email"),
+    ({"Email": ".dot@example.com"}, "email"),
+    ({"Phone": "+1-555-0100"}, "phoneNumber"),
+    ({"Email": "r5@example.com", "status": "WON"}, "status"),
+    ({"Email": "r6@example.com", "tag": "t" * 101}, "tag"),
+    ({"Email": "r7@example.com", "joinedTime": "2023-02-29T10:00:00Z"}, "joinedTime"),
+    ({"Email": "r8@example.com", "joinedTime": "2024-01-15T10:00:00+01:00"}, "joinedTime"),
+    ({"Email": "r9@example.com", "Event": "No Such Event"}, "eventName"),
+    ({"Email": "r10@example.com", "utm": "u=" + "x" * 1000}, "utm"),
+    ({"Email": "r11@example.com", "country": "USA"}, "country"),
+    ({"Email": "r12@example.com", "timeZone": "Z" * 51}, "timeZone"),
+    ({"Email": "r13@example.com", "ipAddress": "1" * 46}, "ipAddress"),
+    ({"Email": "r14@example.com", "referrerUrl": "not a url"}, "referrerUrl"),
+    ({"Email": "r15@example.com", "eventId": "0"}, "eventId"),
+    ({"First Name": "Nobody"}, "(row)"),
+    ({"Email": "bad@", "Phone": "abc"}, "email; phoneNumber"),
+]
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, HEADER)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+async def snapshot(db: Database, account_id: int) -> list[dict[str, Any]]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(contact_table)
+            .where(contact_table.c.account_id == account_id)
+            .order_by(contact_table.c.id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def create(db: Database, account: AccountFixture, body: dict[str, Any]) -> None:
+    principal = Principal(account.account_id, account.user_id, 0)
+    async with db.transaction() as conn:
+        await service.create_contact(
+            conn,
+            principal,
+            service.parse_contact_create(body),
+            duplicate_email="upsert",
+            now=utcnow(),
+        )
+
+
+async def test_import_counts_report_duplicates_and_idempotent_rerun(
+    db: Database, tmp_path: Path
+) -> None:
+    account = await new_account(db)
+    await new_event(db, account, "Product Demo", "acme/demo")
+    await create(db, account, {"email": "existing@example.com", "firstName": "Old"})
+    valid = [
+        {
+            "First Name": f"Lead{i}",
+            "Email": f"lead{i}@example.com",
+            "Phone": f"+1555000{i:04d}",
+            "status": "QUALIFIED",
+            "tag": f"list-{i % 3}",
+            "joinedTime": "2024-01-15T10:00:00.000Z",
+            "Event": "Product Demo",
+            "utm": "utm_source=google&utm_medium=cpc",
+            "referrerUrl": "https://example.com/?utm_campaign=spring",
+        }
+        for i in range(30)
+    ]
+    rows: list[dict[str, str]] = valid[:10]
+    rows.append({"Email": "dup@example.com", "First Name": "A", "utm": "utm_source=first"})
+    rows += [r for r, _ in INVALID_ROWS[:9]]
+    rows.append({"Email": "EXISTING@example.com", "last_name": "New"})
+    rows += valid[10:]
+    rows.append({"Email": "DUP@example.com", "last_name": "Z", "utm": "utm_source=second"})
+    rows += [r for r, _ in INVALID_ROWS[9:]]
+    rows.append({"Phone": "+15559990000", "First Name": "PhoneOnly"})
+    path = tmp_path / "leads.csv"
+    write_csv(path, rows)
+
+    summary = await import_file(db, path, account.name, batch_size=7)
+
+    # 30 valid + dup + phone-only are new; the second dup row and the existing email update.
+    assert (summary.created, summary.updated, summary.unchanged) == (32, 2, 0)
+    assert summary.failed == len(INVALID_ROWS)
+    assert summary.rows == len(rows)
+    assert await count_contacts(db, account.account_id) == 33
+    report = read_report(tmp_path / "leads.csv.errors.csv")
+    assert list(report[0]) == ["row", "field", "message", "original"]
+    expected_lines = [i + 2 for i, r in enumerate(rows) if any(r is bad for bad, _ in INVALID_ROWS)]
+    assert [int(r["row"]) for r in report] == expected_lines
+    assert [r["field"] for r in report] == [field for _, field in INVALID_ROWS]
+    by_field = {r["field"]: r for r in report}
+    assert by_field["email; phoneNumber"]["message"] == (
+        "Invalid email format; Invalid phone number format"
+    )
+    assert by_field["eventName"]["message"] == "Event not found"
+    assert by_field["(row)"]["message"] == "Either email or phoneNumber is required"
+    assert by_field["status"]["original"].startswith(",,r5@example.com,,WON")
+
+    contacts = {c["email_key"]: c for c in await snapshot(db, account.account_id)}
+    dup = contacts["dup@example.com"]
+    assert (dup["first_name"], dup["last_name"], dup["email"]) == ("A", "Z", "DUP@example.com")
+    assert dup["tracking"] == {"utm_source": "second", "first_utm_source": "first"}
+    existing = contacts["existing@example.com"]
+    assert (existing["first_name"], existing["last_name"]) == ("Old", "New")
+    lead = contacts["lead3@example.com"]
+    assert lead["status"] == "QUALIFIED" and lead["event_id"] is not None
+    assert lead["tracking"]["first_utm_campaign"] == "spring"
+    async with db.read() as conn:
+        tags = (await conn.execute(sa.select(sa.func.count()).select_from(tag_table))).scalar()
+    assert tags == 3
+
+    before = await snapshot(db, account.account_id)
+    again = await import_file(db, path, account.name, batch_size=50)
+    assert (again.created, again.updated, again.failed) == (0, 0, len(INVALID_ROWS))
+    assert again.unchanged == len(rows) - len(INVALID_ROWS)
+    assert await snapshot(db, account.account_id) == before
+
+
+async def test_json_lines_detected_by_content_with_malformed_lines_reported(
+    db: Database, tmp_path: Path
+) -> None:
+    account = await new_account(db)
+    path = tmp_path / "leads.txt"  # the extension says nothing
+    path.write_text(
+        json.dumps({"email": "a@example.com", "firstName": "A", "eventId": None}) + "\n"
+        "\n"
+        "{not json\n"
+        "[1, 2]\n" + json.dumps({"phoneNumber": "+15550001111"}) + "\n"
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (2, 2)
+    report = read_report(tmp_path / "leads.txt.errors.csv")
+    assert [(r["row"], r["field"], r["message"]) for r in report] == [
+        ("3", "(row)", "Malformed JSON"),
+        ("4", "(row)", "Expected object, received array"),
+    ]
+    assert report[0]["original"] == "{not json"
+
+
+async def test_clean_run_leaves_no_error_report(db: Database, tmp_path: Path) -> None:
+    account = await new_account(db)
+    path = tmp_path / "ok.csv"
+    write_csv(path, [{"Email": "x@example.com"}])
+    (tmp_path / "ok.csv.errors.csv").write_text("stale\n")
+    summary = await import_file(db, path, account.name)
+    assert summary.created == 1 and summary.report is None
+    assert not (tmp_path / "ok.csv.errors.csv").exists()
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+async def test_export_then_import_into_a_new_account_reproduces_every_contact(
+    db: Database, tmp_path: Path, file_format: str
+) -> None:
+    source = await new_account(db)
+    await create(
+        db,
+        source,
+        {
+            "email": "Jane@Example.com",
+            "firstName": 'Jane, "JD"',
+            "lastName": "Doe\nSecond line",
+            "phoneNumber": "+15551234567",
+            "status": "DISQUALIFIED",
+            "tag": "vip",
+            "joinedTime": "2024-02-29T23:59:59.123Z",
+            "utm": "utm_source=google&utm_medium=cpc&ref=partner&gclid=abc",
+            "country": "US",
+            "timeZone": "America/New_York",
+            "ipAddress": "192.168.1.1",
+            "referrerUrl": "https://example.com/signup?utm_term=shoes",
+        },
+    )
+    # A later touch: last-touch differs from first-touch now.
+    await create(db, source, {"email": "jane@example.com", "utm": "utm_source=bing&ref=x"})
+    await create(db, source, {"phoneNumber": "+15550000001"})
+    await create(db, source, {"email": "plain@example.com", "tag": "other"})
+    out = io.StringIO()
+    exported = await export_contacts(db, source.name, out, file_format)  # type: ignore[arg-type]
+    assert exported == 3
+    path = tmp_path / f"export.{file_format}"
+    path.write_text(out.getvalue())
+
+    target = await new_account(db, "target", "t@target.test")
+    summary = await import_file(db, path, target.name)
+    assert (summary.created, summary.failed) == (3, 0)
+
+    def comparable(rows: list[dict[str, Any]], tag_names: dict[int, str]) -> list[Any]:
+        keep = ("email", "first_name", "last_name", "phone_number", "status", "joined_time",
+                "country", "time_zone", "ip_address", "referrer_url", "tracking")  # fmt: skip
+        return sorted(
+            ({**{k: r[k] for k in keep}, "tag": tag_names.get(r["tag_id"])} for r in rows),
+            key=lambda r: str(r["email"]),
+        )
+
+    async with db.read() as conn:
+        tag_names = dict((await conn.execute(sa.select(tag_table.c.id, tag_table.c.name))).all())
+    original = comparable(await snapshot(db, source.account_id), tag_names)
+    copied = comparable(await snapshot(db, target.account_id), tag_names)
+    assert copied == original
+    jane = next(c for c in original if c["email"] == "jane@example.com")
+    assert jane["tracking"]["first_utm_source"] == "google"
+    assert jane["tracking"]["utm_source"] == "bing"
+    assert jane["tracking"]["utmKey_1"] == "ref" and jane["tracking"]["utmValue_1"] == "x"
+
+    # Importing the export back into its own account changes nothing.
+    before = await snapshot(db, source.account_id)
+    back = await import_file(db, path, source.name)
+    assert (back.created, back.updated, back.unchanged) == (0, 0, 3)
+    assert await snapshot(db, source.account_id) == before
