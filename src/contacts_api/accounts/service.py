@@ -13,6 +13,7 @@ from contacts_api.accounts import keys
 from contacts_api.accounts import repository as repo
 from contacts_api.accounts.schemas import Principal
 from contacts_api.errors import Unauthorized, UserError
+from contacts_api.settings import Rate
 
 MISSING_KEY = "API key is required"
 INVALID_KEY = "Invalid API key"
@@ -91,3 +92,17 @@ async def authenticate(conn: AsyncConnection, key: str, now: datetime) -> Princi
     if row.expires_at is not None and row.expires_at <= now:
         raise Unauthorized(EXPIRED_KEY)
     return Principal(account_id=row.account_id, user_id=row.user_id, key_id=row.id)
+
+
+async def set_rate_limit(conn: AsyncConnection, account_name: str, rate: Rate | None) -> None:
+    """Give the account its own rate limit, or None to follow the server default again."""
+    account_id = await account_id_by_name(conn, account_name)
+    await repo.update_rate_limit(
+        conn, account_id, rate.points if rate else None, rate.window if rate else None
+    )
+
+
+async def rate_limit_override(conn: AsyncConnection, account_id: int) -> Rate | None:
+    """The account's own rate limit, or None when it follows the server default."""
+    found = await repo.find_rate_limit(conn, account_id)
+    return Rate(*found) if found else None
