@@ -28,7 +28,7 @@ def wait_until(check: object, *, timeout: float = 30.0, what: str = "condition")
         try:
             if check():  # type: ignore[operator]
                 return
-        except httpx.HTTPError:
+        except Exception:  # noqa: S110 - not up yet (refused, reset...): poll again
             pass
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")

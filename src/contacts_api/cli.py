@@ -42,7 +42,7 @@ stderr = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
-    stderr.print(f"error: {message}", markup=False, highlight=False)
+    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
