@@ -9,6 +9,7 @@ worker answers it, adds up every worker's files. Without that variable (tests, a
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from litestar import Response, get
 from prometheus_client import (
@@ -40,6 +41,23 @@ RATE_LIMITED = Counter(
     "Requests answered 429: `account` (over its budget) or `auth_fail` (failed-key throttling).",
     ["reason"],
 )
+
+
+# (method, route, status) -> the labelled children; `.labels()` takes a lock on every call, and
+# the set of keys is small (routes x methods x statuses), so each is looked up once.
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency."""
+    key = (method, route, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        labels = (method, route, str(status))
+        children = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+        _REQUEST_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def exposition() -> bytes:

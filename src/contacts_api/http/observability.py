@@ -6,9 +6,9 @@ runs app middleware only after routing, which would miss 404s and 405s.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -26,6 +26,9 @@ SCOPE_KEY = "contacts_api.request"
 SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # Probes and scrapes would drown the access log; they are still counted in the metrics.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Any token is a valid method on the wire; metric labels keep to these so a scanner cannot
+# mint new time series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestContext:
@@ -62,7 +65,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = incoming_request_id(scope) or os.urandom(8).hex()
         context = RequestContext(request_id)
         scope[SCOPE_KEY] = context  # type: ignore[literal-required]
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -83,11 +86,9 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
             route = scope.get("path_template") or "unmatched"
-            labels = (method, route, str(status))
-            metrics.REQUESTS.labels(*labels).inc()
-            metrics.LATENCY.labels(*labels).observe(elapsed)
+            metrics.observe_request(method, route, status, elapsed)
             if self.access_log and scope["path"] not in QUIET_PATHS:
                 client = scope.get("client")
                 log.info(
