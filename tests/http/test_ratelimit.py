@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -21,7 +24,7 @@ Client = AsyncTestClient[Litestar]
 TOO_MANY = "Too many requests, please try again later."
 
 
-async def post(client: Client, account: AccountFixture, n: int = 0) -> object:
+async def post(client: Client, account: AccountFixture, n: int = 0) -> Any:
     return await client.post(
         "/v1/contacts", json={"email": f"lead{n}@example.com"}, headers=account.headers
     )
@@ -103,6 +106,25 @@ async def test_an_account_override_replaces_the_default(settings: Settings, db: 
     async with limited_client(settings, rate_limit="5/60") as client:
         again = await post(client, account, 3)
     assert again.headers["RateLimit-Limit"] == "5"
+
+
+async def test_a_running_server_picks_up_an_override_within_seconds(
+    settings: Settings, db: Database
+) -> None:
+    account = await new_account(db)
+    async with limited_client(settings, rate_limit="1000/60") as client:
+        first = await post(client, account)
+        async with db.transaction() as conn:
+            await accounts.set_rate_limit(conn, account.name, Rate(500, 60))
+        # Overrides are cached for a few seconds per process: poll, as an operator would.
+        deadline = time.monotonic() + 30
+        latest = first
+        while latest.headers["RateLimit-Limit"] == "1000" and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            latest = await post(client, account)
+
+    assert first.headers["RateLimit-Limit"] == "1000"
+    assert latest.headers["RateLimit-Limit"] == "500"
 
 
 async def test_operational_routes_need_no_key_and_are_not_limited(settings: Settings) -> None:
