@@ -178,6 +178,23 @@ def events_create(
     print(json.dumps({"eventId": event_id}))
 
 
+def warn_if_redis_is_away(url: str) -> None:
+    """Serving goes ahead without Redis (limits fail open), but the operator should know."""
+    import redis
+    import structlog
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        structlog.get_logger(__name__).warning(
+            "redis does not answer: rate limits are not enforced until it does",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    finally:
+        client.close()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -202,6 +219,8 @@ def serve(
             f"--workers {workers} needs CONTACTS_API_REDIS_URL so that every worker shares one "
             "rate-limit budget; set it, or serve with --workers 1"
         )
+    if settings.redis_url:
+        warn_if_redis_is_away(settings.redis_url)
     upgrade_database(settings)
     try:
         asyncio.run(bootstrap_first_run(settings, host, port))
