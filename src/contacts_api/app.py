@@ -12,9 +12,12 @@ from contacts_api import __version__
 from contacts_api.accounts.key_cache import KeyCache
 from contacts_api.contacts.bulk_router import create_contacts_bulk
 from contacts_api.contacts.router import create_contact
-from contacts_api.http.auth import provide_principal
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
+from contacts_api.http.metrics import metrics_endpoint
+from contacts_api.http.observability import ObservabilityMiddleware
 from contacts_api.http.ops import docs, healthz, openapi_json, readyz
+from contacts_api.http.ratelimit import limiter_for
+from contacts_api.http.ratelimit.guard import AccountRates, Gate, provide_gated_principal
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.group_commit import GroupCommitter
@@ -28,19 +31,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
     v1 = Router(
         path="/v1",
         route_handlers=[create_contact, create_contacts_bulk],
-        dependencies={"principal": Provide(provide_principal)},
+        dependencies={"principal": Provide(provide_gated_principal)},
         security=[{"BearerAuth": []}],
         tags=["contacts"],
     )
 
     committer = GroupCommitter(db)
+    limiter = limiter_for(settings.redis_url, settings.redis_prefix)
+    gate = Gate(limiter, AccountRates(db, settings.default_rate), settings.auth_fail_rate)
 
     async def dispose_database() -> None:
         await committer.stop()
+        await limiter.close()
         await db.dispose()
 
     app = Litestar(
-        route_handlers=[v1, healthz, readyz, openapi_json, docs],
+        route_handlers=[v1, healthz, readyz, metrics_endpoint, openapi_json, docs],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         on_shutdown=[dispose_database],
@@ -68,6 +74,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.key_cache = KeyCache(db, ttl_s=settings.key_cache_seconds)
     app.state.settings = settings
     app.state.openapi_document = None
+    app.state.gate = gate
+    # Outermost, around Litestar's own handler: app `middleware=` would miss 404s and 405s.
+    app.asgi_handler = ObservabilityMiddleware(app.asgi_handler, access_log=settings.access_log)
     return app
 
 

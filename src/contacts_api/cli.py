@@ -22,7 +22,7 @@ from contacts_api.accounts import service as accounts
 from contacts_api.cli_bulk import register_bulk_commands
 from contacts_api.errors import UserError
 from contacts_api.events import service as events
-from contacts_api.settings import Settings
+from contacts_api.settings import Rate, Settings
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import parse_iso, utcnow
@@ -44,7 +44,7 @@ stderr = Console(stderr=True)
 
 
 def fail(message: str) -> typer.Exit:
-    stderr.print(f"error: {message}", markup=False, highlight=False)
+    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -93,6 +93,31 @@ def accounts_create(
     """Create an account with one user; prints {"accountId":…,"userId":…}."""
     created = in_transaction(lambda c: accounts.create_account(c, name, owner_email, utcnow()))
     print(json.dumps({"accountId": created.account_id, "userId": created.user_id}))
+
+
+@accounts_app.command("set-rate-limit")
+def accounts_set_rate_limit(
+    name: str,
+    limit: Annotated[
+        str | None, typer.Option(help="POINTS/SECONDS, e.g. 100/1 (per method and route)")
+    ] = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="Follow CONTACTS_API_RATE_LIMIT again")
+    ] = False,
+) -> None:
+    """Set the account's own rate limit, or --default to drop it; running servers pick it up
+    within 5 seconds."""
+    if (limit is None) == (not default):
+        raise typer.BadParameter("give either --limit POINTS/SECONDS or --default")
+    rate = None
+    if limit is not None:
+        try:
+            rate = Rate.parse(limit)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--limit") from None
+    in_transaction(lambda c: accounts.set_rate_limit(c, name, rate))
+    shown = str(rate) if rate else f"the server default ({Settings().rate_limit})"
+    stderr.print(f"account {name!r} now follows {shown}", markup=False, highlight=False)
 
 
 @keys_app.command("create")
@@ -156,6 +181,23 @@ def events_create(
     print(json.dumps({"eventId": event_id}))
 
 
+def warn_if_redis_is_away(url: str) -> None:
+    """Serving goes ahead without Redis (limits fail open), but the operator should know."""
+    import redis
+    import structlog
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        structlog.get_logger(__name__).warning(
+            "redis does not answer: rate limits are not enforced until it does",
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    finally:
+        client.close()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -163,6 +205,10 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
 ) -> None:
     """Apply pending migrations, then serve the API."""
+    import os
+    import shutil
+    import tempfile
+
     import uvicorn
 
     from contacts_api.bootstrap import bootstrap_first_run
@@ -170,21 +216,39 @@ def serve(
 
     settings = Settings()
     configure_logging(settings)
+    if workers > 1 and not settings.redis_url:
+        # Each worker would count on its own and the budget would silently multiply.
+        raise fail(
+            f"--workers {workers} needs CONTACTS_API_REDIS_URL so that every worker shares one "
+            "rate-limit budget; set it, or serve with --workers 1"
+        )
+    if settings.redis_url:
+        warn_if_redis_is_away(settings.redis_url)
     upgrade_database(settings)
     try:
         asyncio.run(bootstrap_first_run(settings, host, port))
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise fail(f"database error: {exc.__class__.__name__}") from None
-    uvicorn.run(
-        "contacts_api.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    # Workers write their metrics to files here and /metrics adds them up (http/metrics.py).
+    # Set before uvicorn imports the app in this process or any worker.
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="contacts-api-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "contacts_api.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def main() -> None:

@@ -6,7 +6,10 @@ catch them too; `http/error_handlers.py` renders them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contacts_api.settings import Rate
 
 
 class AppError(Exception):
@@ -89,3 +92,23 @@ class InternalError(AppError):
 
 class UserError(Exception):
     """A CLI/operator mistake (unknown account, unreadable file): one clear line, exit 1."""
+
+
+class RateLimitExceeded(TooManyRequests):
+    """Over an account's (or a client address's failed-key) budget: API.md §3's 429 body."""
+
+    def __init__(self, rate: Rate, retry_after: int) -> None:
+        super().__init__(
+            "Too many requests, please try again later.",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.rate = rate
+        self.retry_after = retry_after
+
+    def body(self, *, path: str, method: str) -> dict[str, Any]:
+        return {
+            "code": "RATE_LIMIT_EXCEEDED",
+            "message": self.message,
+            "retryAfter": self.retry_after,
+            "limit": {"points": self.rate.points, "windowSec": self.rate.window},
+        }

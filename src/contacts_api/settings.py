@@ -41,12 +41,15 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./contacts.db"
     redis_url: str | None = None
+    # Every Redis key starts with this, so deployments (or test runs) can share one Redis.
+    redis_prefix: str = "contacts-api:"
     rate_limit: str = "20/1"
     auth_fail_limit: str = "20/60"
     duplicate_email: DuplicateEmailMode = "upsert"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
+    access_log: bool = True
     webhooks_allow_private: bool = False
     max_body_bytes: int = 1024 * 1024
     # How long a process trusts a verified key before checking it again (revocation delay).

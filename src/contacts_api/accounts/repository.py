@@ -98,3 +98,26 @@ async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> bool:
         .values(revoked_at=now)
     )
     return result.rowcount > 0
+
+
+async def find_rate_limit(conn: AsyncConnection, account_id: int) -> tuple[int, int] | None:
+    """(points, window seconds) of the account's own rate limit, or None."""
+    result = await conn.execute(
+        sa.select(account_table.c.rate_limit_points, account_table.c.rate_limit_window).where(
+            account_table.c.id == account_id
+        )
+    )
+    row = result.first()
+    if row is None or row.rate_limit_points is None or row.rate_limit_window is None:
+        return None
+    return int(row.rate_limit_points), int(row.rate_limit_window)
+
+
+async def update_rate_limit(
+    conn: AsyncConnection, account_id: int, points: int | None, window: int | None
+) -> None:
+    await conn.execute(
+        sa.update(account_table)
+        .where(account_table.c.id == account_id)
+        .values(rate_limit_points=points, rate_limit_window=window)
+    )

@@ -13,6 +13,7 @@ from contacts_api.accounts import keys
 from contacts_api.accounts import repository as repo
 from contacts_api.accounts.schemas import Principal
 from contacts_api.errors import Unauthorized, UserError
+from contacts_api.settings import Rate
 
 MISSING_KEY = "API key is required"
 INVALID_KEY = "Invalid API key"
@@ -112,3 +113,17 @@ def key_digest(key: str) -> str:
 async def authenticate(conn: AsyncConnection, key: str, now: datetime) -> Principal:
     """The principal behind a well-formed key, or Unauthorized with iClosed's message."""
     return (await key_record(conn, key_digest(key))).check(now)
+
+
+async def set_rate_limit(conn: AsyncConnection, account_name: str, rate: Rate | None) -> None:
+    """Give the account its own rate limit, or None to follow the server default again."""
+    account_id = await account_id_by_name(conn, account_name)
+    await repo.update_rate_limit(
+        conn, account_id, rate.points if rate else None, rate.window if rate else None
+    )
+
+
+async def rate_limit_override(conn: AsyncConnection, account_id: int) -> Rate | None:
+    """The account's own rate limit, or None when it follows the server default."""
+    found = await repo.find_rate_limit(conn, account_id)
+    return Rate(*found) if found else None

@@ -9,6 +9,7 @@ from litestar.openapi import ResponseSpec
 
 from contacts_api.contacts import service
 from contacts_api.contacts.schemas import ContactCreate, ContactEnvelope, ContactPayload
+from contacts_api.http import metrics
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
@@ -44,5 +45,7 @@ async def create_contact(
             conn, principal, data, duplicate_email=settings.duplicate_email, now=now
         )
     )
+    if outcome.created:
+        metrics.CONTACTS_CREATED.inc()
     envelope = ContactEnvelope(ContactPayload(service.contact_read(outcome.contact)))
     return Response(envelope, status_code=201 if outcome.created else 200)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+import sqlalchemy.exc
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from contacts_api.errors import AppError, InternalError, ValidationFailed
+from contacts_api.errors import AppError, InternalError, ServiceUnavailable, ValidationFailed
 
 log = structlog.get_logger(__name__)
 
@@ -63,8 +65,41 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return _render(request, InternalError())
 
 
+# The database (or the network to it) is away: the client gets a clean 503 and may retry; the
+# pool's pre-ping replaces dead connections once it is back. Errors of the same exception types
+# that are not about the connection stay 500s.
+UNAVAILABLE_CAUSES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.exceptions.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+)
+
+
+def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+    unavailable = isinstance(cause, UNAVAILABLE_CAUSES) or (
+        isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+    )
+    if not unavailable:
+        return handle_unexpected(request, exc)
+    # No traceback: during an outage every request lands here, and the cause says it all.
+    log.warning(
+        "database unavailable",
+        path=request.url.path,
+        method=request.method,
+        error=f"{type(cause).__name__}: {cause}",
+    )
+    return _render(request, ServiceUnavailable("Service temporarily unavailable"))
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     AppError: handle_app_error,
     HTTPException: handle_http_exception,
+    sqlalchemy.exc.DBAPIError: handle_database_unavailable,
+    sqlalchemy.exc.TimeoutError: handle_database_unavailable,
+    **dict.fromkeys(UNAVAILABLE_CAUSES, handle_database_unavailable),
     Exception: handle_unexpected,
 }

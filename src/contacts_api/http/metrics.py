@@ -1,0 +1,75 @@
+"""Prometheus metrics, and /metrics, which works with any number of uvicorn workers.
+
+`contacts-api serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before any worker
+starts; each worker then writes its samples to memory-mapped files there and /metrics, whichever
+worker answers it, adds up every worker's files. Without that variable (tests, a bare
+`uvicorn --factory`), the process's own registry is served.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from litestar import Response, get
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+REQUESTS = Counter(
+    "contacts_api_http_requests_total",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "contacts_api_http_request_duration_seconds",
+    "Time from request to the end of the response, by method, route template and status.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CONTACTS_CREATED = Counter(
+    "contacts_api_contacts_created_total", "Contacts created (an upsert that updates is not)."
+)
+RATE_LIMITED = Counter(
+    "contacts_api_rate_limited_total",
+    "Requests answered 429: `account` (over its budget) or `auth_fail` (failed-key throttling).",
+    ["reason"],
+)
+
+
+# (method, route, status) -> the labelled children; `.labels()` takes a lock on every call, and
+# the set of keys is small (routes x methods x statuses), so each is looked up once.
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency."""
+    key = (method, route, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        labels = (method, route, str(status))
+        children = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+        _REQUEST_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+def exposition() -> bytes:
+    """The text exposition of every worker's metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False)
+def metrics_endpoint() -> Response[bytes]:
+    """Prometheus metrics of every worker process."""
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

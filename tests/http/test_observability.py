@@ -1,0 +1,83 @@
+"""Request ids, the access log's context, Prometheus /metrics and clean database outages."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from contacts_api.app import create_app
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from tests.conftest import make_settings
+from tests.factories import new_account
+from tests.servers import free_port
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_every_response_carries_a_request_id(client: Client) -> None:
+    first = await client.get("/healthz")
+    second = await client.get("/no-such-route")
+
+    assert len(first.headers["X-Request-Id"]) >= 16
+    assert second.status_code == 404
+    assert second.headers["X-Request-Id"] not in ("", first.headers["X-Request-Id"])
+
+
+async def test_a_sane_incoming_request_id_is_kept_and_a_strange_one_replaced(
+    client: Client,
+) -> None:
+    kept = await client.get("/healthz", headers={"X-Request-Id": "lb-7f3a.42"})
+    replaced = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
+
+    assert kept.headers["X-Request-Id"] == "lb-7f3a.42"
+    assert replaced.headers["X-Request-Id"] != "bad id\twith spaces"
+
+
+async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
+    client: Client, db: Database
+) -> None:
+    account = await new_account(db)
+    await client.post("/v1/contacts", json={"email": "a@example.com"}, headers=account.headers)
+    await client.get("/no-such-route")
+
+    text = (await client.get("/metrics")).text
+
+    assert (
+        'contacts_api_http_requests_total{method="POST",route="/v1/contacts",status="201"}' in text
+    )
+    assert 'contacts_api_http_requests_total{method="GET",route="unmatched",status="404"}' in text
+    assert "contacts_api_http_request_duration_seconds_bucket{" in text
+    assert "contacts_api_contacts_created_total " in text
+    assert "# TYPE contacts_api_rate_limited_total counter" in text
+
+
+async def test_rate_limit_rejections_are_counted(settings: Settings, db: Database) -> None:
+    account = await new_account(db)
+    app = create_app(make_settings(settings.database_url, rate_limit="1/60"))
+    async with AsyncTestClient(app=app) as client:
+        for n in range(2):
+            await client.post(
+                "/v1/contacts", json={"email": f"{n}@example.com"}, headers=account.headers
+            )
+        text = (await client.get("/metrics")).text
+
+    assert 'contacts_api_rate_limited_total{reason="account"}' in text
+
+
+async def test_an_unreachable_database_gives_clean_503s() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    async with AsyncTestClient(app=create_app(make_settings(url))) as client:
+        ready = await client.get("/readyz")
+        create = await client.post(
+            "/v1/contacts",
+            json={"email": "a@example.com"},
+            headers={"Authorization": "Bearer iclosed_whatever"},
+        )
+        alive = await client.get("/healthz")
+
+    assert ready.status_code == 503
+    assert create.status_code == 503
+    assert create.json() == {"message": "Service temporarily unavailable"}
+    assert "Traceback" not in create.text
+    assert alive.status_code == 200
