@@ -11,6 +11,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from contacts_api import __version__
 from contacts_api.accounts.key_cache import KeyCache
 from contacts_api.contacts.bulk_router import create_contacts_bulk
+from contacts_api.contacts.create_batch import CreateBatchHandler
 from contacts_api.contacts.router import create_contact
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
 from contacts_api.http.metrics import metrics_endpoint
@@ -36,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         tags=["contacts"],
     )
 
-    committer = GroupCommitter(db)
+    committer = GroupCommitter(db, CreateBatchHandler(settings.duplicate_email))
     limiter = limiter_for(settings.redis_url, settings.redis_prefix)
     gate = Gate(limiter, AccountRates(db, settings.default_rate), settings.auth_fail_rate)
 

@@ -8,12 +8,12 @@ from litestar import Request, Response, post
 from litestar.openapi import ResponseSpec
 
 from contacts_api.contacts import service
+from contacts_api.contacts.create_batch import CreateJob
 from contacts_api.contacts.schemas import ContactCreate, ContactEnvelope, ContactPayload
 from contacts_api.http import metrics
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
-from contacts_api.settings import Settings
 from contacts_api.storage.group_commit import GroupCommitter
 from contacts_api.timeutil import utcnow
 
@@ -37,14 +37,8 @@ async def create_contact(
 ) -> Response[ContactEnvelope]:
     """Create a contact (201), or update the live contact with the same email (200)."""
     data = service.parse_contact_create(await read_json_object(request))
-    settings: Settings = request.app.state.settings
-    committer: GroupCommitter = request.app.state.committer
-    now = utcnow()
-    outcome = await committer.run(
-        lambda conn: service.create_contact(
-            conn, principal, data, duplicate_email=settings.duplicate_email, now=now
-        )
-    )
+    committer: GroupCommitter[CreateJob, service.CreateOutcome] = request.app.state.committer
+    outcome = await committer.submit(CreateJob(principal, data, utcnow()))
     if outcome.created:
         metrics.CONTACTS_CREATED.inc()
     envelope = ContactEnvelope(ContactPayload(service.contact_read(outcome.contact)))

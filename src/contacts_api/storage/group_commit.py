@@ -1,12 +1,12 @@
-"""Group commit: concurrent write units share one transaction and one commit (one fsync).
+"""Group commit: concurrent requests share one transaction and one commit (one fsync).
 
 With durable commits (SQLite `synchronous=FULL`, PostgreSQL's default) every commit waits for
 the disk; one commit per request capped POST /v1/contacts near 200 req/s on the reference
-machine, with the CPU mostly idle. Here requests queue their unit of work; one writer task runs
-everything queued so far inside a single transaction, each unit in its own SAVEPOINT (so a
-failing unit rolls back alone and fails only its own caller), commits once, and only then
-answers each caller. A failed commit fails every unit of the batch: nothing is acknowledged
-before it is durable.
+machine with the CPU mostly idle. Here requests queue a job; one writer task hands everything
+queued so far to a batch handler inside a single transaction, commits once, and only then
+answers each caller. The handler returns one result or exception per job, so a failing job
+fails only its own caller; a failed commit fails every job of the batch: nothing is
+acknowledged before it is durable.
 """
 
 from __future__ import annotations
@@ -14,38 +14,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.storage.engine import Database
 
-T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[Any]]
-MAX_BATCH = 256
+J = TypeVar("J")
+R = TypeVar("R")
+BatchHandler = Callable[[AsyncConnection, list[J]], Awaitable[list[R | Exception]]]
+MAX_BATCH = 512
 
 
-class GroupCommitter:
-    """Runs write units for one process; start() on the serving loop, stop() to drain."""
+class GroupCommitter(Generic[J, R]):
+    """One writer task per process and loop; stop() drains what is queued."""
 
-    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, db: Database, handle: BatchHandler[J, R], max_batch: int = MAX_BATCH
+    ) -> None:
         self.db = db
+        self.handle = handle
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] | None = None
+        self._queue: asyncio.Queue[tuple[J, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `work` in the next batch; returns its result once the batch is committed."""
+    async def submit(self, job: J) -> R:
+        """Run `job` in the next batch; returns its result once the batch is committed."""
         if self._task is None or self._task.done():
-            self._start()
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._writer(), name="commit")
         assert self._queue is not None
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((work, future))
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((job, future))
         return await future
-
-    def _start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(self._writer(), name="group-commit")
 
     async def stop(self) -> None:
         """Finish what is queued, then stop the writer."""
@@ -63,32 +64,25 @@ class GroupCommitter:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            await self._commit([(job, f) for job, f in batch if not f.cancelled()])
             for _ in batch:
                 self._queue.task_done()
 
-    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+    async def _commit(self, batch: list[tuple[J, asyncio.Future[R]]]) -> None:
+        if not batch:
+            return
         try:
             async with self.db.transaction() as conn:
-                for work, future in batch:
-                    if future.cancelled():  # the caller went away before its turn
-                        outcomes.append((False, None))
-                        continue
-                    try:
-                        async with conn.begin_nested():
-                            outcomes.append((True, await work(conn)))
-                    except Exception as exc:  # fails this unit only
-                        outcomes.append((False, exc))
-        except Exception as exc:  # BEGIN or COMMIT failed: nothing in the batch is durable
+                outcomes = await self.handle(conn, [job for job, _ in batch])
+        except Exception as exc:  # BEGIN, the handler or COMMIT failed: nothing is durable
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
-            if ok:
-                future.set_result(value)
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
             else:
-                future.set_exception(value)
+                future.set_result(outcome)
