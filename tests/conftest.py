@@ -59,6 +59,8 @@ def database_url(
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
+    # Tests run the webhook dispatcher themselves (tests/webhooks), not inside every app.
+    overrides.setdefault("webhooks_dispatch_in_server", False)
     return Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
 
 

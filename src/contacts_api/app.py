@@ -15,6 +15,8 @@ from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
 from contacts_api.http.ops import docs, healthz, openapi_json, readyz
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
+from contacts_api.webhooks.background import BackgroundDispatcher
+from contacts_api.webhooks.router import webhooks_router
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -24,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     v1 = Router(
         path="/v1",
-        route_handlers=[create_contact],
+        route_handlers=[create_contact, webhooks_router],
         dependencies={"principal": Provide(provide_principal)},
         security=[{"BearerAuth": []}],
         tags=["contacts"],
@@ -33,11 +35,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def dispose_database() -> None:
         await db.dispose()
 
+    dispatcher = BackgroundDispatcher(db, settings)
+    startup = [dispatcher.start] if settings.webhooks_dispatch_in_server else []
+
     app = Litestar(
         route_handlers=[v1, healthz, readyz, openapi_json, docs],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        on_shutdown=[dispose_database],
+        on_startup=startup,
+        on_shutdown=[dispatcher.stop, dispose_database],
         openapi_config=OpenAPIConfig(
             title="contacts-api",
             version=__version__,

@@ -184,6 +184,12 @@ def serve(
     )
 
 
+# Registered last: the webhooks commands reuse this module's helpers.
+from contacts_api.webhooks.cli import webhooks_app  # noqa: E402
+
+app.add_typer(webhooks_app, name="webhooks")
+
+
 def main() -> None:
     try:
         app()

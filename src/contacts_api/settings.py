@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
     webhooks_allow_private: bool = False
+    # Webhook dispatcher: runs inside each `serve` worker unless switched off (tests, or when
+    # only `contacts-api webhooks dispatch` processes should deliver).
+    webhooks_dispatch_in_server: bool = True
+    webhooks_timeout_seconds: float = 15.0
+    # An endpoint claimed by a dispatcher that died is free again after this long; it must
+    # outlast one attempt (the timeout), or two dispatchers could send the same attempt.
+    webhooks_lease_seconds: float = 30.0
+    webhooks_poll_seconds: float = 0.5
     max_body_bytes: int = 1024 * 1024
 
     @field_validator("rate_limit", "auth_fail_limit")
@@ -55,6 +63,12 @@ class Settings(BaseSettings):
     def _check_rate(cls, value: str) -> str:
         Rate.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_attempt(self) -> Settings:
+        if self.webhooks_lease_seconds <= self.webhooks_timeout_seconds:
+            raise ValueError("webhooks_lease_seconds must exceed webhooks_timeout_seconds")
+        return self
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, messa
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
+from contacts_api.webhooks.outbox import record_create_outcome
 
 
 @post(
@@ -38,9 +39,12 @@ async def create_contact(
     data = service.parse_contact_create(await read_json_object(request))
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
+    now = utcnow()
     async with db.transaction() as conn:
         outcome = await service.create_contact(
-            conn, principal, data, duplicate_email=settings.duplicate_email, now=utcnow()
+            conn, principal, data, duplicate_email=settings.duplicate_email, now=now
         )
+        # Same transaction: the webhook is queued if and only if the change commits.
+        await record_create_outcome(conn, account_id=principal.account_id, outcome=outcome, now=now)
     envelope = ContactEnvelope(ContactPayload(service.contact_read(outcome.contact)))
     return Response(envelope, status_code=201 if outcome.created else 200)
