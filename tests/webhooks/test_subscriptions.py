@@ -73,6 +73,17 @@ async def test_delete_and_another_accounts_webhook_is_not_found(
     assert listed.json()["data"]["webhooks"] == []
 
 
+async def test_query_errors_use_the_v1_400_shape(client: Client, db: Database) -> None:
+    account = await new_account(db)
+    for path in ("/v1/webhooks/deliveries?limit=500", "/v1/webhooks"):
+        method = client.get if path.endswith("500") else client.delete
+        response = await method(path, headers=account.headers)
+        assert response.status_code == 400, path
+        assert response.json()["message"]["endpoint"] == path.partition("?")[0]
+    empty = await client.get("/v1/webhooks/deliveries", headers=account.headers)
+    assert empty.json() == {"data": {"count": 0, "deliveries": []}}
+
+
 async def test_rotate_secret_answers_a_new_secret(client: Client, db: Database) -> None:
     account = await new_account(db)
     webhook = await subscribe(client, account, "http://127.0.0.1:9/hook")

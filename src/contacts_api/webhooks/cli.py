@@ -68,10 +68,11 @@ def webhooks_list(account: Account) -> None:
     async def work(conn: AsyncConnection) -> list[WebhookRead]:
         return await service.list_webhooks(conn, await account_id_by_name(conn, account))
 
-    table = Table("id", "url", "events", "created", "disabled")
+    table = Table("id", "events", "created", "disabled")
+    table.add_column("url", overflow="fold")  # wrapped, never cut short
     for row in in_transaction(work):
         disabled = f"{row.disabledAt} ({row.disabledReason})" if row.disabledAt else "-"
-        table.add_row(str(row.id), row.url, ", ".join(row.events), row.createdAt, disabled)
+        table.add_row(str(row.id), ", ".join(row.events), row.createdAt, disabled, row.url)
     Console().print(table)
 
 
