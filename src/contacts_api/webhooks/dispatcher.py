@@ -103,22 +103,34 @@ class Dispatcher:
         self.timeout = settings.webhooks_timeout_seconds
         self.lease = timedelta(seconds=settings.webhooks_lease_seconds)
         self.poll_seconds = settings.webhooks_poll_seconds
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[str, httpx.AsyncClient] | None = None
 
     async def __aenter__(self) -> Dispatcher:
-        # trust_env=False: an HTTP(S)_PROXY in the environment must not reroute deliveries
-        # around the SSRF check; redirects are never followed (a 3xx is a failed attempt).
-        self._client = httpx.AsyncClient(
-            timeout=self.timeout, follow_redirects=False, trust_env=False
-        )
+        self._clients = {}
         return self
 
     async def __aexit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = self._clients or {}, None
+        await asyncio.gather(*(c.aclose() for c in clients.values()), return_exceptions=True)
+
+    def client_for(self, host: str) -> httpx.AsyncClient:
+        """One client (connection pool) per host name.
+
+        Requests go to a pinned IP address, and pools are keyed by address: a shared pool
+        could reuse a TLS connection verified for one host name to deliver to another.
+        """
+        assert self._clients is not None, "use `async with Dispatcher(...)`"
+        client = self._clients.get(host)
+        if client is None:
+            # trust_env=False: an HTTP(S)_PROXY in the environment must not reroute deliveries
+            # around the SSRF check; redirects are never followed (a 3xx is a failed attempt).
+            client = httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, trust_env=False
+            )
+            self._clients[host] = client
+        return client
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll for due endpoints until `stop` is set; each is drained by its own task."""
@@ -197,7 +209,6 @@ class Dispatcher:
 
     async def attempt(self, endpoint: repo.Row, message: repo.Row) -> delivery.AttemptResult:
         """One signed POST of the message; never raises for the receiver's faults."""
-        assert self._client is not None, "use `async with Dispatcher(...)`"
         started = self.now()
         body = message.payload.encode()
         headers = webhook_headers(
@@ -209,9 +220,10 @@ class Dispatcher:
         try:
             # The check runs again now (not only at subscription): DNS may have changed.
             address = await ssrf.checked_address(endpoint.url, allow_private=self.allow_private)
-            request = pinned_request(self._client, endpoint.url, address, headers, body)
+            client = self.client_for(ssrf.split_url(endpoint.url)[1])
+            request = pinned_request(client, endpoint.url, address, headers, body)
             async with asyncio.timeout(self.timeout):
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     status = response.status_code
                     retry_after = response.headers.get("retry-after")
