@@ -65,21 +65,24 @@ async def start_dispatcher(database_url: str, log: Path) -> asyncio.subprocess.P
 
 
 async def create_contacts(db: Database, account: AccountFixture) -> None:
-    """One transaction per contact, as POST /v1/contacts does (without HTTP's overhead)."""
+    """Through the contacts service and the outbox, as POST /v1/contacts does, ten contacts
+    per transaction (the machine is shared; what is under test is the dispatcher)."""
     principal = Principal(account_id=account.account_id, user_id=account.user_id, key_id=0)
-    for n in range(CONTACTS):
+    for start in range(0, CONTACTS, 10):
         now = utcnow()
         async with db.transaction() as conn:
-            outcome = await contacts.create_contact(
-                conn,
-                principal,
-                ContactCreate(email=f"lead{n}@example.com"),
-                duplicate_email="upsert",
-                now=now,
-            )
-            await record_create_outcome(
-                conn, account_id=account.account_id, outcome=outcome, now=now
-            )
+            for n in range(start, start + 10):
+                outcome = await contacts.create_contact(
+                    conn,
+                    principal,
+                    ContactCreate(email=f"lead{n}@example.com"),
+                    duplicate_email="upsert",
+                    now=now,
+                )
+                await record_create_outcome(
+                    conn, account_id=account.account_id, outcome=outcome, now=now
+                )
+        await asyncio.sleep(0)  # let the receiver answer between transactions
 
 
 async def delivered_count(db: Database) -> int:
@@ -89,12 +92,19 @@ async def delivered_count(db: Database) -> int:
 
 
 async def test_sigkilled_dispatchers_lose_no_event(
-    client: Client, db: Database, receiver: Receiver, database_url: str, tmp_path: Path
+    client: Client,
+    db: Database,
+    receiver: Receiver,
+    database_url: str,
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     account = await new_account(db)
     await subscribe(client, account, receiver.url)
     log = tmp_path / "dispatch.log"
-    creating = asyncio.create_task(create_contacts(db, account))
+    # The writer's own engine follows the settings (synchronous=NORMAL on SQLite).
+    writer = Database(database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    creating = asyncio.create_task(create_contacts(writer, account))
     process = await start_dispatcher(database_url, log)
     try:
         for _ in range(KILLS):
@@ -104,15 +114,18 @@ async def test_sigkilled_dispatchers_lose_no_event(
                 async with asyncio.timeout(10):
                     while len(receiver.requests) < target:
                         await asyncio.sleep(0.01)
+            # The replacement starts first (its start-up overlaps the dead one's lease).
+            replacement = await start_dispatcher(database_url, log)
             process.send_signal(signal.SIGKILL)
             await process.wait()
-            process = await start_dispatcher(database_url, log)
+            process = replacement
         await creating
         async with asyncio.timeout(45):
             while await delivered_count(db) < CONTACTS:
                 await asyncio.sleep(0.1)
     finally:
         creating.cancel()
+        await writer.dispose()
         if process.returncode is None:
             process.terminate()
             await process.wait()

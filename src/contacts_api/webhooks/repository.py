@@ -38,10 +38,17 @@ async def list_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:
 
 
 async def active_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:
-    """The account's enabled subscriptions (id, url, events) for the outbox writer."""
+    """The account's enabled subscriptions (id, events) for the outbox writer.
+
+    On PostgreSQL the rows are held FOR KEY SHARE until the change commits, so a concurrent
+    unsubscribe waits instead of turning the contact change into a foreign-key error. The
+    lock does not conflict with other writers, nor with the dispatcher's NO KEY UPDATE.
+    """
     query: sa.Select[Any] = sa.select(endpoints.c.id, endpoints.c.events).where(
         endpoints.c.account_id == account_id, endpoints.c.disabled_at.is_(None)
     )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True, key_share=True)
     return list((await conn.execute(query.order_by(endpoints.c.id))).all())
 
 
@@ -151,13 +158,16 @@ async def claim_endpoints(
 ) -> list[int]:
     """Lease up to `limit` due endpoints to `owner`; no two dispatchers get the same one.
 
-    PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so concurrent dispatchers pass over each
-    other's rows instead of queueing on them. SQLite: the write transaction (BEGIN IMMEDIATE)
+    PostgreSQL: SELECT ... FOR NO KEY UPDATE SKIP LOCKED, so concurrent dispatchers pass over
+    each other's rows instead of queueing on them (NO KEY: the outbox writers' KEY SHARE locks
+    must not make an endpoint look taken). SQLite: the write transaction (BEGIN IMMEDIATE)
     already excludes every other writer, so one UPDATE ... RETURNING is the whole claim.
     """
     lease = {"lease_owner": owner, "lease_expires_at": lease_until}
     if conn.dialect.name == "postgresql":
-        query = _claimable(now, limit).with_for_update(skip_locked=True, of=endpoints)
+        query = _claimable(now, limit).with_for_update(
+            skip_locked=True, key_share=True, of=endpoints
+        )
         ids = [int(i) for i in (await conn.execute(query)).scalars()]
         if ids:
             await conn.execute(sa.update(endpoints).where(endpoints.c.id.in_(ids)).values(**lease))
