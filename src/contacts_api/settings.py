@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,7 @@ class Rate(NamedTuple):
         return f"{self.points}/{self.window}"
 
 
+Positive = Annotated[float, Field(gt=0)]
 DuplicateEmailMode = Literal["upsert", "reject", "allow"]
 
 
@@ -51,11 +52,11 @@ class Settings(BaseSettings):
     # Webhook dispatcher: runs inside each `serve` worker unless switched off (tests, or when
     # only `contacts-api webhooks dispatch` processes should deliver).
     webhooks_dispatch_in_server: bool = True
-    webhooks_timeout_seconds: float = 15.0
+    webhooks_timeout_seconds: Positive = 15.0
     # An endpoint claimed by a dispatcher that died is free again after this long; it must
     # outlast one attempt (the timeout), or two dispatchers could send the same attempt.
-    webhooks_lease_seconds: float = 30.0
-    webhooks_poll_seconds: float = 0.5
+    webhooks_lease_seconds: Positive = 30.0
+    webhooks_poll_seconds: Positive = 0.5
     max_body_bytes: int = 1024 * 1024
 
     @field_validator("rate_limit", "auth_fail_limit")

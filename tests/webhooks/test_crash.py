@@ -123,6 +123,8 @@ async def test_sigkilled_dispatchers_lose_no_event(
         async with asyncio.timeout(45):
             while await delivered_count(db) < CONTACTS:
                 await asyncio.sleep(0.1)
+        process.terminate()  # SIGTERM: a clean stop
+        assert await process.wait() == 0
     finally:
         creating.cancel()
         await writer.dispose()

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks.retry import RETRY_WINDOW, next_delay
 
 SNIPPET_CHARS = 1024
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ async def _disable(
         },
     )
     await repo.fail_pending_messages(conn, endpoint_id, now)
+    log.warning("webhook disabled", endpoint_id=endpoint_id, reason=reason)
 
 
 async def record_attempt(
