@@ -62,6 +62,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     # Tests send bursts (concurrent upserts...) that the 20/1 default would cut short; the
     # rate-limit tests set their own limits.
     overrides.setdefault("rate_limit", "1000000/1")
+    # Tests run the webhook dispatcher themselves (tests/webhooks), not inside every app.
+    overrides.setdefault("webhooks_dispatch_in_server", False)
     return Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg]
 
 

@@ -22,6 +22,9 @@ from contacts_api.http.ratelimit.guard import AccountRates, Gate, provide_gated_
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.group_commit import GroupCommitter
+from contacts_api.webhooks.background import BackgroundDispatcher
+from contacts_api.webhooks.outbox import record_contact_changes
+from contacts_api.webhooks.router import webhooks_router
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -31,13 +34,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     v1 = Router(
         path="/v1",
-        route_handlers=[create_contact, create_contacts_bulk],
+        route_handlers=[create_contact, create_contacts_bulk, webhooks_router],
         dependencies={"principal": Provide(provide_gated_principal)},
         security=[{"BearerAuth": []}],
         tags=["contacts"],
     )
 
-    committer = GroupCommitter(db, CreateBatchHandler(settings.duplicate_email))
+    committer = GroupCommitter(
+        db, CreateBatchHandler(settings.duplicate_email, record_change=record_contact_changes)
+    )
     limiter = limiter_for(settings.redis_url, settings.redis_prefix)
     gate = Gate(limiter, AccountRates(db, settings.default_rate), settings.auth_fail_rate)
 
@@ -46,11 +51,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await limiter.close()
         await db.dispose()
 
+    dispatcher = BackgroundDispatcher(db, settings)
+    startup = [dispatcher.start] if settings.webhooks_dispatch_in_server else []
+
     app = Litestar(
         route_handlers=[v1, healthz, readyz, metrics_endpoint, openapi_json, docs],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        on_shutdown=[dispose_database],
+        on_startup=startup,
+        on_shutdown=[dispatcher.stop, dispose_database],
         openapi_config=OpenAPIConfig(
             title="contacts-api",
             version=__version__,

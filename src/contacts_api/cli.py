@@ -251,6 +251,12 @@ def serve(
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+# Registered last: the webhooks commands reuse this module's helpers.
+from contacts_api.webhooks.cli import webhooks_app  # noqa: E402
+
+app.add_typer(webhooks_app, name="webhooks")
+
+
 def main() -> None:
     try:
         app()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import importlib
 import io
 import sys
 from collections.abc import Callable, Iterator
@@ -23,13 +22,12 @@ import sqlalchemy.exc
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import repository as accounts_repo
 from contacts_api.accounts.service import account_id_by_name
 from contacts_api.contacts import bulk_files
 from contacts_api.contacts import bulk_repository as bulk_repo
-from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder, ContactChange
+from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder
 from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
@@ -99,24 +97,11 @@ def _open_source(path: Path) -> tuple[IO[bytes], bulk_files.FileFormat, str]:
     return raw, file_format, delimiter
 
 
-def webhook_recorder(account_id: int) -> ChangeRecorder:
-    """Per created/changed contact, an outbox event in the batch's transaction."""
-    try:
-        outbox: Any = importlib.import_module("contacts_api.webhooks.outbox")
-    except ImportError:
-        raise UserError("--emit-webhooks: webhooks are not available in this build") from None
+def webhook_recorder() -> ChangeRecorder:
+    """Outbox events for each created/changed contact, in the batch's transaction."""
+    from contacts_api.webhooks.outbox import record_contact_changes
 
-    async def record(conn: AsyncConnection, change: ContactChange) -> None:
-        await outbox.record_contact_event(
-            conn,
-            account_id=account_id,
-            contact_id=change.contact_id,
-            created=change.created,
-            changed=change.changed,
-            now=utcnow(),
-        )
-
-    return record
+    return record_contact_changes
 
 
 def _batches(rows: Iterator[bulk_files.SourceRow], size: int) -> Iterator[list[Any]]:
@@ -147,7 +132,7 @@ async def import_file(
         account_id,
         user_id,
         duplicate_email=duplicate_email,
-        record_change=webhook_recorder(account_id) if emit_webhooks else None,
+        record_change=webhook_recorder() if emit_webhooks else None,
         match_phone_without_email=True,
         want_ids=False,
     )

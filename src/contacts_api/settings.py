@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,7 @@ class Rate(NamedTuple):
         return f"{self.points}/{self.window}"
 
 
+Positive = Annotated[float, Field(gt=0)]
 DuplicateEmailMode = Literal["upsert", "reject", "allow"]
 
 
@@ -51,6 +52,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     access_log: bool = True
     webhooks_allow_private: bool = False
+    # Webhook dispatcher: runs inside each `serve` worker unless switched off (tests, or when
+    # only `contacts-api webhooks dispatch` processes should deliver).
+    webhooks_dispatch_in_server: bool = True
+    webhooks_timeout_seconds: Positive = 15.0
+    # An endpoint claimed by a dispatcher that died is free again after this long; it must
+    # outlast one attempt (the timeout), or two dispatchers could send the same attempt.
+    webhooks_lease_seconds: Positive = 30.0
+    webhooks_poll_seconds: Positive = 0.5
     max_body_bytes: int = 1024 * 1024
     # How long a process trusts a verified key before checking it again (revocation delay).
     key_cache_seconds: float = 2.0
@@ -60,6 +69,12 @@ class Settings(BaseSettings):
     def _check_rate(cls, value: str) -> str:
         Rate.parse(value)
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_attempt(self) -> Settings:
+        if self.webhooks_lease_seconds <= self.webhooks_timeout_seconds:
+            raise ValueError("webhooks_lease_seconds must exceed webhooks_timeout_seconds")
+        return self
 
     @field_validator("redis_url", mode="before")
     @classmethod

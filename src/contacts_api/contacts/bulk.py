@@ -63,7 +63,11 @@ class ContactChange:
     changed: tuple[str, ...]
 
 
-ChangeRecorder = Callable[[AsyncConnection, ContactChange], Awaitable[None]]
+# Records what a batch created or changed (the webhook outbox), inside its transaction:
+# (conn, account_id, changes, now). Injected by the caller so contacts never import webhooks.
+ChangeRecorder = Callable[
+    [AsyncConnection, int, Sequence[ContactChange], datetime], Awaitable[object]
+]
 
 
 @dataclass(slots=True)
@@ -190,10 +194,9 @@ class BulkUpserter:
             for touch in group.touches:
                 outcome = "updated" if changed else "unchanged"
                 self._settle(results, positions, touch, outcome, state["id"])
-        if self.record_change is not None:
-            for change in changes:
-                # Webhooks: the single call site (webhooks.outbox.record_contact_event).
-                await self.record_change(conn, change)
+        if self.record_change is not None and changes:
+            # Webhooks: the single call site (webhooks.outbox.record_contact_changes).
+            await self.record_change(conn, self.account_id, changes, now)
         return [results[position] for position in range(len(items))]
 
     def _email_key(self, data: ContactCreate) -> str | None:
@@ -315,6 +318,7 @@ async def create_contacts(
     *,
     duplicate_email: DuplicateEmailMode,
     now: datetime,
+    record_change: ChangeRecorder | None = None,
 ) -> tuple[list[ItemResult], dict[int, ContactRow]]:
     """Create or update each item as POST /v1/contacts would; an invalid item fails alone."""
     results: dict[int, ItemResult] = {}
@@ -327,7 +331,10 @@ async def create_contacts(
         except ValidationFailed as exc:
             results[index] = ItemResult(index, "failed", error=exc)
     upserter = BulkUpserter(
-        principal.account_id, principal.user_id, duplicate_email=duplicate_email
+        principal.account_id,
+        principal.user_id,
+        duplicate_email=duplicate_email,
+        record_change=record_change,
     )
     for result in await upserter.upsert(conn, valid, now):
         results[result.index] = result

@@ -20,6 +20,7 @@ from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
+from contacts_api.webhooks.outbox import record_contact_changes
 
 STATUS = {"created": 201, "updated": 200, "unchanged": 200}
 
@@ -41,7 +42,12 @@ async def create_contacts_bulk(
     settings: Settings = request.app.state.settings
     async with db.transaction() as conn:
         results, contacts = await bulk.create_contacts(
-            conn, principal, items, duplicate_email=settings.duplicate_email, now=utcnow()
+            conn,
+            principal,
+            items,
+            duplicate_email=settings.duplicate_email,
+            now=utcnow(),
+            record_change=record_contact_changes,
         )
     path, method = request.url.path, request.method
     return Response(

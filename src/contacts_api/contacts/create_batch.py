@@ -95,7 +95,7 @@ class CreateBatchHandler:
                     change = bulk.ContactChange(
                         outcome.contact.id, outcome.created, outcome.changed
                     )
-                    await self.record_change(conn, change)
+                    await self.record_change(conn, job.principal.account_id, [change], job.now)
                 return outcome
         except Exception as exc:
             return exc

@@ -37,6 +37,8 @@ async def create_contact(
 ) -> Response[ContactEnvelope]:
     """Create a contact (201), or update the live contact with the same email (200)."""
     data = service.parse_contact_create(await read_json_object(request))
+    # Group commit: the webhook outbox rows go in the same batch transaction as the contact
+    # (see contacts/create_batch.py), so a webhook is queued if and only if the change commits.
     committer: GroupCommitter[CreateJob, service.CreateOutcome] = request.app.state.committer
     outcome = await committer.submit(CreateJob(principal, data, utcnow()))
     if outcome.created:

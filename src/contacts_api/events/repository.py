@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,3 +55,9 @@ async def find_event_id(
     result = await conn.execute(query.order_by(event_table.c.id).limit(1))
     value = result.scalar_one_or_none()
     return None if value is None else int(value)
+
+
+async def get_event(conn: AsyncConnection, event_id: int) -> sa.Row[Any] | None:
+    """One event by id (id, name, link_prefix, event_type...)."""
+    query = sa.select(event_table).where(event_table.c.id == event_id)
+    return (await conn.execute(query)).first()

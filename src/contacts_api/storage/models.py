@@ -130,9 +130,93 @@ class Contact(Base):
     deleted_at: Mapped[datetime | None]
 
 
+class WebhookEndpoint(Base):
+    """A subscription: where an account's contact events go, and how they are signed."""
+
+    __tablename__ = "webhook_endpoint"
+    __table_args__ = (sa.Index("ix_webhook_endpoint_account_id", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    # Canonical event names (newContactCreated, contactDetailChanged, contactDeleted).
+    events: Mapped[list[str]] = mapped_column(sa.JSON)
+    # Stored in the clear: the HMAC needs the key itself (it is shown to the client once).
+    secret: Mapped[str] = mapped_column(sa.String(100))
+    previous_secret: Mapped[str | None] = mapped_column(sa.String(100))
+    previous_secret_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    # Start of the current run of failed attempts; NULL after any success.
+    failing_since: Mapped[datetime | None]
+    # The dispatcher that drains this endpoint right now, and until when its claim holds.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class WebhookMessage(Base):
+    """The outbox: one event for one endpoint, written in the transaction of the change."""
+
+    __tablename__ = "webhook_message"
+    __table_args__ = (
+        # The head of each endpoint's queue (oldest pending message) in one index probe.
+        sa.Index(
+            "ix_webhook_message_pending",
+            "endpoint_id",
+            "id",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
+    )
+    # The `webhook-id` header: stable across retries, so receivers can de-duplicate.
+    webhook_id: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    event_type: Mapped[str] = mapped_column(sa.String(40))
+    # The exact body sent (and signed) on every attempt.
+    payload: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | delivered | failed
+    attempt_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    first_attempt_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+
+class WebhookAttempt(Base):
+    """The delivery log: one row per HTTP attempt."""
+
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (
+        sa.Index("ix_webhook_attempt_account_id", "account_id", "id"),
+        sa.Index("ix_webhook_attempt_endpoint_id", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("webhook_endpoint.id", ondelete="CASCADE")
+    )
+    message_id: Mapped[int] = mapped_column(sa.ForeignKey("webhook_message.id", ondelete="CASCADE"))
+    attempted_at: Mapped[datetime]
+    status_code: Mapped[int | None]
+    latency_ms: Mapped[int]
+    response_snippet: Mapped[str | None] = mapped_column(sa.String(1024))
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    outcome: Mapped[str] = mapped_column(sa.String(16))  # delivered | retrying | failed | disabled
+
+
 account_table = cast(sa.Table, Account.__table__)
 user_table = cast(sa.Table, User.__table__)
 api_key_table = cast(sa.Table, ApiKey.__table__)
 event_table = cast(sa.Table, Event.__table__)
 tag_table = cast(sa.Table, Tag.__table__)
 contact_table = cast(sa.Table, Contact.__table__)
+webhook_endpoint_table = cast(sa.Table, WebhookEndpoint.__table__)
+webhook_message_table = cast(sa.Table, WebhookMessage.__table__)
+webhook_attempt_table = cast(sa.Table, WebhookAttempt.__table__)

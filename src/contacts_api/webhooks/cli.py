@@ -1,0 +1,125 @@
+"""`contacts-api webhooks ...`: subscriptions from the command line, and the dispatcher alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.accounts.service import account_id_by_name
+from contacts_api.errors import AppError, UserError, ValidationFailed
+from contacts_api.settings import Settings
+from contacts_api.timeutil import utcnow
+from contacts_api.webhooks import service
+from contacts_api.webhooks.schemas import EVENT_NAMES, WebhookRead, WebhookWithSecret
+
+webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook subscriptions and delivery.")
+
+Account = Annotated[str, typer.Option(help="Account name")]
+
+
+def _explain(error: AppError) -> UserError:
+    if isinstance(error, ValidationFailed):
+        details = [f"{k}: {'; '.join(v)}" for k, v in error.field_errors.items()]
+        return UserError(", ".join(details + error.form_errors))
+    return UserError(error.message)
+
+
+@webhooks_app.command("create")
+def webhooks_create(
+    account: Account,
+    url: Annotated[str, typer.Option(help="http(s) URL that receives the POSTs")],
+    event: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Event to send (repeatable; default all): {', '.join(EVENT_NAMES)}"),
+    ] = None,
+) -> None:
+    """Subscribe a URL; prints {"id":…,"secret":"whsec_…"} (the secret is shown only here)."""
+    from contacts_api.cli import in_transaction
+
+    settings = Settings()
+
+    async def work(conn: AsyncConnection) -> WebhookWithSecret:
+        try:
+            subscription = service.parse_webhook_create(
+                {"url": url, "events": event or list(EVENT_NAMES)}
+            )
+            await service.check_destination(url, allow_private=settings.webhooks_allow_private)
+            account_id = await account_id_by_name(conn, account)
+            return await service.create_webhook(conn, account_id, subscription, utcnow())
+        except AppError as exc:
+            raise _explain(exc) from None
+
+    created = in_transaction(work)
+    print(json.dumps({"id": created.id, "secret": created.secret}))
+
+
+@webhooks_app.command("list")
+def webhooks_list(account: Account) -> None:
+    """The account's webhooks (never their secrets)."""
+    from contacts_api.cli import in_transaction
+
+    async def work(conn: AsyncConnection) -> list[WebhookRead]:
+        return await service.list_webhooks(conn, await account_id_by_name(conn, account))
+
+    table = Table("id", "events", "created", "disabled")
+    table.add_column("url", overflow="fold")  # wrapped, never cut short
+    for row in in_transaction(work):
+        disabled = f"{row.disabledAt} ({row.disabledReason})" if row.disabledAt else "-"
+        table.add_row(str(row.id), ", ".join(row.events), row.createdAt, disabled, row.url)
+    Console().print(table)
+
+
+@webhooks_app.command("delete")
+def webhooks_delete(account: Account, webhook_id: int) -> None:
+    """Unsubscribe (pending messages are dropped)."""
+    from contacts_api.cli import in_transaction
+
+    async def work(conn: AsyncConnection) -> None:
+        try:
+            account_id = await account_id_by_name(conn, account)
+            await service.delete_webhook(conn, account_id, webhook_id)
+        except AppError as exc:
+            raise _explain(exc) from None
+
+    in_transaction(work)
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate_secret(account: Account, webhook_id: int) -> None:
+    """Prints the new secret; the old one keeps signing beside it for 24 hours."""
+    from contacts_api.cli import in_transaction
+
+    async def work(conn: AsyncConnection) -> WebhookWithSecret:
+        try:
+            account_id = await account_id_by_name(conn, account)
+            return await service.rotate_secret(conn, account_id, webhook_id, utcnow())
+        except AppError as exc:
+            raise _explain(exc) from None
+
+    print(in_transaction(work).secret)
+
+
+@webhooks_app.command("dispatch")
+def webhooks_dispatch() -> None:
+    """Run the delivery worker on its own until SIGINT/SIGTERM (logs on stderr)."""
+    from contacts_api.logging import configure_logging
+    from contacts_api.webhooks.dispatcher import run_dispatcher
+
+    settings = Settings()
+    configure_logging(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_dispatcher(settings, stop)
+
+    asyncio.run(main())

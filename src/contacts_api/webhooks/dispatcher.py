@@ -1,0 +1,273 @@
+"""The delivery worker: claims endpoints with due messages and sends them, oldest first.
+
+One dispatcher runs inside each `serve` worker (unless switched off) and any number more as
+`contacts-api webhooks dispatch`, on any host sharing the database. They coordinate through
+leases on endpoint rows (see repository.claim_endpoints):
+
+- A dispatcher drains an endpoint only while it holds the endpoint's lease, so two
+  dispatchers never send to one endpoint at once, let alone the same attempt.
+- Ordering: an endpoint's messages go out strictly oldest first, one at a time; a message
+  waiting for its retry holds back every younger message of that endpoint (other endpoints
+  are not affected).
+- The lease is renewed after every attempt; a dispatcher that dies stops renewing, and its
+  lease expires (CONTACTS_API_WEBHOOKS_LEASE_SECONDS, 30 s). The attempt it was making is still
+  due, so whoever claims the endpoint next sends it again at once, not after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import random as random_module
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from datetime import datetime, timedelta
+from types import TracebackType
+
+import httpx
+import structlog
+
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+from contacts_api.webhooks import delivery, ssrf
+from contacts_api.webhooks import repository as repo
+from contacts_api.webhooks.signing import webhook_headers
+
+log = structlog.get_logger(__name__)
+
+BATCH = 50  # messages read per query while draining one endpoint
+CONCURRENCY = 16  # endpoints drained at once by one dispatcher
+
+
+def dispatcher_name() -> str:
+    """host:pid:random, so a lease in the database says who holds it."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def signing_secrets(endpoint: repo.Row, now: datetime) -> list[str]:
+    """The current secret, plus the previous one during the 24 hours after a rotation."""
+    keys = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires is not None and expires > now:
+        keys.append(endpoint.previous_secret)
+    return keys
+
+
+def pinned_request(
+    client: httpx.AsyncClient,
+    url: str,
+    address: ssrf.IPAddress,
+    headers: dict[str, str],
+    body: bytes,
+) -> httpx.Request:
+    """A POST to the address that passed the SSRF check, with the URL's own Host and SNI."""
+    original = httpx.URL(url)
+    request = client.build_request(
+        "POST",
+        original.copy_with(host=str(address)),
+        content=body,
+        headers={**headers, "host": original.netloc.decode("ascii")},
+    )
+    if original.scheme == "https":
+        request.extensions["sni_hostname"] = original.host
+    return request
+
+
+class Dispatcher:
+    """Sends the outbox. Use `async with`, then `run(stop)` forever or `run_once()` in tests.
+
+    `now` and `random` are injectable so tests drive retry schedules without sleeping.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        random: Callable[[], float] = random_module.random,
+        name: str | None = None,
+        concurrency: int = CONCURRENCY,
+    ) -> None:
+        self.db = db
+        self.now = now
+        self.random = random
+        self.name = name or dispatcher_name()
+        self.concurrency = concurrency
+        self.allow_private = settings.webhooks_allow_private
+        self.timeout = settings.webhooks_timeout_seconds
+        self.lease = timedelta(seconds=settings.webhooks_lease_seconds)
+        self.poll_seconds = settings.webhooks_poll_seconds
+        self._clients: dict[str, httpx.AsyncClient] | None = None
+
+    async def __aenter__(self) -> Dispatcher:
+        self._clients = {}
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        clients, self._clients = self._clients or {}, None
+        await asyncio.gather(*(c.aclose() for c in clients.values()), return_exceptions=True)
+
+    def client_for(self, host: str) -> httpx.AsyncClient:
+        """One client (connection pool) per host name.
+
+        Requests go to a pinned IP address, and pools are keyed by address: a shared pool
+        could reuse a TLS connection verified for one host name to deliver to another.
+        """
+        assert self._clients is not None, "use `async with Dispatcher(...)`"
+        client = self._clients.get(host)
+        if client is None:
+            # trust_env=False: an HTTP(S)_PROXY in the environment must not reroute deliveries
+            # around the SSRF check; redirects are never followed (a 3xx is a failed attempt).
+            client = httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, trust_env=False
+            )
+            self._clients[host] = client
+        return client
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll for due endpoints until `stop` is set; each is drained by its own task."""
+        log.info("webhook dispatcher started", dispatcher=self.name)
+        active: dict[int, asyncio.Task[int]] = {}
+        while not stop.is_set():
+            free = self.concurrency - len(active)
+            if free > 0:
+                try:
+                    claimed = await self.claim(free)
+                except Exception:
+                    log.exception("webhook claim failed")
+                    claimed = []
+                for endpoint_id in claimed:
+                    if endpoint_id in active:
+                        continue
+                    task = asyncio.create_task(self.drain(endpoint_id))
+                    active[endpoint_id] = task
+                    task.add_done_callback(functools.partial(_forget, active, endpoint_id))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_seconds)
+        for task in list(active.values()):
+            task.cancel()
+        await asyncio.gather(*active.values(), return_exceptions=True)
+        log.info("webhook dispatcher stopped", dispatcher=self.name)
+
+    async def run_once(self) -> int:
+        """Claim every due endpoint and drain it; the number of attempts made."""
+        claimed = await self.claim(self.concurrency)
+        return sum(await asyncio.gather(*(self.drain(e) for e in claimed)))
+
+    async def claim(self, limit: int) -> list[int]:
+        """Lease up to `limit` endpoints whose oldest pending message is due."""
+        now = self.now()
+        async with self.db.read() as conn:
+            if not await repo.any_claimable(conn, now):
+                return []
+        async with self.db.transaction() as conn:
+            return await repo.claim_endpoints(conn, self.name, now, now + self.lease, limit)
+
+    async def drain(self, endpoint_id: int) -> int:
+        """Send the endpoint's due messages in order, until one must wait; then let go."""
+        attempts = 0
+        try:
+            while True:
+                async with self.db.read() as conn:
+                    endpoint = await repo.get_endpoint(conn, endpoint_id)
+                    batch = await repo.pending_messages(conn, endpoint_id, BATCH)
+                if endpoint is None or endpoint.lease_owner != self.name or not batch:
+                    return attempts
+                for message in batch:
+                    if message.next_attempt_at > self.now():
+                        return attempts
+                    result = await self.attempt(endpoint, message)
+                    attempts += 1
+                    now = self.now()
+                    async with self.db.transaction() as conn:
+                        go_on = await delivery.record_attempt(
+                            conn,
+                            message=message,
+                            result=result,
+                            owner=self.name,
+                            now=now,
+                            lease_until=now + self.lease,
+                            random=self.random,
+                        )
+                    if not go_on:
+                        return attempts
+        except Exception:
+            log.exception("webhook drain failed", endpoint_id=endpoint_id)
+            return attempts
+        finally:
+            with suppress(Exception):
+                async with self.db.transaction() as conn:
+                    await repo.release_lease(conn, endpoint_id, self.name)
+
+    async def attempt(self, endpoint: repo.Row, message: repo.Row) -> delivery.AttemptResult:
+        """One signed POST of the message; never raises for the receiver's faults."""
+        started = self.now()
+        body = message.payload.encode()
+        headers = webhook_headers(
+            signing_secrets(endpoint, started), message.webhook_id, int(started.timestamp()), body
+        )
+        clock = time.perf_counter()
+        status: int | None = None
+        snippet = error = retry_after = None
+        try:
+            # The check runs again now (not only at subscription): DNS may have changed.
+            address = await ssrf.checked_address(endpoint.url, allow_private=self.allow_private)
+            client = self.client_for(ssrf.split_url(endpoint.url)[1])
+            request = pinned_request(client, endpoint.url, address, headers, body)
+            async with asyncio.timeout(self.timeout):
+                response = await client.send(request, stream=True)
+                try:
+                    status = response.status_code
+                    retry_after = response.headers.get("retry-after")
+                    snippet = await read_snippet(response)
+                finally:
+                    await response.aclose()
+        except ssrf.UnsafeUrl as exc:
+            error = f"refused: {exc}"
+        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        latency_ms = int((time.perf_counter() - clock) * 1000)
+        log.debug(
+            "webhook attempt",
+            webhook_id=message.webhook_id,
+            endpoint_id=endpoint.id,
+            status=status,
+            error=error,
+            latency_ms=latency_ms,
+        )
+        return delivery.AttemptResult(started, status, latency_ms, snippet, error, retry_after)
+
+
+def _forget(active: dict[int, asyncio.Task[int]], endpoint_id: int, _task: object) -> None:
+    active.pop(endpoint_id, None)
+
+
+async def read_snippet(response: httpx.Response) -> str | None:
+    """The first KiB of the response body (the rest is never read)."""
+    chunks = bytearray()
+    with suppress(httpx.HTTPError):
+        async for chunk in response.aiter_raw():
+            chunks.extend(chunk)
+            if len(chunks) >= delivery.SNIPPET_CHARS:
+                break
+    if not chunks:
+        return None
+    return bytes(chunks[: delivery.SNIPPET_CHARS]).decode("utf-8", errors="replace")
+
+
+async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
+    """A dispatcher with its own database engine, until `stop` is set (serve, CLI)."""
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        async with Dispatcher(db, settings) as dispatcher:
+            await dispatcher.run(stop)
+    finally:
+        await db.dispose()

@@ -1,0 +1,225 @@
+"""SQL for webhooks: subscriptions, the outbox and the delivery log.
+
+The one place SQLite and PostgreSQL differ is `claim_endpoints` (see there).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.storage.models import (
+    webhook_attempt_table as attempts,
+)
+from contacts_api.storage.models import (
+    webhook_endpoint_table as endpoints,
+)
+from contacts_api.storage.models import (
+    webhook_message_table as messages,
+)
+
+Row = sa.Row[Any]
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+async def insert_endpoint(conn: AsyncConnection, values: dict[str, Any]) -> Row:
+    return (await conn.execute(sa.insert(endpoints).values(**values).returning(*endpoints.c))).one()
+
+
+async def list_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:
+    query = sa.select(endpoints).where(endpoints.c.account_id == account_id)
+    return list((await conn.execute(query.order_by(endpoints.c.id))).all())
+
+
+async def active_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:
+    """The account's enabled subscriptions (id, events) for the outbox writer.
+
+    On PostgreSQL the rows are held FOR KEY SHARE until the change commits, so a concurrent
+    unsubscribe waits instead of turning the contact change into a foreign-key error. The
+    lock does not conflict with other writers, nor with the dispatcher's NO KEY UPDATE.
+    """
+    query: sa.Select[Any] = sa.select(endpoints.c.id, endpoints.c.events).where(
+        endpoints.c.account_id == account_id, endpoints.c.disabled_at.is_(None)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True, key_share=True)
+    return list((await conn.execute(query.order_by(endpoints.c.id))).all())
+
+
+async def get_endpoint(conn: AsyncConnection, endpoint_id: int) -> Row | None:
+    query = sa.select(endpoints).where(endpoints.c.id == endpoint_id)
+    return (await conn.execute(query)).first()
+
+
+async def get_account_endpoint(
+    conn: AsyncConnection, account_id: int, endpoint_id: int
+) -> Row | None:
+    query = sa.select(endpoints).where(
+        endpoints.c.id == endpoint_id, endpoints.c.account_id == account_id
+    )
+    return (await conn.execute(query)).first()
+
+
+async def update_endpoint(conn: AsyncConnection, endpoint_id: int, values: dict[str, Any]) -> Row:
+    statement = (
+        sa.update(endpoints)
+        .where(endpoints.c.id == endpoint_id)
+        .values(**values)
+        .returning(*endpoints.c)
+    )
+    return (await conn.execute(statement)).one()
+
+
+async def delete_endpoint(conn: AsyncConnection, account_id: int, endpoint_id: int) -> bool:
+    """Delete a subscription with its outbox and log (foreign keys cascade)."""
+    result = await conn.execute(
+        sa.delete(endpoints).where(
+            endpoints.c.id == endpoint_id, endpoints.c.account_id == account_id
+        )
+    )
+    return bool(result.rowcount)
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+
+async def insert_messages(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    await conn.execute(sa.insert(messages), rows)
+
+
+async def find_message(conn: AsyncConnection, account_id: int, webhook_id: str) -> Row | None:
+    query = sa.select(messages).where(
+        messages.c.webhook_id == webhook_id, messages.c.account_id == account_id
+    )
+    return (await conn.execute(query)).first()
+
+
+async def update_message(conn: AsyncConnection, message_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(sa.update(messages).where(messages.c.id == message_id).values(**values))
+
+
+async def fail_pending_messages(conn: AsyncConnection, endpoint_id: int, now: datetime) -> None:
+    """Give up on every pending message of an endpoint (it was just disabled)."""
+    await conn.execute(
+        sa.update(messages)
+        .where(messages.c.endpoint_id == endpoint_id, messages.c.status == PENDING)
+        .values(status=FAILED, completed_at=now)
+    )
+
+
+async def pending_messages(conn: AsyncConnection, endpoint_id: int, limit: int) -> list[Row]:
+    """The endpoint's queue, oldest first: the order in which they must go out."""
+    query = (
+        sa.select(messages)
+        .where(messages.c.endpoint_id == endpoint_id, messages.c.status == PENDING)
+        .order_by(messages.c.id)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).all())
+
+
+# --- leases: which dispatcher drains which endpoint ------------------------------------------
+
+
+def _claimable(now: datetime, limit: int) -> sa.Select[Any]:
+    """Enabled, unleased (or lease expired) endpoints whose oldest pending message is due."""
+    head_due_at = (
+        sa.select(messages.c.next_attempt_at)
+        .where(messages.c.endpoint_id == endpoints.c.id, messages.c.status == PENDING)
+        .order_by(messages.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(endpoints.c.id)
+        .where(
+            endpoints.c.disabled_at.is_(None),
+            sa.or_(endpoints.c.lease_expires_at.is_(None), endpoints.c.lease_expires_at <= now),
+            head_due_at <= now,
+        )
+        .order_by(endpoints.c.id)
+        .limit(limit)
+    )
+
+
+async def any_claimable(conn: AsyncConnection, now: datetime) -> bool:
+    """A read-only look first, so an idle dispatcher never takes SQLite's write lock."""
+    return (await conn.execute(_claimable(now, 1))).first() is not None
+
+
+async def claim_endpoints(
+    conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[int]:
+    """Lease up to `limit` due endpoints to `owner`; no two dispatchers get the same one.
+
+    PostgreSQL: SELECT ... FOR NO KEY UPDATE SKIP LOCKED, so concurrent dispatchers pass over
+    each other's rows instead of queueing on them (NO KEY: the outbox writers' KEY SHARE locks
+    must not make an endpoint look taken). SQLite: the write transaction (BEGIN IMMEDIATE)
+    already excludes every other writer, so one UPDATE ... RETURNING is the whole claim.
+    """
+    lease = {"lease_owner": owner, "lease_expires_at": lease_until}
+    if conn.dialect.name == "postgresql":
+        query = _claimable(now, limit).with_for_update(
+            skip_locked=True, key_share=True, of=endpoints
+        )
+        ids = [int(i) for i in (await conn.execute(query)).scalars()]
+        if ids:
+            await conn.execute(sa.update(endpoints).where(endpoints.c.id.in_(ids)).values(**lease))
+        return ids
+    statement = (
+        sa.update(endpoints)
+        .where(endpoints.c.id.in_(_claimable(now, limit)))
+        .values(**lease)
+        .returning(endpoints.c.id)
+    )
+    return sorted(int(i) for i in (await conn.execute(statement)).scalars())
+
+
+async def renew_lease(
+    conn: AsyncConnection, endpoint_id: int, owner: str, values: dict[str, Any]
+) -> bool:
+    """Update an endpoint we hold the lease of; False when the lease was lost meanwhile."""
+    result = await conn.execute(
+        sa.update(endpoints)
+        .where(endpoints.c.id == endpoint_id, endpoints.c.lease_owner == owner)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def release_lease(conn: AsyncConnection, endpoint_id: int, owner: str) -> None:
+    await renew_lease(conn, endpoint_id, owner, {"lease_owner": None, "lease_expires_at": None})
+
+
+# --- the delivery log ------------------------------------------------------------------------
+
+
+async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(attempts).values(**values))
+
+
+async def list_attempts(
+    conn: AsyncConnection, account_id: int, endpoint_id: int | None, offset: int, limit: int
+) -> tuple[int, list[Row]]:
+    """(total, one page) of the account's attempts, newest first, with their message's id."""
+    where = [attempts.c.account_id == account_id]
+    if endpoint_id is not None:
+        where.append(attempts.c.endpoint_id == endpoint_id)
+    total = (
+        await conn.execute(sa.select(sa.func.count()).select_from(attempts).where(*where))
+    ).scalar_one()
+    query = (
+        sa.select(attempts, messages.c.webhook_id, messages.c.event_type)
+        .join(messages, messages.c.id == attempts.c.message_id)
+        .where(*where)
+        .order_by(attempts.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total), list((await conn.execute(query)).all())

@@ -1,0 +1,122 @@
+"""Wire shapes of webhooks: subscriptions, the delivery log, and the event names."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+NEW_CONTACT_CREATED = "newContactCreated"
+CONTACT_DETAIL_CHANGED = "contactDetailChanged"
+CONTACT_DELETED = "contactDeleted"
+EventName = Literal["newContactCreated", "contactDetailChanged", "contactDeleted"]
+EVENT_NAMES: tuple[str, ...] = (NEW_CONTACT_CREATED, CONTACT_DETAIL_CHANGED, CONTACT_DELETED)
+# Other spellings accepted when subscribing (API.md §6); stored and reported canonically.
+EVENT_ALIASES = {
+    "contactUpdated": CONTACT_DETAIL_CHANGED,
+    "contact.created": NEW_CONTACT_CREATED,
+    "contact.updated": CONTACT_DETAIL_CHANGED,
+    "contact.deleted": CONTACT_DELETED,
+}
+# The payload's `hookType`, as iClosed words it.
+HOOK_TYPES = {
+    NEW_CONTACT_CREATED: "Contact created",
+    CONTACT_DETAIL_CHANGED: "Contact updated",
+    CONTACT_DELETED: "Contact deleted",
+}
+URL_MAX_LENGTH = 2000
+
+
+class WebhookCreate(msgspec.Struct, kw_only=True):
+    """Body of POST /v1/webhooks."""
+
+    url: Annotated[str, Meta(max_length=URL_MAX_LENGTH, description="http(s) URL to POST to")]
+    events: Annotated[
+        list[str],
+        Meta(
+            min_length=1,
+            description="newContactCreated, contactDetailChanged, contactDeleted (or an alias: "
+            "contactUpdated, contact.created, contact.updated, contact.deleted)",
+        ),
+    ]
+
+
+class WebhookRotate(msgspec.Struct, kw_only=True):
+    """Body of POST /v1/webhooks/rotate-secret."""
+
+    id: Annotated[int, Meta(ge=1)]
+
+
+class WebhookRedeliver(msgspec.Struct, kw_only=True):
+    """Body of POST /v1/webhooks/redeliver: the `webhook-id` of the message to send again."""
+
+    messageId: Annotated[str, Meta(max_length=40)]
+
+
+class WebhookRead(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """A subscription (its secret is never shown again after creation or rotation)."""
+
+    id: int
+    url: str
+    events: list[str]
+    createdAt: str
+    disabledAt: str | None
+    disabledReason: str | None
+
+
+class WebhookWithSecret(WebhookRead, kw_only=True):
+    """A subscription with its signing secret: answered once, on creation or rotation."""
+
+    secret: str
+
+
+class WebhookPayload(msgspec.Struct):
+    webhook: WebhookWithSecret
+
+
+class WebhookEnvelope(msgspec.Struct):
+    """`{"data": {"webhook": {...}}}`."""
+
+    data: WebhookPayload
+
+
+class WebhookList(msgspec.Struct):
+    webhooks: list[WebhookRead]
+
+
+class WebhookListEnvelope(msgspec.Struct):
+    """`{"data": {"webhooks": [...]}}`."""
+
+    data: WebhookList
+
+
+class DeliveryRead(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """One HTTP attempt of one message."""
+
+    id: int
+    webhookId: int
+    messageId: str
+    eventType: str
+    attemptedAt: str
+    statusCode: int | None
+    latencyMs: int
+    response: str | None
+    error: str | None
+    outcome: str
+
+
+class DeliveryList(msgspec.Struct):
+    count: int
+    deliveries: list[DeliveryRead]
+
+
+class DeliveryListEnvelope(msgspec.Struct):
+    """`{"data": {"count": <total>, "deliveries": [...]}}`, newest attempt first."""
+
+    data: DeliveryList
+
+
+class RedeliveryQueued(msgspec.Struct):
+    message: str
+    messageId: str

@@ -1,0 +1,227 @@
+"""The rules of webhooks: subscriptions, secret rotation, the delivery log and redelivery.
+
+Callers own the transaction. The dispatcher's own rules (what an attempt's result means) live
+in `delivery.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.errors import Conflict, NotFound, ValidationFailed
+from contacts_api.timeutil import format_time
+from contacts_api.validation import js_type_name
+from contacts_api.webhooks import repository as repo
+from contacts_api.webhooks import ssrf
+from contacts_api.webhooks.schemas import (
+    EVENT_ALIASES,
+    EVENT_NAMES,
+    URL_MAX_LENGTH,
+    DeliveryRead,
+    WebhookRead,
+    WebhookWithSecret,
+)
+from contacts_api.webhooks.signing import new_secret
+
+ROTATION_OVERLAP = timedelta(hours=24)
+WEBHOOK_NOT_FOUND = "Webhook not found"
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscription:
+    url: str
+    events: list[str]
+
+
+def _canonical_events(value: Any) -> tuple[list[str], list[str]]:
+    """(canonical event names without repeats, error messages)."""
+    if not isinstance(value, list):
+        return [], [f"Expected array, received {js_type_name(value)}"]
+    if not value:
+        return [], ["Array must contain at least 1 element(s)"]
+    names: list[str] = []
+    for item in value:
+        name = EVENT_ALIASES.get(item, item) if isinstance(item, str) else None
+        if name not in EVENT_NAMES:
+            expected = " | ".join(f"'{n}'" for n in (*EVENT_NAMES, *EVENT_ALIASES))
+            return [], [f"Invalid enum value. Expected {expected}, received '{item}'"]
+        if name not in names:
+            names.append(name)
+    return names, []
+
+
+def parse_webhook_create(body: dict[str, Any]) -> NewSubscription:
+    """Validate a subscription body; every failing field is reported."""
+    errors: dict[str, list[str]] = {}
+    url = body.get("url")
+    if url is None:
+        errors["url"] = ["Required"]
+    elif not isinstance(url, str):
+        errors["url"] = [f"Expected string, received {js_type_name(url)}"]
+    elif len(url) > URL_MAX_LENGTH:
+        errors["url"] = [f"String must contain at most {URL_MAX_LENGTH} character(s)"]
+    else:
+        try:
+            ssrf.split_url(url)
+        except ssrf.UnsafeUrl:
+            errors["url"] = ["Invalid url"]
+    events: list[str] = []
+    if body.get("events") is None:
+        errors["events"] = ["Required"]
+    else:
+        events, messages = _canonical_events(body["events"])
+        if messages:
+            errors["events"] = messages
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    assert isinstance(url, str)
+    return NewSubscription(url, events)
+
+
+def parse_webhook_id(body: dict[str, Any]) -> int:
+    """The `id` of a body such as rotate-secret's."""
+    value = body.get("id")
+    if value is None:
+        raise ValidationFailed(field_errors={"id": ["Required"]})
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(
+            field_errors={"id": [f"Expected number, received {js_type_name(value)}"]}
+        )
+    return value
+
+
+def parse_message_id(body: dict[str, Any]) -> str:
+    """The `messageId` (a `webhook-id`) of a redeliver body."""
+    value = body.get("messageId")
+    if value is None or value == "":
+        raise ValidationFailed(field_errors={"messageId": ["Required"]})
+    if not isinstance(value, str):
+        raise ValidationFailed(
+            field_errors={"messageId": [f"Expected string, received {js_type_name(value)}"]}
+        )
+    return value
+
+
+def webhook_read(row: repo.Row) -> WebhookRead:
+    return WebhookRead(
+        id=row.id,
+        url=row.url,
+        events=list(row.events),
+        createdAt=format_time(row.created_at) or "",
+        disabledAt=format_time(row.disabled_at),
+        disabledReason=row.disabled_reason,
+    )
+
+
+def with_secret(row: repo.Row) -> WebhookWithSecret:
+    read = webhook_read(row)
+    return WebhookWithSecret(
+        **{f: getattr(read, f) for f in read.__struct_fields__}, secret=row.secret
+    )
+
+
+async def check_destination(url: str, *, allow_private: bool) -> None:
+    """400 on `url` when it resolves to an address we refuse to call (SSRF guard)."""
+    try:
+        await ssrf.checked_address(url, allow_private=allow_private)
+    except ssrf.UnsafeUrl as exc:
+        raise ValidationFailed(field_errors={"url": [str(exc)]}) from None
+
+
+async def create_webhook(
+    conn: AsyncConnection, account_id: int, subscription: NewSubscription, now: datetime
+) -> WebhookWithSecret:
+    """Subscribe; the answer carries the signing secret, which is never shown again.
+
+    Call `check_destination` first, outside the transaction (it waits on DNS).
+    """
+    row = await repo.insert_endpoint(
+        conn,
+        {
+            "account_id": account_id,
+            "url": subscription.url,
+            "events": subscription.events,
+            "secret": new_secret(),
+            "created_at": now,
+        },
+    )
+    return with_secret(row)
+
+
+async def list_webhooks(conn: AsyncConnection, account_id: int) -> list[WebhookRead]:
+    return [webhook_read(r) for r in await repo.list_endpoints(conn, account_id)]
+
+
+async def delete_webhook(conn: AsyncConnection, account_id: int, webhook_id: int) -> None:
+    """Unsubscribe: the webhook, its pending messages and its log are gone."""
+    if not await repo.delete_endpoint(conn, account_id, webhook_id):
+        raise NotFound(WEBHOOK_NOT_FOUND)
+
+
+async def rotate_secret(
+    conn: AsyncConnection, account_id: int, webhook_id: int, now: datetime
+) -> WebhookWithSecret:
+    """A new secret; the one it replaces keeps signing (beside it) for 24 hours."""
+    row = await repo.get_account_endpoint(conn, account_id, webhook_id)
+    if row is None:
+        raise NotFound(WEBHOOK_NOT_FOUND)
+    row = await repo.update_endpoint(
+        conn,
+        row.id,
+        {
+            "secret": new_secret(),
+            "previous_secret": row.secret,
+            "previous_secret_expires_at": now + ROTATION_OVERLAP,
+        },
+    )
+    return with_secret(row)
+
+
+async def list_deliveries(
+    conn: AsyncConnection, account_id: int, webhook_id: int | None, page: int, limit: int
+) -> tuple[int, list[DeliveryRead]]:
+    """The account's recent attempts, newest first (optionally of one webhook)."""
+    total, rows = await repo.list_attempts(conn, account_id, webhook_id, page * limit, limit)
+    return total, [
+        DeliveryRead(
+            id=r.id,
+            webhookId=r.endpoint_id,
+            messageId=r.webhook_id,
+            eventType=r.event_type,
+            attemptedAt=format_time(r.attempted_at) or "",
+            statusCode=r.status_code,
+            latencyMs=r.latency_ms,
+            response=r.response_snippet,
+            error=r.error,
+            outcome=r.outcome,
+        )
+        for r in rows
+    ]
+
+
+async def redeliver(conn: AsyncConnection, account_id: int, message_id: str, now: datetime) -> None:
+    """Queue a message again (same `webhook-id`, same body, a fresh 24-hour retry window).
+
+    It goes back to its place in its endpoint's queue, which is by age: before any younger
+    message still pending for that endpoint.
+    """
+    message = await repo.find_message(conn, account_id, message_id)
+    if message is None:
+        raise NotFound("Message not found")
+    endpoint = await repo.get_endpoint(conn, message.endpoint_id)
+    if endpoint is None or endpoint.disabled_at is not None:
+        raise Conflict("The webhook is disabled; subscribe again")
+    await repo.update_message(
+        conn,
+        message.id,
+        {
+            "status": repo.PENDING,
+            "next_attempt_at": now,
+            "first_attempt_at": None,
+            "completed_at": None,
+        },
+    )

@@ -1,0 +1,76 @@
+"""SSRF guard: webhook URLs must resolve to public addresses (unless the operator allows private).
+
+The check runs when a webhook is subscribed and again before every attempt; the dispatcher then
+connects to the very address that passed, so a DNS answer that changes in between (rebinding)
+cannot redirect a delivery to an internal service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeUrl(Exception):
+    """The URL is malformed, cannot be resolved, or leads to a refused address."""
+
+
+def is_public(address: IPAddress) -> bool:
+    """False for loopback, private, link-local (cloud metadata), shared, reserved, multicast."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def split_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an absolute http(s) URL, or UnsafeUrl."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeUrl(f"invalid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeUrl("URL must be absolute http:// or https://")
+    if parts.username or parts.password:
+        raise UnsafeUrl("URL must not carry credentials")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address the host resolves to (a literal address resolves to itself)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UnsafeUrl(f"cannot resolve {host}: {exc}") from None
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise UnsafeUrl(f"cannot resolve {host}")
+    return addresses
+
+
+async def checked_address(url: str, *, allow_private: bool) -> IPAddress:
+    """The address to connect to for this URL, or UnsafeUrl when any answer is refused.
+
+    Every answer must be public, not only the first: a name that resolves to both a public and
+    a private address would otherwise be a way in.
+    """
+    _scheme, host, port = split_url(url)
+    addresses = await resolve(host, port)
+    if not allow_private:
+        refused = [a for a in addresses if not is_public(a)]
+        if refused:
+            raise UnsafeUrl(f"{host} resolves to a non-public address ({refused[0]})")
+    return addresses[0]

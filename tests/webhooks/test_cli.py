@@ -1,0 +1,62 @@
+"""`contacts-api webhooks create|list|rotate-secret|delete` against a real database."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from contacts_api.cli import app
+
+runner = CliRunner()
+
+
+def run(database_url: str, *args: str, allow_private: bool = True) -> tuple[int, str, str]:
+    env = {
+        "CONTACTS_API_DATABASE_URL": database_url,
+        "CONTACTS_API_WEBHOOKS_ALLOW_PRIVATE": "1" if allow_private else "0",
+        "COLUMNS": "200",
+    }
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_webhook_commands_manage_subscriptions(database_url: str) -> None:
+    assert run(database_url, "accounts", "create", "acme")[0] == 0
+    url = "http://127.0.0.1:9/hook"
+
+    code, out, err = run(database_url, "webhooks", "create", "--account", "acme", "--url", url)
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["secret"].startswith("whsec_")
+
+    code, out, _ = run(database_url, "webhooks", "list", "--account", "acme")
+    assert code == 0 and url in out and created["secret"] not in out
+
+    code, out, _ = run(
+        database_url, "webhooks", "rotate-secret", "--account", "acme", str(created["id"])
+    )
+    assert code == 0 and out.strip().startswith("whsec_") and out.strip() != created["secret"]
+
+    code, _, _ = run(database_url, "webhooks", "delete", "--account", "acme", str(created["id"]))
+    assert code == 0
+    code, _, err = run(database_url, "webhooks", "delete", "--account", "acme", str(created["id"]))
+    assert code == 1 and "Webhook not found" in err
+
+
+def test_cli_refuses_loopback_without_the_setting(database_url: str) -> None:
+    assert run(database_url, "accounts", "create", "acme")[0] == 0
+    code, out, err = run(
+        database_url,
+        "webhooks",
+        "create",
+        "--account",
+        "acme",
+        "--url",
+        "http://127.0.0.1:9/hook",
+        "--event",
+        "contact.created",
+        allow_private=False,
+    )
+    assert code == 1 and out == ""
+    assert "non-public address" in err

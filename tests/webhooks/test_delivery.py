@@ -1,0 +1,217 @@
+"""Delivery end to end against a real local receiver: signatures, payloads, the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from contacts_api.accounts.schemas import Principal
+from contacts_api.app import create_app
+from contacts_api.contacts import service as contacts
+from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+from contacts_api.webhooks.dispatcher import Dispatcher
+from contacts_api.webhooks.outbox import record_create_outcome
+from tests.conftest import make_settings
+from tests.factories import new_account, new_event
+from tests.webhooks.conftest import (
+    Client,
+    Clock,
+    create_contact,
+    deliveries,
+    message_statuses,
+    subscribe,
+)
+from tests.webhooks.receiver import Receiver
+
+
+def verify(secret: str, request: Any) -> Any:
+    """What a receiver does with the reference library: raises when anything is off."""
+    return Webhook(secret).verify(request.body, request.headers)
+
+
+async def test_signed_delivery_verifies_with_standardwebhooks(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    account = await new_account(db)
+    event_id = await new_event(db, account, "Product Demo", "acme/product-demo")
+    webhook = await subscribe(client, account, receiver.url)
+    contact = await create_contact(
+        client, account, email="jane@example.com", eventName="Product Demo", utm="utm_source=x"
+    )
+
+    assert await dispatcher.run_once() == 1
+    [request] = receiver.requests
+    payload = verify(webhook["secret"], request)
+    assert request.webhook_id.startswith("msg_")
+    assert isinstance(payload, list) and len(payload) == 1
+    [item] = payload
+    assert {k: item[k] for k in contact} == contact  # the full contact object
+    assert item["hookType"] == "Contact created"
+    assert item["updatedAttributes"] == []
+    assert item["tracking"] == {"utm_source": "x", "first_utm_source": "x"}
+    assert item["event"] == {
+        "id": event_id,
+        "name": "Product Demo",
+        "linkPrefix": "acme/product-demo",
+        "eventType": "ONE_ON_ONE",
+    }
+
+    tampered = request.body.replace(b"jane@example.com", b"evil@example.com")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(webhook["secret"]).verify(tampered, request.headers)
+    stale = {**request.headers, "webhook-timestamp": str(int(time.time()) - 3600)}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(webhook["secret"]).verify(request.body, stale)
+
+
+async def test_upsert_that_changes_fields_sends_contact_updated(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="jane@example.com", firstName="Jane")
+    await create_contact(client, account, email="jane@example.com", firstName="Janet")
+    await create_contact(client, account, email="jane@example.com", firstName="Janet")  # no-op
+
+    await dispatcher.run_once()
+    created, updated = (verify(webhook["secret"], r)[0] for r in receiver.requests)
+    assert created["hookType"] == "Contact created"
+    assert updated["hookType"] == "Contact updated"
+    assert updated["updatedAttributes"] == ["firstName"]
+    assert updated["firstName"] == "Janet" and "event" not in updated
+    assert len(receiver.requests) == 2  # the upsert that changed nothing sent nothing
+
+
+async def test_only_subscribed_events_and_accounts_get_messages(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    acme = await new_account(db)
+    quiet = await new_account(db, "quiet", "owner@quiet.test")
+    await subscribe(client, acme, receiver.url, ("contactDetailChanged",))
+    await create_contact(client, acme, email="a@example.com")
+    await create_contact(client, quiet, email="b@example.com")
+    assert await message_statuses(db) == []
+    await create_contact(client, acme, email="a@example.com", lastName="Changed")
+    assert await message_statuses(db) == ["pending"]
+
+
+async def test_a_rolled_back_change_emits_nothing(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    principal = Principal(account_id=account.account_id, user_id=account.user_id, key_id=0)
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with db.transaction() as conn:
+            outcome = await contacts.create_contact(
+                conn,
+                principal,
+                ContactCreate(email="ghost@example.com"),
+                duplicate_email="upsert",
+                now=utcnow(),
+            )
+            assert await record_create_outcome(
+                conn, account_id=account.account_id, outcome=outcome, now=utcnow()
+            )
+            raise Abort  # e.g. a later step of the same request failed
+
+    assert await message_statuses(db) == []
+    assert await dispatcher.run_once() == 0
+    assert receiver.requests == []
+
+
+async def test_old_and_new_secret_both_sign_after_rotation(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    response = await client.post(
+        "/v1/webhooks/rotate-secret", json={"id": webhook["id"]}, headers=account.headers
+    )
+    new_secret = response.json()["data"]["webhook"]["secret"]
+    await create_contact(client, account, email="a@example.com")
+    await dispatcher.run_once()
+    [request] = receiver.requests
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    verify(webhook["secret"], request)
+    verify(new_secret, request)
+
+    clock.advance(hours=25)  # the old secret's day is over
+    await create_contact(client, account, email="b@example.com")
+    await dispatcher.run_once()
+    later = receiver.requests[1]
+    assert len(later.headers["webhook-signature"].split(" ")) == 1
+    signed_at = int(later.headers["webhook-timestamp"])
+    assert signed_at >= int(clock.now.timestamp())
+
+
+async def test_redeliver_sends_the_same_message_again(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+    await dispatcher.run_once()
+    [first] = receiver.requests
+
+    response = await client.post(
+        "/v1/webhooks/redeliver", json={"messageId": first.webhook_id}, headers=account.headers
+    )
+    assert response.status_code == 202
+    await dispatcher.run_once()
+    assert receiver.ids == [first.webhook_id, first.webhook_id]
+    assert receiver.requests[1].body == first.body
+
+    unknown = await client.post(
+        "/v1/webhooks/redeliver", json={"messageId": "msg_nope"}, headers=account.headers
+    )
+    assert unknown.status_code == 404
+
+
+async def test_refused_address_at_delivery_time_is_logged_not_sent(
+    client: Client, db: Database, receiver: Receiver, settings: Settings, clock: Clock
+) -> None:
+    """Subscribed while allowed; the dispatcher checks again (as after a DNS change)."""
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+    strict = make_settings(settings.database_url)
+    async with Dispatcher(db, strict, now=clock) as guarded:
+        assert await guarded.run_once() == 1
+    assert receiver.requests == []
+    log = await deliveries(client, account, webhookId=webhook["id"])
+    [attempt] = log["deliveries"]
+    assert attempt["statusCode"] is None and attempt["outcome"] == "retrying"
+    assert attempt["error"].startswith("refused:")
+
+
+async def test_the_server_dispatches_by_itself(
+    database_url: str, db: Database, receiver: Receiver
+) -> None:
+    """With the default settings a running server delivers on its own, within seconds."""
+    account = await new_account(db)
+    settings = make_settings(
+        database_url, webhooks_allow_private=True, webhooks_dispatch_in_server=True
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        webhook = await subscribe(client, account, receiver.url)
+        await create_contact(client, account, email="a@example.com")
+        await receiver.wait_for(1, timeout=10)
+        for _ in range(100):  # the attempt is logged just after the receiver answered
+            if (await deliveries(client, account))["count"]:
+                break
+            await asyncio.sleep(0.05)
+    verify(webhook["secret"], receiver.requests[0])
+    assert await message_statuses(db) == ["delivered"]

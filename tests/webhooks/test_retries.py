@@ -1,0 +1,173 @@
+"""Retries, Retry-After, 410, auto-disable, ordering and leases, driven by a controllable clock."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from contacts_api.webhooks.dispatcher import Dispatcher
+from tests.factories import new_account
+from tests.webhooks.conftest import (
+    Client,
+    Clock,
+    create_contact,
+    deliveries,
+    message_statuses,
+    subscribe,
+)
+from tests.webhooks.receiver import Received, Receiver, Reply
+
+
+class Script:
+    """Answers from a list, then 200 for ever."""
+
+    def __init__(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+
+    def __call__(self, _request: Received) -> Reply:
+        return self.replies.pop(0) if self.replies else Reply()
+
+
+async def test_failures_are_retried_with_growing_delays_until_delivered(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    receiver.respond = Script(
+        Reply(500, body=b"x" * 5000), Reply(502), Reply(503), Reply(200, body=b"thanks")
+    )
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+
+    arrivals = []
+    for _ in range(200):  # step through 100 seconds of schedule, half a second at a time
+        if await dispatcher.run_once():
+            arrivals.append(clock.now)
+        clock.advance(seconds=0.5)
+    # Attempts at 0, then after 5 s, 10 s and 20 s, each within the ±20 % jitter.
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(arrivals)]
+    assert len(arrivals) == 4, gaps
+    for gap, nominal in zip(gaps, (5, 10, 20), strict=True):
+        assert nominal * 0.8 <= gap <= nominal * 1.2 + 0.5, gaps
+    assert len(set(receiver.ids)) == 1  # the same webhook-id every time
+
+    log = (await deliveries(client, account))["deliveries"]
+    assert [d["outcome"] for d in log] == ["delivered", "retrying", "retrying", "retrying"]
+    assert [d["statusCode"] for d in log] == [200, 503, 502, 500]
+    assert log[0]["response"] == "thanks"
+    assert log[-1]["response"] == "x" * 1024  # the snippet stops at 1 KiB
+    assert await message_statuses(db) == ["delivered"]
+
+
+async def test_retry_after_is_honoured(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    receiver.respond = Script(Reply(429, headers={"Retry-After": "120"}))
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+
+    assert await dispatcher.run_once() == 1
+    clock.advance(seconds=60)  # the backoff alone would have retried by now
+    assert await dispatcher.run_once() == 0
+    clock.advance(seconds=61)
+    assert await dispatcher.run_once() == 1
+    assert await message_statuses(db) == ["delivered"]
+
+
+async def test_410_disables_the_endpoint_at_once(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    receiver.respond = Script(Reply(410))
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+    await create_contact(client, account, email="b@example.com")
+
+    assert await dispatcher.run_once() == 1
+    [listed] = (await client.get("/v1/webhooks", headers=account.headers)).json()["data"][
+        "webhooks"
+    ]
+    assert listed["id"] == webhook["id"]
+    assert listed["disabledAt"] is not None and "410" in listed["disabledReason"]
+    assert await message_statuses(db) == ["failed", "failed"]
+
+    await create_contact(client, account, email="c@example.com")
+    clock.advance(hours=1)
+    assert await dispatcher.run_once() == 0
+    assert len(receiver.requests) == 1
+    assert await message_statuses(db) == ["failed", "failed"]  # nothing queued for it
+
+
+async def test_an_endpoint_failing_for_a_day_is_disabled(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    receiver.respond = lambda _r: Reply(500)
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+
+    for _ in range(60):  # an hour at a time, well past one day
+        await dispatcher.run_once()
+        clock.advance(minutes=61)
+    attempts = len(receiver.requests)
+    assert 15 <= attempts <= 40  # exponential up to an hourly pace, not a hammering
+    [listed] = (await client.get("/v1/webhooks", headers=account.headers)).json()["data"][
+        "webhooks"
+    ]
+    assert listed["disabledReason"] == "failing for 24 hours"
+    assert await message_statuses(db) == ["failed"]
+    log = (await deliveries(client, account, limit=1))["deliveries"]
+    assert log[0]["outcome"] == "disabled"
+
+
+async def test_an_endpoint_gets_its_events_in_order(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    receiver.respond = Script(Reply(500))
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    for name in ("first", "second", "third"):
+        await create_contact(client, account, email=f"{name}@example.com")
+
+    assert await dispatcher.run_once() == 1  # the first failed: the others wait behind it
+    clock.advance(seconds=10)
+    assert await dispatcher.run_once() == 3
+    emails = [r.json()[0]["email"] for r in receiver.requests]
+    assert emails == [f"{n}@example.com" for n in ("first", "first", "second", "third")]
+
+
+async def test_two_dispatchers_never_send_the_same_message_twice(
+    client: Client, db: Database, receiver: Receiver, settings: Settings, clock: Clock
+) -> None:
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await subscribe(client, account, receiver.url.replace("/hook", "/other"))
+    for n in range(15):
+        await create_contact(client, account, email=f"c{n}@example.com")
+
+    async with (
+        Dispatcher(db, settings, now=clock, name="one") as one,
+        Dispatcher(db, settings, now=clock, name="two") as two,
+    ):
+        await asyncio.gather(one.run_once(), two.run_once(), one.run_once(), two.run_once())
+        while await one.run_once():
+            pass
+    assert len(receiver.ids) == 30 and len(set(receiver.ids)) == 30
+
+
+async def test_a_dead_dispatchers_endpoint_is_retried_at_once_after_its_lease(
+    client: Client, db: Database, receiver: Receiver, settings: Settings, clock: Clock
+) -> None:
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+
+    async with Dispatcher(db, settings, now=clock, name="doomed") as doomed:
+        assert await doomed.claim(10)  # claimed, then "killed" before recording anything
+    async with Dispatcher(db, settings, now=clock, name="survivor") as survivor:
+        assert await survivor.run_once() == 0  # the lease still holds
+        clock.advance(seconds=settings.webhooks_lease_seconds)
+        assert await survivor.run_once() == 1  # no backoff on top of the lease
+    assert await message_statuses(db) == ["delivered"]

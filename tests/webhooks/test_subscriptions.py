@@ -1,0 +1,135 @@
+"""Subscribing, listing, rotating and deleting webhooks; the SSRF guard at subscription."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from contacts_api.app import create_app
+from contacts_api.storage.engine import Database
+from contacts_api.webhooks.ssrf import is_public
+from tests.conftest import make_settings
+from tests.factories import new_account
+from tests.webhooks.conftest import Client, subscribe
+
+
+async def test_subscribe_shows_the_secret_once_and_lists_without_it(
+    client: Client, db: Database
+) -> None:
+    account = await new_account(db)
+    webhook = await subscribe(
+        client,
+        account,
+        "http://127.0.0.1:9/hook",
+        ("contactUpdated", "contact.created", "contactDetailChanged", "contactDeleted"),
+    )
+    assert webhook["secret"].startswith("whsec_")
+    assert 24 <= len(base64.b64decode(webhook["secret"].removeprefix("whsec_"))) <= 64
+    # Aliases are stored under their canonical names, once each.
+    assert webhook["events"] == ["contactDetailChanged", "newContactCreated", "contactDeleted"]
+    assert webhook["disabledAt"] is None
+
+    listed = await client.get("/v1/webhooks", headers=account.headers)
+    assert listed.status_code == 200
+    [only] = listed.json()["data"]["webhooks"]
+    assert only["id"] == webhook["id"] and "secret" not in only
+
+
+async def test_invalid_subscriptions_list_every_failing_field(client: Client, db: Database) -> None:
+    account = await new_account(db)
+    response = await client.post("/v1/webhooks", json={}, headers=account.headers)
+    assert response.status_code == 400
+    assert response.json()["message"]["details"]["fieldErrors"] == {
+        "url": ["Required"],
+        "events": ["Required"],
+    }
+    response = await client.post(
+        "/v1/webhooks",
+        json={"url": "ftp://example.com/x", "events": ["contactMerged"]},
+        headers=account.headers,
+    )
+    errors = response.json()["message"]["details"]["fieldErrors"]
+    assert errors["url"] == ["Invalid url"]
+    assert "received 'contactMerged'" in errors["events"][0]
+
+
+async def test_delete_and_another_accounts_webhook_is_not_found(
+    client: Client, db: Database
+) -> None:
+    acme = await new_account(db)
+    other = await new_account(db, "other", "owner@other.test")
+    webhook = await subscribe(client, acme, "http://127.0.0.1:9/hook")
+
+    foreign = await client.delete(f"/v1/webhooks?id={webhook['id']}", headers=other.headers)
+    assert foreign.status_code == 404
+    assert foreign.json() == {"message": "Webhook not found"}
+
+    deleted = await client.delete(f"/v1/webhooks?id={webhook['id']}", headers=acme.headers)
+    assert deleted.status_code == 200
+    listed = await client.get("/v1/webhooks", headers=acme.headers)
+    assert listed.json()["data"]["webhooks"] == []
+
+
+async def test_query_errors_use_the_v1_400_shape(client: Client, db: Database) -> None:
+    account = await new_account(db)
+    for path in ("/v1/webhooks/deliveries?limit=500", "/v1/webhooks"):
+        method = client.get if path.endswith("500") else client.delete
+        response = await method(path, headers=account.headers)
+        assert response.status_code == 400, path
+        assert response.json()["message"]["endpoint"] == path.partition("?")[0]
+    empty = await client.get("/v1/webhooks/deliveries", headers=account.headers)
+    assert empty.json() == {"data": {"count": 0, "deliveries": []}}
+
+
+async def test_rotate_secret_answers_a_new_secret(client: Client, db: Database) -> None:
+    account = await new_account(db)
+    webhook = await subscribe(client, account, "http://127.0.0.1:9/hook")
+    response = await client.post(
+        "/v1/webhooks/rotate-secret", json={"id": webhook["id"]}, headers=account.headers
+    )
+    assert response.status_code == 200
+    rotated = response.json()["data"]["webhook"]
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != webhook["secret"]
+    missing = await client.post(
+        "/v1/webhooks/rotate-secret", json={"id": 999}, headers=account.headers
+    )
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+async def test_private_destinations_are_refused_without_the_setting(
+    database_url: str, db: Database, url: str
+) -> None:
+    account = await new_account(db)
+    app = create_app(make_settings(database_url))  # webhooks_allow_private stays off
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post(
+            "/v1/webhooks",
+            json={"url": url, "events": ["newContactCreated"]},
+            headers=account.headers,
+        )
+    assert response.status_code == 400
+    [message] = response.json()["message"]["details"]["fieldErrors"]["url"]
+    assert "non-public address" in message
+
+
+def test_public_addresses_pass_and_special_ones_do_not() -> None:
+    assert is_public(ipaddress.ip_address("93.184.216.34"))
+    assert is_public(ipaddress.ip_address("2606:2800:220:1:248:1893:25c8:1946"))
+    for special in ("100.64.0.1", "fd00:ec2::254", "224.0.0.1", "240.0.0.1", "fe80::1"):
+        assert not is_public(ipaddress.ip_address(special)), special
