@@ -9,10 +9,15 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from contacts_api import __version__
+from contacts_api.accounts.router import list_users
+from contacts_api.contacts.manage_router import CONTACT_MANAGE_ROUTES
 from contacts_api.contacts.router import create_contact
+from contacts_api.events.router import list_events
 from contacts_api.http.auth import provide_principal
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
+from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.ops import docs, healthz, openapi_json, readyz
+from contacts_api.notes.router import NOTE_ROUTES
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 
@@ -24,8 +29,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     v1 = Router(
         path="/v1",
-        route_handlers=[create_contact],
+        route_handlers=[
+            create_contact,
+            *CONTACT_MANAGE_ROUTES,
+            *NOTE_ROUTES,
+            list_events,
+            list_users,
+        ],
         dependencies={"principal": Provide(provide_principal)},
+        middleware=[idempotency_middleware],
         security=[{"BearerAuth": []}],
         tags=["contacts"],
     )

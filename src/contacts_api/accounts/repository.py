@@ -98,3 +98,8 @@ async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> bool:
         .values(revoked_at=now)
     )
     return result.rowcount > 0
+
+
+async def list_users(conn: AsyncConnection, account_id: int) -> list[sa.Row[tuple[object, ...]]]:
+    query = sa.select(user_table).where(user_table.c.account_id == account_id)
+    return list((await conn.execute(query.order_by(user_table.c.id))).all())

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import keys
 from contacts_api.accounts import repository as repo
-from contacts_api.accounts.schemas import Principal
+from contacts_api.accounts.schemas import Principal, UserRead
 from contacts_api.errors import Unauthorized, UserError
 
 MISSING_KEY = "API key is required"
@@ -91,3 +91,9 @@ async def authenticate(conn: AsyncConnection, key: str, now: datetime) -> Princi
     if row.expires_at is not None and row.expires_at <= now:
         raise Unauthorized(EXPIRED_KEY)
     return Principal(account_id=row.account_id, user_id=row.user_id, key_id=row.id)
+
+
+async def list_users(conn: AsyncConnection, principal: Principal) -> list[UserRead]:
+    """The users of the caller's account."""
+    rows = await repo.list_users(conn, principal.account_id)
+    return [UserRead(r.id, r.email, r.first_name, r.last_name) for r in rows]  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,3 +55,15 @@ async def find_event_id(
     result = await conn.execute(query.order_by(event_table.c.id).limit(1))
     value = result.scalar_one_or_none()
     return None if value is None else int(value)
+
+
+async def list_events(
+    conn: AsyncConnection, account_id: int, *, limit: int, offset: int
+) -> tuple[int, list[sa.Row[Any]]]:
+    """A page of the account's events (oldest first) and how many it has."""
+    where = event_table.c.account_id == account_id
+    count = (await conn.execute(sa.select(sa.func.count()).where(where))).scalar_one()
+    query = (
+        sa.select(event_table).where(where).order_by(event_table.c.id).limit(limit).offset(offset)
+    )
+    return int(count), list((await conn.execute(query)).all())
