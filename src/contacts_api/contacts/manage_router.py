@@ -34,6 +34,13 @@ from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 
 NOT_FOUND = {404: message_response("Contact not found (or another account's)")}
+_NEW_ID = "$response.body#/data/contact/id"
+# OpenAPI links from an answer carrying a contact to the operations that take its id.
+CONTACT_LINKS = {
+    "GetContactDetail": ("GET", "/v1/contacts/detail", {"contactId": _NEW_ID}),
+    "ListContactNotes": ("GET", "/v1/contacts/notes", {"contactId": _NEW_ID}),
+    "DeleteContact": ("DELETE", "/v1/contacts", {"id": _NEW_ID}),
+}
 
 
 def _db(request: Request[Any, Any, Any]) -> Database:

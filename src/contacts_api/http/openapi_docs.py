@@ -104,6 +104,34 @@ def _add_idempotency(document: dict[str, Any]) -> None:
                 )
 
 
+def _operation_ids(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    return {
+        (path, method.upper()): operation["operationId"]
+        for path, operations in document.get("paths", {}).items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
+
+
+def _add_links(document: dict[str, Any], operation: dict[str, Any], links: dict[int, Any]) -> None:
+    """OpenAPI links from `opt["links"]`: {status: {name: (method, path, parameters)}}.
+
+    They tell clients (and schemathesis's stateful phase) which ids feed which operation.
+    """
+    operation_ids = _operation_ids(document)
+    for status, named in links.items():
+        response = operation.get("responses", {}).get(str(status))
+        if response is None:
+            continue
+        for name, (method, path, parameters) in named.items():
+            target = operation_ids.get((path, method))
+            if target is not None:
+                response.setdefault("links", {})[name] = {
+                    "operationId": target,
+                    "parameters": parameters,
+                }
+
+
 def openapi_document(app: Litestar) -> dict[str, Any]:
     """Litestar's generated document plus the bodies, queries and headers we handle ourselves."""
     document = app.openapi_schema.to_schema()
@@ -111,12 +139,15 @@ def openapi_document(app: Litestar) -> dict[str, Any]:
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
             query_type = handler.opt.get("query")
-            if query_type is None:
-                continue
+            links = handler.opt.get("links")
             for method in handler.http_methods:
                 operation = document.get("paths", {}).get(route.path, {}).get(method.lower())
-                if operation is not None:
+                if operation is None:
+                    continue
+                if query_type is not None:
                     operation.setdefault("parameters", []).extend(query_parameters(query_type))
+                if links is not None:
+                    _add_links(document, operation, links)
     bodies: dict[tuple[str, str], type[msgspec.Struct]] = {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
