@@ -312,3 +312,9 @@ async def test_soft_deleted_contacts_are_not_listed_or_counted(
     listing = await list_contacts(client, account, limit=100)
     assert created[1] not in ids(listing)
     assert listing.json()["data"]["count"] == 4
+
+
+async def test_repeated_parameter_keeps_its_last_value(client: Client, db: Database) -> None:
+    account, _ = await five(client, db)
+    response = await client.get("/v1/contacts?limit=1&limit=3", headers=account.headers)
+    assert len(ids(response)) == 3

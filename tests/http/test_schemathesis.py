@@ -1,6 +1,6 @@
 """schemathesis against the real server and its own /openapi.json, with a valid key.
 
-The server runs as it does in production (uvicorn, a migrated SQLite file) on a free
+The server runs as it does in production (uvicorn; SQLite, and PostgreSQL when configured) on a free
 loopback port; schemathesis generates requests for every documented operation and checks
 that no answer is a server error or breaks the documented statuses, types and schemas.
 """
@@ -23,7 +23,6 @@ import pytest
 from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import service as contacts
 from contacts_api.contacts.schemas import ContactCreate
-from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 from tests.factories import new_account, new_event
@@ -67,10 +66,9 @@ async def seed(url: str) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(base URL, API key) of a live server on a free loopback port."""
-    url = f"sqlite:///{tmp_path / 'contacts.db'}"
-    migrate.upgrade(url)
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(base URL, API key) of a live server on a free loopback port, on each database."""
+    url = database_url
     key = asyncio.run(seed(url))
     port = free_port()
     env = {
