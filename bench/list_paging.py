@@ -20,10 +20,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from contacts_api.contacts import manage_repository as repo
+from contacts_api.paging import Page
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import CONTACT_ORDER_COLUMNS, contact_table
-from contacts_api.paging import Page
 
 ORDERS = [
     repo.ContactOrder(),  # default: newest first
