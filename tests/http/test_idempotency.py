@@ -205,3 +205,20 @@ async def test_failed_first_attempt_releases_the_key(database_url: str, db: Data
     assert failed.status_code == 500
     assert retried.status_code == 201
     assert "idempotent-replayed" not in retried.headers
+
+
+async def test_housekeeping_drops_dead_records_of_any_key(db: Database) -> None:
+    from contacts_api.idempotency import repository
+
+    account = await new_account(db)
+    now = utcnow()
+    await idempotency.claim(db, account.account_id, "expired", "f", now - timedelta(days=2))
+    await idempotency.claim(db, account.account_id, "abandoned", "f", now - timedelta(hours=1))
+    await idempotency.claim(db, account.account_id, "running", "f", now)
+    async with db.transaction() as conn:
+        purged = await repository.purge_dead(
+            conn, expired_before=now, stale_before=now - idempotency.STALE_CLAIM, limit=100
+        )
+        left = (await conn.execute(sa.select(idempotency_table.c.key))).scalars().all()
+    assert purged == 2
+    assert left == ["running"]

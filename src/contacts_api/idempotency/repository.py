@@ -14,16 +14,42 @@ from contacts_api.storage.models import idempotency_table
 t = idempotency_table.c
 
 
-async def purge(conn: AsyncConnection, *, expired_before: datetime, stale_before: datetime) -> None:
-    """Drop expired records, and claims whose first request died without an answer."""
+def _dead(expired_before: datetime, stale_before: datetime) -> sa.ColumnElement[bool]:
+    """Expired records, and claims whose first request died without an answer."""
+    return sa.or_(
+        t.expires_at <= expired_before,
+        sa.and_(t.response_status.is_(None), t.created_at <= stale_before),
+    )
+
+
+async def delete_dead_key(
+    conn: AsyncConnection,
+    account_id: int,
+    key: str,
+    *,
+    expired_before: datetime,
+    stale_before: datetime,
+) -> None:
+    """Free this one key when its record is dead, so it can be claimed again."""
     await conn.execute(
         sa.delete(idempotency_table).where(
-            sa.or_(
-                t.expires_at <= expired_before,
-                sa.and_(t.response_status.is_(None), t.created_at <= stale_before),
-            )
+            t.account_id == account_id, t.key == key, _dead(expired_before, stale_before)
         )
     )
+
+
+async def purge_dead(
+    conn: AsyncConnection, *, expired_before: datetime, stale_before: datetime, limit: int
+) -> int:
+    """Delete up to `limit` dead records of any account; rows others hold are skipped.
+
+    SKIP LOCKED (PostgreSQL) means housekeeping never waits on, or deadlocks with, a claim.
+    """
+    victims = sa.select(t.id).where(_dead(expired_before, stale_before)).limit(limit)
+    if conn.dialect.name == "postgresql":
+        victims = victims.with_for_update(skip_locked=True)
+    result = await conn.execute(sa.delete(idempotency_table).where(t.id.in_(victims)))
+    return int(result.rowcount)
 
 
 async def try_claim(

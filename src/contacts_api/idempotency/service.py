@@ -7,6 +7,7 @@ fingerprint and the response it captured.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,9 @@ RETENTION = timedelta(hours=24)
 # A claim with no answer after this long belongs to a request that died (crash, kill):
 # the key becomes usable again instead of answering 409 for a day.
 STALE_CLAIM = timedelta(minutes=2)
+# Housekeeping of other keys' dead records runs at most this often per process.
+PURGE_EVERY_SECONDS = 60.0
+PURGE_BATCH = 1000
 IN_PROGRESS = "A request with this Idempotency-Key is still in progress"
 DIFFERENT_REQUEST = "This Idempotency-Key was already used with a different request"
 
@@ -51,8 +55,11 @@ async def claim(
     db: Database, account_id: int, key: str, request_fingerprint: str, now: datetime
 ) -> Claim | StoredResponse:
     """Claim the key for this request, or the stored answer; 409 while running, 422 if different."""
+    await _purge_now_and_then(db, now)
     async with db.transaction() as conn:
-        await repo.purge(conn, expired_before=now, stale_before=now - STALE_CLAIM)
+        await repo.delete_dead_key(
+            conn, account_id, key, expired_before=now, stale_before=now - STALE_CLAIM
+        )
         record_id = await repo.try_claim(
             conn,
             account_id=account_id,
@@ -71,6 +78,21 @@ async def claim(
     if row.response_status is None:
         raise Conflict(IN_PROGRESS)
     return StoredResponse(row.response_status, list(row.response_headers or []), row.response_body)
+
+
+_last_purge = float("-inf")
+
+
+async def _purge_now_and_then(db: Database, now: datetime) -> None:
+    """Drop a batch of dead records, in its own short transaction, once a minute."""
+    global _last_purge
+    if time.monotonic() - _last_purge < PURGE_EVERY_SECONDS:
+        return
+    _last_purge = time.monotonic()
+    async with db.transaction() as conn:
+        await repo.purge_dead(
+            conn, expired_before=now, stale_before=now - STALE_CLAIM, limit=PURGE_BATCH
+        )
 
 
 async def complete(db: Database, claimed: Claim, response: StoredResponse) -> None:
