@@ -222,3 +222,14 @@ async def test_housekeeping_drops_dead_records_of_any_key(db: Database) -> None:
         left = (await conn.execute(sa.select(idempotency_table.c.key))).scalars().all()
     assert purged == 2
     assert left == ["running"]
+
+
+async def test_oversized_body_with_a_key_is_still_413(client: Client, db: Database) -> None:
+    account = await new_account(db)
+    body = b'{"email":"a@x.test","utm":"' + b"x" * (1024 * 1024) + b'"}'
+    headers = {**keyed(account, "big"), "content-type": "application/json"}
+    response = await client.post("/v1/contacts", content=body, headers=headers)
+    assert response.status_code == 413
+    assert await count_contacts(db, account.account_id) == 0
+    small = await post(client, account, "big", {"email": "a@x.test"})
+    assert small.status_code == 201  # nothing was stored under the key

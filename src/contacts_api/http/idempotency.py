@@ -10,6 +10,7 @@ authenticate (the route answers 401), pass through untouched.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -63,24 +64,33 @@ async def _send_error(scope: Scope, send: Send, error: AppError) -> None:
     await _send_json(send, error.status, body, error.headers)
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, Message | None]:
-    """The body up to `limit` bytes: (bytes, complete?, disconnect message if any)."""
+@dataclass(slots=True)
+class BufferedBody:
+    """What was read of the request body before deciding whether to claim the key."""
+
+    data: bytes
+    ended: bool  # the client sent its last chunk
+    too_large: bool  # over the server's limit: the route answers 413, nothing is claimed
+    disconnected: bool
+
+
+async def _read_body(receive: Receive, limit: int) -> BufferedBody:
+    """Read the body, stopping early once it exceeds `limit` bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(chunks), False, message
+            return BufferedBody(b"".join(chunks), False, False, True)
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), True, None
-        if size > limit:
-            return b"".join(chunks), False, None
+        ended = not message.get("more_body", False)
+        if ended or size > limit:
+            return BufferedBody(b"".join(chunks), ended, size > limit, False)
 
 
-def _replaying_receive(body: bytes, complete: bool, receive: Receive) -> Receive:
+def _replaying_receive(body: BufferedBody, receive: Receive) -> Receive:
     """A receive that first yields the buffered body, then (if cut short) the rest."""
     sent = False
 
@@ -88,7 +98,7 @@ def _replaying_receive(body: bytes, complete: bool, receive: Receive) -> Receive
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": body, "more_body": not complete}
+            return {"type": "http.request", "body": body.data, "more_body": not body.ended}
         return await receive()
 
     return replay
@@ -119,15 +129,14 @@ def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI app
         except Unauthorized:
             await app(scope, receive, send)  # the route gives the 401, and nothing is stored
             return
-        body, complete, disconnect = await _read_body(receive, settings.max_body_bytes)
-        if not complete:
-            # Over the size limit (the route answers 413) or the client went away.
-            if disconnect is not None:
-                return
-            await app(scope, _replaying_receive(body, complete, receive), send)
+        body = await _read_body(receive, settings.max_body_bytes)
+        if body.disconnected:
+            return
+        if body.too_large:
+            await app(scope, _replaying_receive(body, receive), send)
             return
         fingerprint = service.fingerprint(
-            scope["method"], scope["path"], scope.get("query_string", b""), body
+            scope["method"], scope["path"], scope.get("query_string", b""), body.data
         )
         try:
             outcome = await service.claim(db, principal.account_id, key, fingerprint, utcnow())
@@ -137,7 +146,7 @@ def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI app
         if isinstance(outcome, service.StoredResponse):
             await _replay(outcome, send)
             return
-        await _run_and_store(app, scope, _replaying_receive(body, True, receive), send, outcome, db)
+        await _run_and_store(app, scope, _replaying_receive(body, receive), send, outcome, db)
 
     return middleware
 
