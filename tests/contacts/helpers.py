@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from contacts_api.accounts import repository as accounts_repo
 from contacts_api.accounts import service as accounts
+from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table
 from contacts_api.timeutil import utcnow
+from tests.conftest import make_settings
 from tests.factories import AccountFixture
 
 Client = AsyncTestClient[Litestar]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Import into a test module whose tests send bursts (rate limits are tested elsewhere)."""
+    return make_settings(database_url, rate_limit="100000/1")
 
 
 async def create(client: Client, account: AccountFixture, **body: Any) -> dict[str, Any]:

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from contacts_api.storage.engine import Database
-from tests.contacts.helpers import Client, create, list_contacts, second_user, set_columns
+from tests.contacts.helpers import (
+    Client,
+    create,
+    list_contacts,
+    second_user,
+    set_columns,
+    settings,  # noqa: F401  (fixture: no rate limit)
+)
 from tests.contacts.test_create import CONTACT_KEYS
 from tests.factories import new_account, new_event
 

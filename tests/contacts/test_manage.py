@@ -12,7 +12,13 @@ from contacts_api.contacts.manage_schemas import ContactUpdate
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 from tests.conftest import make_settings
-from tests.contacts.helpers import Client, create, list_contacts, stored_contact
+from tests.contacts.helpers import (
+    Client,
+    create,
+    list_contacts,
+    settings,  # noqa: F401  (fixture: no rate limit)
+    stored_contact,
+)
 from tests.contacts.test_create import CONTACT_KEYS, SEED_BODY
 from tests.factories import AccountFixture, count_contacts, new_account, new_event
 

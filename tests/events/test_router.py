@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from contacts_api.storage.engine import Database
-from tests.contacts.helpers import Client, second_user
+from tests.contacts.helpers import (
+    Client,
+    second_user,
+    settings,  # noqa: F401  (fixture: no rate limit)
+)
 from tests.factories import new_account, new_event
 
 

@@ -6,7 +6,12 @@ import sqlalchemy as sa
 
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, note_table, tag_table
-from tests.contacts.helpers import Client, create, stored_contact
+from tests.contacts.helpers import (
+    Client,
+    create,
+    settings,  # noqa: F401  (fixture: no rate limit)
+    stored_contact,
+)
 from tests.factories import new_account, new_event
 
 

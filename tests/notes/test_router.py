@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from contacts_api.storage.engine import Database
-from tests.contacts.helpers import Client, create, second_user
+from tests.contacts.helpers import (
+    Client,
+    create,
+    second_user,
+    settings,  # noqa: F401  (fixture: no rate limit)
+)
 from tests.factories import AccountFixture, new_account
 
 
