@@ -71,6 +71,9 @@ class FieldRule:
             expected = " | ".join(f"'{c}'" for c in self.choices)
             return None, [f"Invalid enum value. Expected {expected}, received '{value}'"]
         errors = []
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL; refuse it on both databases alike.
+            errors.append("String must not contain NUL characters")
         if self.max_length is not None and js_length(value) > self.max_length:
             errors.append(f"String must contain at most {self.max_length} character(s)")
         if self.pattern is not None and not self.pattern.fullmatch(value):

@@ -94,6 +94,7 @@ async def test_default_limit_is_20_while_count_is_every_match(client: Client, db
         ({"userId": "0"}, "userId", "Number must be greater than or equal to 1"),
         ({"userId": "2147483648"}, "userId", "Number must be less than or equal to 2147483647"),
         ({"search": "s" * 256}, "search", "String must contain at most 255 character(s)"),
+        ({"search": "a\x00b"}, "search", "String must not contain NUL characters"),
         ({"timeFrom": "2024-01-15"}, "timeFrom", "Invalid datetime"),
         ({"timeTo": "2024-01-15T10:00:00+01:00"}, "timeTo", "Invalid datetime"),
         (

@@ -157,6 +157,7 @@ async def test_update_uses_create_rules_and_requires_id(client: Client, db: Data
             "status": "BOOKED",
             "firstName": "x" * 26,
             "referrerUrl": "no scheme",
+            "lastName": "nul\x00",
         },
     )
     assert response.status_code == 400
@@ -165,6 +166,7 @@ async def test_update_uses_create_rules_and_requires_id(client: Client, db: Data
     assert body["details"]["fieldErrors"] == {
         "id": ["Required"],
         "firstName": ["String must contain at most 25 character(s)"],
+        "lastName": ["String must not contain NUL characters"],
         "email": ["Invalid email format"],
         "secondary_email": ["Invalid email format"],
         "secondary_phoneNumber": ["Invalid phone number format"],
