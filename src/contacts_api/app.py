@@ -10,15 +10,20 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from contacts_api import __version__
 from contacts_api.accounts.key_cache import KeyCache
+from contacts_api.accounts.router import list_users
 from contacts_api.contacts.bulk_router import create_contacts_bulk
 from contacts_api.contacts.create_batch import CreateBatchHandler
+from contacts_api.contacts.manage_router import CONTACT_MANAGE_ROUTES
 from contacts_api.contacts.router import create_contact
+from contacts_api.events.router import list_events
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
+from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.metrics import metrics_endpoint
 from contacts_api.http.observability import ObservabilityMiddleware
 from contacts_api.http.ops import docs, healthz, openapi_json, readyz
 from contacts_api.http.ratelimit import limiter_for
 from contacts_api.http.ratelimit.guard import AccountRates, Gate, provide_gated_principal
+from contacts_api.notes.router import NOTE_ROUTES
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.group_commit import GroupCommitter
@@ -34,8 +39,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     v1 = Router(
         path="/v1",
-        route_handlers=[create_contact, create_contacts_bulk, webhooks_router],
+        route_handlers=[
+            create_contact,
+            create_contacts_bulk,
+            *CONTACT_MANAGE_ROUTES,
+            *NOTE_ROUTES,
+            list_events,
+            list_users,
+            webhooks_router,
+        ],
         dependencies={"principal": Provide(provide_gated_principal)},
+        middleware=[idempotency_middleware],
         security=[{"BearerAuth": []}],
         tags=["contacts"],
     )

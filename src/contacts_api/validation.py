@@ -9,6 +9,7 @@ error; iClosed (Zod) lists every failing field, hence this small engine.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -72,6 +73,9 @@ class FieldRule:
             expected = " | ".join(f"'{c}'" for c in self.choices)
             return None, [f"Invalid enum value. Expected {expected}, received '{value}'"]
         errors = []
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL; refuse it on both databases alike.
+            errors.append("String must not contain NUL characters")
         if self.max_length is not None and js_length(value) > self.max_length:
             errors.append(f"String must contain at most {self.max_length} character(s)")
         if self.pattern is not None and not self.pattern.fullmatch(value):
@@ -83,6 +87,8 @@ class FieldRule:
     def _check_integer(self, value: Any) -> tuple[Any, list[str]]:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None, [f"Expected number, received {js_type_name(value)}"]
+        if isinstance(value, float) and value != value:  # NaN: what coercing "abc" gives
+            return None, ["Expected number, received nan"]
         if isinstance(value, float):
             if not value.is_integer():
                 return None, ["Expected integer, received float"]
@@ -163,4 +169,37 @@ def check_fields(
             errors[rule.name] = messages
         elif value is not None:
             values[rule.name] = value
+    return values, errors
+
+
+# What JavaScript's Number() accepts as a decimal (no "1_000", "nan" or "infinity" words).
+_DECIMAL = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
+
+
+def coerce_number(text: str) -> float | int:
+    """A query value as Zod's z.coerce.number() sees it; NaN when it is not a number."""
+    if not _DECIMAL.fullmatch(text):
+        return float("nan")
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def check_query(
+    params: Mapping[str, str], rules: tuple[FieldRule, ...], *, required: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """check_fields for query strings: integer fields are coerced first; `required` must be given.
+
+    An empty value (`?page=`) counts as not given, as in a body.
+    """
+    integer_names = {rule.name for rule in rules if rule.kind == "integer"}
+    body: dict[str, Any] = {
+        name: coerce_number(text) if name in integer_names and text.strip() else text
+        for name, text in params.items()
+    }
+    values, errors = check_fields(body, rules)
+    for name in required:
+        if name not in values and name not in errors:
+            errors[name] = ["Required"]
     return values, errors

@@ -121,3 +121,8 @@ async def update_rate_limit(
         .where(account_table.c.id == account_id)
         .values(rate_limit_points=points, rate_limit_window=window)
     )
+
+
+async def list_users(conn: AsyncConnection, account_id: int) -> list[sa.Row[tuple[object, ...]]]:
+    query = sa.select(user_table).where(user_table.c.account_id == account_id)
+    return list((await conn.execute(query.order_by(user_table.c.id))).all())

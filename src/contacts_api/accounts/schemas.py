@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -12,3 +14,20 @@ class Principal:
     account_id: int
     user_id: int
     key_id: int
+
+
+class UserRead(msgspec.Struct):
+    id: int
+    email: str
+    firstName: str | None
+    lastName: str | None
+
+
+class UserList(msgspec.Struct):
+    users: list[UserRead]
+
+
+class UserListEnvelope(msgspec.Struct):
+    """`{"data": {"users": [{id, email, firstName, lastName}]}}`."""
+
+    data: UserList

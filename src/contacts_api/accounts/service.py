@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import keys
 from contacts_api.accounts import repository as repo
-from contacts_api.accounts.schemas import Principal
+from contacts_api.accounts.schemas import Principal, UserRead
 from contacts_api.errors import Unauthorized, UserError
 from contacts_api.settings import Rate
 
@@ -127,3 +127,9 @@ async def rate_limit_override(conn: AsyncConnection, account_id: int) -> Rate | 
     """The account's own rate limit, or None when it follows the server default."""
     found = await repo.find_rate_limit(conn, account_id)
     return Rate(*found) if found else None
+
+
+async def list_users(conn: AsyncConnection, principal: Principal) -> list[UserRead]:
+    """The users of the caller's account."""
+    rows = await repo.list_users(conn, principal.account_id)
+    return [UserRead(r.id, r.email, r.first_name, r.last_name) for r in rows]  # type: ignore[attr-defined]

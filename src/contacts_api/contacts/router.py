@@ -9,6 +9,7 @@ from litestar.openapi import ResponseSpec
 
 from contacts_api.contacts import service
 from contacts_api.contacts.create_batch import CreateJob
+from contacts_api.contacts.manage_router import CONTACT_LINKS
 from contacts_api.contacts.schemas import ContactCreate, ContactEnvelope, ContactPayload
 from contacts_api.http import metrics
 from contacts_api.http.auth import CurrentPrincipal
@@ -21,7 +22,7 @@ from contacts_api.timeutil import utcnow
 @post(
     "/contacts",
     status_code=201,
-    opt={"request_body": ContactCreate},
+    opt={"request_body": ContactCreate, "links": {201: CONTACT_LINKS, 200: CONTACT_LINKS}},
     responses={
         **AUTH_RESPONSES,
         **BODY_RESPONSES,

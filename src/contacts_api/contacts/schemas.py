@@ -76,7 +76,10 @@ class ContactCreate(msgspec.Struct, kw_only=True):
     ) = None
     eventName: Annotated[str, Meta(max_length=255)] | None = None
     eventId: (
-        Annotated[int, Meta(ge=1, description="Older docs' selector; wins over the others")] | None
+        Annotated[
+            int, Meta(ge=1, le=2**31 - 1, description="Older docs' selector; wins over the others")
+        ]
+        | None
     ) = None
     linkPrefix: (
         Annotated[

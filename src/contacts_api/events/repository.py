@@ -61,3 +61,15 @@ async def get_event(conn: AsyncConnection, event_id: int) -> sa.Row[Any] | None:
     """One event by id (id, name, link_prefix, event_type...)."""
     query = sa.select(event_table).where(event_table.c.id == event_id)
     return (await conn.execute(query)).first()
+
+
+async def list_events(
+    conn: AsyncConnection, account_id: int, *, limit: int, offset: int
+) -> tuple[int, list[sa.Row[Any]]]:
+    """A page of the account's events (oldest first) and how many it has."""
+    where = event_table.c.account_id == account_id
+    count = (await conn.execute(sa.select(sa.func.count()).where(where))).scalar_one()
+    query = (
+        sa.select(event_table).where(where).order_by(event_table.c.id).limit(limit).offset(offset)
+    )
+    return int(count), list((await conn.execute(query)).all())

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contacts_api.accounts.schemas import Principal
 from contacts_api.accounts.service import account_id_by_name
+from contacts_api.errors import ValidationFailed
 from contacts_api.events import repository as repo
+from contacts_api.events.schemas import EventListQuery, EventRead
+from contacts_api.paging import Page
+from contacts_api.timeutil import format_time
+from contacts_api.validation import check_query, rules_for
 
 
 async def create_event(
@@ -28,3 +35,31 @@ async def create_event(
         event_type=event_type,
         now=now,
     )
+
+
+def parse_event_list_query(params: Mapping[str, str]) -> Page:
+    """The page of GET /v1/events."""
+    values, errors = check_query(params, rules_for(EventListQuery))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    return Page.from_values(values)
+
+
+async def list_events(
+    conn: AsyncConnection, principal: Principal, page: Page
+) -> tuple[int, list[EventRead]]:
+    """A page of the account's events (oldest first) and how many it has."""
+    count, rows = await repo.list_events(
+        conn, principal.account_id, limit=page.limit, offset=page.offset
+    )
+    events = [
+        EventRead(
+            id=row.id,
+            name=row.name,
+            linkPrefix=row.link_prefix,
+            eventType=row.event_type,
+            createdAt=format_time(row.created_at) or "",
+        )
+        for row in rows
+    ]
+    return count, events

@@ -220,3 +220,79 @@ contact_table = cast(sa.Table, Contact.__table__)
 webhook_endpoint_table = cast(sa.Table, WebhookEndpoint.__table__)
 webhook_message_table = cast(sa.Table, WebhookMessage.__table__)
 webhook_attempt_table = cast(sa.Table, WebhookAttempt.__table__)
+
+
+class Note(Base):
+    __tablename__ = "note"
+    __table_args__ = (sa.Index("ix_note_contact_id_id", "contact_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(sa.ForeignKey("contact.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"))
+    note: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+
+class IdempotencyRecord(Base):
+    """One Idempotency-Key of one account: the request's fingerprint and, once done, its answer."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "key"),
+        sa.Index("ix_idempotency_record_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("account.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    # NULL while the first request runs; then the answer replayed to every retry.
+    response_status: Mapped[int | None]
+    response_headers: Mapped[list[list[str]] | None] = mapped_column(sa.JSON)
+    response_body: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+note_table = cast(sa.Table, Note.__table__)
+idempotency_table = cast(sa.Table, IdempotencyRecord.__table__)
+
+# Listing indexes (see migration 0002 for why each exists). Partial on live rows so a page of
+# the listing is read from the index alone; on PostgreSQL the migration builds the nullable
+# text columns NULLS FIRST, matching the listing's "NULL sorts lowest" order on both dialects.
+LIVE_CONTACT = sa.text("deleted_at IS NULL")
+CONTACT_ORDER_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "joined_time",
+    "first_name",
+    "last_name",
+    "email",
+)
+for _column in CONTACT_ORDER_COLUMNS:
+    sa.Index(
+        f"ix_contact_live_{_column}",
+        contact_table.c.account_id,
+        *([] if _column == "id" else [contact_table.c[_column]]),
+        contact_table.c.id,
+        sqlite_where=LIVE_CONTACT,
+        postgresql_where=LIVE_CONTACT,
+    )
+sa.Index(
+    "ix_contact_live_event_id",
+    contact_table.c.account_id,
+    contact_table.c.event_id,
+    contact_table.c.id,
+    sqlite_where=LIVE_CONTACT,
+    postgresql_where=LIVE_CONTACT,
+)
+sa.Index(
+    "ix_contact_live_status",
+    contact_table.c.account_id,
+    contact_table.c.status,
+    contact_table.c.id,
+    sqlite_where=LIVE_CONTACT,
+    postgresql_where=LIVE_CONTACT,
+)

@@ -11,6 +11,7 @@ from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.envelope import MessageBody
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
+from contacts_api.paging import MAX_ID
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
@@ -68,7 +69,7 @@ async def list_webhooks(
 async def delete_webhook(
     request: Request[Any, Any, Any],
     principal: CurrentPrincipal,
-    webhook_id: Annotated[int, QueryParameter(name="id", ge=1)],
+    webhook_id: Annotated[int, QueryParameter(name="id", ge=1, le=MAX_ID)],
 ) -> MessageBody:
     """Unsubscribe: nothing more is sent to it, pending messages included."""
     async with _db(request).transaction() as conn:
@@ -96,8 +97,8 @@ async def rotate_secret(
 async def list_deliveries(
     request: Request[Any, Any, Any],
     principal: CurrentPrincipal,
-    webhook_id: Annotated[int | None, QueryParameter(name="webhookId", ge=1)] = None,
-    page: Annotated[int, Parameter(ge=0)] = 0,
+    webhook_id: Annotated[int | None, QueryParameter(name="webhookId", ge=1, le=MAX_ID)] = None,
+    page: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
 ) -> DeliveryListEnvelope:
     """The account's recent delivery attempts, newest first: status, latency, response."""

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from contacts_api.paging import MAX_ID
+
 NEW_CONTACT_CREATED = "newContactCreated"
 CONTACT_DETAIL_CHANGED = "contactDetailChanged"
 CONTACT_DELETED = "contactDeleted"
@@ -45,7 +47,7 @@ class WebhookCreate(msgspec.Struct, kw_only=True):
 class WebhookRotate(msgspec.Struct, kw_only=True):
     """Body of POST /v1/webhooks/rotate-secret."""
 
-    id: Annotated[int, Meta(ge=1)]
+    id: Annotated[int, Meta(ge=1, le=MAX_ID)]
 
 
 class WebhookRedeliver(msgspec.Struct, kw_only=True):

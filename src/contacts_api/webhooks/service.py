@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.errors import Conflict, NotFound, ValidationFailed
 from contacts_api.timeutil import format_time
-from contacts_api.validation import js_type_name
+from contacts_api.validation import check_fields, js_type_name, rules_for
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks import ssrf
 from contacts_api.webhooks.schemas import (
@@ -23,6 +23,7 @@ from contacts_api.webhooks.schemas import (
     URL_MAX_LENGTH,
     DeliveryRead,
     WebhookRead,
+    WebhookRotate,
     WebhookWithSecret,
 )
 from contacts_api.webhooks.signing import new_secret
@@ -83,15 +84,13 @@ def parse_webhook_create(body: dict[str, Any]) -> NewSubscription:
 
 
 def parse_webhook_id(body: dict[str, Any]) -> int:
-    """The `id` of a body such as rotate-secret's."""
-    value = body.get("id")
-    if value is None:
+    """The `id` of a body such as rotate-secret's (a positive 32-bit id)."""
+    if body.get("id") is None:
         raise ValidationFailed(field_errors={"id": ["Required"]})
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed(
-            field_errors={"id": [f"Expected number, received {js_type_name(value)}"]}
-        )
-    return value
+    values, errors = check_fields(body, rules_for(WebhookRotate))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    return int(values["id"])
 
 
 def parse_message_id(body: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ ix_webhook_attempt_account_id / ix_webhook_attempt_endpoint_id: the delivery log
 for an account or for one of its webhooks.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-26 12:29:46.760154
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 import contacts_api.storage.types
 
 revision: str = "0004"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

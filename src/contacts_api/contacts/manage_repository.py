@@ -1,0 +1,195 @@
+"""SQL for listing, detail, update and soft delete of contacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contacts_api.contacts.repository import ContactRow
+from contacts_api.paging import Page
+from contacts_api.storage.models import contact_table, event_table, tag_table
+
+c = contact_table.c
+# Columns that may hold NULL sort it lowest on both dialects (SQLite's own rule), so a
+# listing reads the same on SQLite and PostgreSQL; the indexes are built to match.
+NULLABLE_ORDER_COLUMNS = {"first_name", "last_name", "email"}
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFilter:
+    """What a listing matches, besides being a live contact of the account."""
+
+    statuses: tuple[str, ...] = ()
+    event_ids: tuple[int, ...] = ()
+    user_id: int | None = None
+    search: str | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactOrder:
+    column: str = "created_at"
+    descending: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ContactListing:
+    count: int
+    rows: list[ContactRow] = field(default_factory=list)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(account_id: int, where: ContactFilter) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = [
+        c.account_id == account_id,
+        c.deleted_at.is_(None),
+    ]
+    if where.statuses:
+        conditions.append(c.status.in_(where.statuses))
+    if where.event_ids:
+        conditions.append(c.event_id.in_(where.event_ids))
+    if where.user_id is not None:
+        conditions.append(c.user_id == where.user_id)
+    if where.time_from is not None:
+        conditions.append(c.joined_time >= where.time_from)
+    if where.time_to is not None:
+        conditions.append(c.joined_time <= where.time_to)
+    if where.search:
+        pattern = f"%{_escape_like(where.search)}%"
+        conditions.append(
+            sa.or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (c.first_name, c.last_name, c.email, c.phone_number)
+                )
+            )
+        )
+    return conditions
+
+
+def _order_by(order: ContactOrder) -> list[sa.ColumnElement[Any]]:
+    column = c[order.column]
+    sort = column.desc() if order.descending else column.asc()
+    if order.column in NULLABLE_ORDER_COLUMNS:
+        sort = sort.nulls_last() if order.descending else sort.nulls_first()
+    tie_break = c.id.desc() if order.descending else c.id.asc()
+    return [tie_break] if order.column == "id" else [sort, tie_break]
+
+
+async def list_contacts(
+    conn: AsyncConnection,
+    account_id: int,
+    where: ContactFilter,
+    order: ContactOrder,
+    page: Page,
+) -> ContactListing:
+    """One page of the matches and the total number of matches.
+
+    The page's ids are picked first from the ordering index alone (a deferred join), and
+    only those rows are read: skipping deep into a large account walks index entries, not
+    whole contacts.
+    """
+    conditions = _conditions(account_id, where)
+    count = (
+        await conn.execute(sa.select(sa.func.count()).select_from(contact_table).where(*conditions))
+    ).scalar_one()
+    if page.offset >= count:
+        return ContactListing(int(count))
+    page_ids = (
+        sa.select(c.id)
+        .where(*conditions)
+        .order_by(*_order_by(order))
+        .limit(page.limit)
+        .offset(page.offset)
+        .subquery("page_ids")
+    )
+    query = (
+        sa.select(contact_table).join(page_ids, page_ids.c.id == c.id).order_by(*_order_by(order))
+    )
+    return ContactListing(int(count), list((await conn.execute(query)).all()))
+
+
+async def get_contact_detail(
+    conn: AsyncConnection, account_id: int, contact_id: int
+) -> sa.Row[Any] | None:
+    """The live contact with its event's summary and its tag's name (outer joins)."""
+    query = (
+        sa.select(
+            contact_table,
+            event_table.c.name.label("event_name"),
+            event_table.c.link_prefix.label("event_link_prefix"),
+            event_table.c.event_type.label("event_type"),
+            tag_table.c.name.label("tag_name"),
+        )
+        .outerjoin(event_table, event_table.c.id == c.event_id)
+        .outerjoin(tag_table, tag_table.c.id == c.tag_id)
+        .where(c.id == contact_id, c.account_id == account_id, c.deleted_at.is_(None))
+    )
+    return (await conn.execute(query)).first()
+
+
+async def lock_live_contact(
+    conn: AsyncConnection, account_id: int, contact_id: int
+) -> ContactRow | None:
+    """The live contact, locked for update on PostgreSQL (SQLite's write lock is database-wide)."""
+    query = sa.select(contact_table).where(
+        c.id == contact_id, c.account_id == account_id, c.deleted_at.is_(None)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def email_key_taken(
+    conn: AsyncConnection, account_id: int, email_key: str, except_id: int
+) -> bool:
+    """Whether another live contact of the account holds this email."""
+    query = sa.select(c.id).where(
+        c.account_id == account_id,
+        c.email_key == email_key,
+        c.deleted_at.is_(None),
+        c.id != except_id,
+    )
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+async def update_contact_unless_email_taken(
+    conn: AsyncConnection, contact_id: int, values: dict[str, Any]
+) -> ContactRow | None:
+    """Apply the update; None when the unique email index refuses it (a concurrent claim).
+
+    The savepoint keeps the surrounding transaction usable after the refusal on PostgreSQL.
+    """
+    statement = (
+        sa.update(contact_table)
+        .where(c.id == contact_id)
+        .values(**values)
+        .returning(*contact_table.c)
+    )
+    try:
+        async with conn.begin_nested():
+            return (await conn.execute(statement)).one()
+    except IntegrityError:
+        return None
+
+
+async def soft_delete_contact(
+    conn: AsyncConnection, account_id: int, contact_id: int, now: datetime
+) -> ContactRow | None:
+    """Mark the live contact deleted; its email is free again (the unique index is partial)."""
+    statement = (
+        sa.update(contact_table)
+        .where(c.id == contact_id, c.account_id == account_id, c.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+        .returning(*contact_table.c)
+    )
+    return (await conn.execute(statement)).first()

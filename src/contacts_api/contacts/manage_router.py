@@ -1,0 +1,144 @@
+"""HTTP routes to list, read, update and delete contacts: translation only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, delete, get, put
+from litestar.openapi import ResponseSpec
+
+from contacts_api.contacts import manage_service as service
+from contacts_api.contacts.manage_schemas import (
+    ContactDeleteQuery,
+    ContactDetailEnvelope,
+    ContactExtendedEnvelope,
+    ContactExtendedPayload,
+    ContactIdQuery,
+    ContactList,
+    ContactListEnvelope,
+    ContactListQuery,
+    ContactUpdate,
+)
+from contacts_api.contacts.schemas import ContactEnvelope, ContactPayload
+from contacts_api.contacts.service import contact_read
+from contacts_api.http.auth import CurrentPrincipal
+from contacts_api.http.body import read_json_object
+from contacts_api.http.openapi_docs import (
+    AUTH_RESPONSES,
+    BODY_RESPONSES,
+    IDEMPOTENCY_RESPONSES,
+    message_response,
+)
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+from contacts_api.webhooks.outbox import record_contact_event
+from contacts_api.webhooks.schemas import CONTACT_DELETED, CONTACT_DETAIL_CHANGED
+
+NOT_FOUND = {404: message_response("Contact not found (or another account's)")}
+_NEW_ID = "$response.body#/data/contact/id"
+# OpenAPI links from an answer carrying a contact to the operations that take its id.
+CONTACT_LINKS = {
+    "GetContactDetail": ("GET", "/v1/contacts/detail", {"contactId": _NEW_ID}),
+    "ListContactNotes": ("GET", "/v1/contacts/notes", {"contactId": _NEW_ID}),
+    "DeleteContact": ("DELETE", "/v1/contacts", {"id": _NEW_ID}),
+}
+
+
+def _db(request: Request[Any, Any, Any]) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+@get("/contacts", opt={"query": ContactListQuery}, responses=AUTH_RESPONSES)
+async def list_contacts(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
+) -> ContactListEnvelope:
+    """List the account's contacts: filters, ordering, zero-based paging, total count."""
+    list_request = service.parse_list_query(request.query_params)
+    async with _db(request).read() as conn:
+        listing = await service.list_contacts(conn, principal, list_request)
+    contacts = [contact_read(row) for row in listing.rows]
+    return ContactListEnvelope(ContactList(listing.count, contacts))
+
+
+@get(
+    "/contacts/detail",
+    opt={"query": ContactIdQuery},
+    responses={**AUTH_RESPONSES, **NOT_FOUND},
+)
+async def contact_detail(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
+) -> ContactDetailEnvelope:
+    """One contact with its secondary email/phone, event and tag name."""
+    contact_id = service.parse_contact_id(request.query_params)
+    async with _db(request).read() as conn:
+        detail = await service.contact_detail(conn, principal, contact_id)
+    return ContactDetailEnvelope(detail)
+
+
+@put(
+    "/contacts",
+    opt={"request_body": ContactUpdate},
+    responses={
+        **AUTH_RESPONSES,
+        **BODY_RESPONSES,
+        **NOT_FOUND,
+        **IDEMPOTENCY_RESPONSES,
+        409: message_response("The new email belongs to another contact of the account"),
+    },
+)
+async def update_contact(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
+) -> ContactExtendedEnvelope:
+    """Change the given fields of a contact (partial update, create's rules)."""
+    data = service.parse_contact_update(await read_json_object(request))
+    settings: Settings = request.app.state.settings
+    now = utcnow()
+    async with _db(request).transaction() as conn:
+        outcome = await service.update_contact(
+            conn, principal, data, duplicate_email=settings.duplicate_email, now=now
+        )
+        if outcome.changed:  # same transaction: queued if and only if the change commits
+            await record_contact_event(
+                conn,
+                account_id=principal.account_id,
+                kind=CONTACT_DETAIL_CHANGED,
+                contact_row=outcome.contact,
+                updated_attributes=outcome.changed,
+                now=now,
+            )
+    return ContactExtendedEnvelope(ContactExtendedPayload(service.extended_read(outcome.contact)))
+
+
+@delete(
+    "/contacts",
+    status_code=200,
+    opt={"query": ContactDeleteQuery},
+    responses={
+        **AUTH_RESPONSES,
+        **NOT_FOUND,
+        **IDEMPOTENCY_RESPONSES,
+        200: ResponseSpec(data_container=ContactEnvelope, description="The deleted contact"),
+    },
+)
+async def delete_contact(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
+) -> ContactEnvelope:
+    """Soft-delete a contact: hidden from every route after; its email is free again."""
+    contact_id = service.parse_delete_query(request.query_params)
+    now = utcnow()
+    async with _db(request).transaction() as conn:
+        row = await service.delete_contact(conn, principal, contact_id, now)
+        await record_contact_event(
+            conn,
+            account_id=principal.account_id,
+            kind=CONTACT_DELETED,
+            contact_row=row,
+            updated_attributes=("deletedAt",),
+            now=now,
+        )
+    return ContactEnvelope(ContactPayload(contact_read(row)))
+
+
+CONTACT_MANAGE_ROUTES = [list_contacts, contact_detail, update_contact, delete_contact]

@@ -1,0 +1,195 @@
+"""Idempotency-Key on POST/PUT/DELETE under /v1, as pure ASGI middleware (API.md §6).
+
+The middleware buffers the request body (to fingerprint it), claims the key for the
+caller's account, runs the route while passing its answer through, and stores that answer
+for replays. A 5xx or 429 answer (or a crash) releases the key, so a retry runs again
+instead of replaying a failure. Requests without the header, or whose key fails to
+authenticate (the route answers 401), pass through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+
+from contacts_api.accounts.service import authenticate
+from contacts_api.errors import AppError, Unauthorized, ValidationFailed
+from contacts_api.http.auth import bearer_token
+from contacts_api.idempotency import service
+from contacts_api.settings import Settings
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+
+log = structlog.get_logger(__name__)
+
+# Plain ASGI types: this middleware relies on nothing Litestar-specific but `scope["app"]`.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+HEADER = b"idempotency-key"
+MAX_KEY_LENGTH = 255
+# Set by the server for each response, never part of what is replayed.
+NOT_STORED_HEADERS = frozenset({"date", "server"})
+REPLAYED = (b"idempotent-replayed", b"true")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:
+    payload = msgspec.json.encode(body)
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(payload)),
+    ]
+    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+async def _send_error(scope: Scope, send: Send, error: AppError) -> None:
+    body = error.body(path=scope["path"], method=scope["method"])
+    await _send_json(send, error.status, body, error.headers)
+
+
+@dataclass(slots=True)
+class BufferedBody:
+    """What was read of the request body before deciding whether to claim the key."""
+
+    data: bytes
+    ended: bool  # the client sent its last chunk
+    too_large: bool  # over the server's limit: the route answers 413, nothing is claimed
+    disconnected: bool
+
+
+async def _read_body(receive: Receive, limit: int) -> BufferedBody:
+    """Read the body, stopping early once it exceeds `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return BufferedBody(b"".join(chunks), False, False, True)
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        ended = not message.get("more_body", False)
+        if ended or size > limit:
+            return BufferedBody(b"".join(chunks), ended, size > limit, False)
+
+
+def _replaying_receive(body: BufferedBody, receive: Receive) -> Receive:
+    """A receive that first yields the buffered body, then (if cut short) the rest."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body.data, "more_body": not body.ended}
+        return await receive()
+
+    return replay
+
+
+def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI apps its own way
+    """Wrap the /v1 routes: see the module docstring."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in METHODS:
+            await app(scope, receive, send)
+            return
+        key = _header(scope, HEADER)
+        if key is None:
+            await app(scope, receive, send)
+            return
+        if not 0 < len(key) <= MAX_KEY_LENGTH:
+            error = ValidationFailed([f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters"])
+            await _send_error(scope, send, error)
+            return
+        state = scope["app"].state
+        db: Database = state.db
+        settings: Settings = state.settings
+        try:
+            token = bearer_token(_header(scope, b"authorization"))
+            async with db.read() as conn:
+                principal = await authenticate(conn, token, utcnow())
+        except Unauthorized:
+            await app(scope, receive, send)  # the route gives the 401, and nothing is stored
+            return
+        body = await _read_body(receive, settings.max_body_bytes)
+        if body.disconnected:
+            return
+        if body.too_large:
+            await app(scope, _replaying_receive(body, receive), send)
+            return
+        fingerprint = service.fingerprint(
+            scope["method"], scope["path"], scope.get("query_string", b""), body.data
+        )
+        try:
+            outcome = await service.claim(db, principal.account_id, key, fingerprint, utcnow())
+        except AppError as error:
+            await _send_error(scope, send, error)
+            return
+        if isinstance(outcome, service.StoredResponse):
+            await _replay(outcome, send)
+            return
+        await _run_and_store(app, scope, _replaying_receive(body, receive), send, outcome, db)
+
+    return middleware
+
+
+async def _replay(stored: service.StoredResponse, send: Send) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in stored.headers]
+    await send(
+        {"type": "http.response.start", "status": stored.status, "headers": [*headers, REPLAYED]}
+    )
+    await send({"type": "http.response.body", "body": stored.body, "more_body": False})
+
+
+async def _run_and_store(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, claim: service.Claim, db: Database
+) -> None:
+    status = 500
+    headers: list[list[str]] = []
+    chunks: list[bytes] = []
+
+    async def capture(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers.extend(
+                [k.decode("latin-1"), v.decode("latin-1")]
+                for k, v in message.get("headers", [])
+                if k.decode("latin-1").lower() not in NOT_STORED_HEADERS
+            )
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+        await send(message)
+
+    try:
+        await app(scope, receive, capture)
+    except BaseException:
+        await service.release(db, claim)
+        raise
+    if status >= 500 or status == 429:
+        await service.release(db, claim)
+        return
+    try:
+        await service.complete(db, claim, service.StoredResponse(status, headers, b"".join(chunks)))
+    except Exception:
+        # The answer already went out; without a stored copy a retry runs again.
+        log.exception("could not store an idempotent response", status=status)
+        await service.release(db, claim)
