@@ -152,6 +152,7 @@ async def import_file(
         want_ids=False,
     )
     summary = ImportSummary()
+    analyzed_at = [0]  # contacts created when the planner's statistics were last refreshed
 
     async def apply(
         items: list[BulkItem], failures: list[tuple[int, str, Exception]], sources: Sources
@@ -166,6 +167,10 @@ async def import_file(
         for row, original, error in sorted(failures, key=lambda f: f[0]):
             report.add(row, original, error)
         summary.failed = report.count
+        if summary.created >= 2 * analyzed_at[0] + batch_size:  # after 1, 3, 7, 15... batches
+            analyzed_at[0] = summary.created
+            async with db.transaction() as conn:
+                await bulk_repo.refresh_statistics(conn)
 
     writing: asyncio.Task[None] | None = None
     try:
