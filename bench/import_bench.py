@@ -66,7 +66,7 @@ def _cpu_seconds() -> float:
 
 
 def worker_import(url: str, path: Path) -> dict[str, Any]:
-    from contacts_api.cli_bulk import import_file
+    from contacts_api.bulk_jobs import import_file
     from contacts_api.storage.engine import Database
 
     async def go() -> dict[str, Any]:
