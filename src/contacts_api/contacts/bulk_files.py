@@ -86,6 +86,8 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     text = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"{"):
         return "jsonl", ""
+    if text.startswith(b"["):
+        raise UserError("unrecognised format: a JSON array; use JSON Lines (one object a line)")
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
