@@ -66,7 +66,7 @@ def _cpu_seconds() -> float:
 
 
 def worker_import(url: str, path: Path) -> dict[str, Any]:
-    from contacts_api.cli_bulk import import_file
+    from contacts_api.bulk_jobs import import_file
     from contacts_api.storage.engine import Database
 
     async def go() -> dict[str, Any]:
@@ -77,7 +77,13 @@ def worker_import(url: str, path: Path) -> dict[str, Any]:
             seconds = time.perf_counter() - started
         finally:
             await db.dispose()
-        return {"seconds": seconds, "created": summary.created, "failed": summary.failed}
+        return {
+            "seconds": seconds,
+            "rows": summary.rows,
+            "created": summary.created,
+            "unchanged": summary.unchanged,
+            "failed": summary.failed,
+        }
 
     return asyncio.run(go())
 
@@ -121,7 +127,7 @@ def worker_raw(url: str, path: Path) -> dict[str, Any]:
 
         with psycopg.connect(url) as pg, pg.cursor() as cur:
             cur.executemany(sql.format(", ".join(["%s"] * 16)), rows)
-    return {"seconds": time.perf_counter() - started, "created": len(rows), "failed": 0}
+    return {"seconds": time.perf_counter() - started, "rows": len(rows), "created": len(rows)}
 
 
 def _measure(kind: str, url: str, path: Path) -> dict[str, Any]:
@@ -134,7 +140,7 @@ def _measure(kind: str, url: str, path: Path) -> dict[str, Any]:
         cwd=Path(__file__).parent.parent,
     )
     result: dict[str, Any] = json.loads(out.stdout)
-    result["rows_per_s"] = round(result["created"] / result["seconds"])
+    result["rows_per_s"] = round(result["rows"] / result["seconds"])
     result["seconds"] = round(result["seconds"], 3)
     return result
 

@@ -55,7 +55,10 @@ async def test_user_errors_exit_1_with_one_line(
     binary.write_bytes(bytes(range(256)) * 4)
     prose = tmp_path / "notes.txt"
     prose.write_text("Dear team,\nhere are the leads we talked about.\n")
+    array = tmp_path / "leads.json"
+    array.write_text('[{"email": "a@example.com"}]')
     cases = {
+        "a JSON array": ["import", str(array), "--account", "acme"],
         "missing file": ["import", str(tmp_path / "nope.csv"), "--account", "acme"],
         "a directory": ["import", str(tmp_path), "--account", "acme"],
         "binary": ["import", str(binary), "--account", "acme"],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from contacts_api.bulk_jobs import import_file
 from contacts_api.storage.engine import Database
 from contacts_api.webhooks.dispatcher import Dispatcher
 from tests.factories import new_account
@@ -59,3 +62,31 @@ async def test_a_delete_event_is_not_sent_to_a_subscriber_of_creates_only(
     await client.delete(f"/v1/contacts?id={contact_id}", headers=account.headers)
     await dispatcher.run_once()
     assert len(receiver.requests) == 1
+
+
+async def test_import_with_emit_webhooks_and_the_bulk_endpoint_queue_events(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, tmp_path: Path
+) -> None:
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url, ALL_EVENTS)
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email,first_name\na@example.com,Ann\nb@example.com,Bob\n")
+    await import_file(db, leads, account.name, emit_webhooks=True)
+    quiet = tmp_path / "quiet.csv"
+    quiet.write_text("email\nc@example.com\n")
+    await import_file(db, quiet, account.name)  # default: no webhook events
+    bulk = await client.post(
+        "/v1/contacts/bulk",
+        json={"contacts": [{"email": "a@example.com", "firstName": "Annie"}]},
+        headers=account.headers,
+    )
+    assert bulk.status_code == 200, bulk.text
+
+    await dispatcher.run_once()
+    payloads = [verify(webhook["secret"], r)[0] for r in receiver.requests]
+    assert [(p["hookType"], p["email"]) for p in payloads] == [
+        ("Contact created", "a@example.com"),
+        ("Contact created", "b@example.com"),
+        ("Contact updated", "a@example.com"),
+    ]
+    assert payloads[2]["updatedAttributes"] == ["firstName"]

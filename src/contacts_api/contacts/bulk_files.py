@@ -86,6 +86,8 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     text = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"{"):
         return "jsonl", ""
+    if text.startswith(b"["):
+        raise UserError("unrecognised format: a JSON array; use JSON Lines (one object a line)")
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -137,30 +139,36 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
     headers = next(reader, None)
     if headers is None:
         return
-    keys = [csv_column_key(h) for h in headers]
+    layout = _CsvLayout([csv_column_key(h) for h in headers])
     start = reader.line_num + 1
     for record in reader:
         number, start = start, reader.line_num + 1
         if not any(record):
             continue
-        yield SourceRow(number, record, _csv_body(keys, record), delimiter=delimiter)
+        yield SourceRow(number, record, layout.body(record), delimiter=delimiter)
 
 
-def _csv_body(keys: list[str | None], record: list[str]) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    utm: list[tuple[str, str]] = []
-    for key, value in zip(keys, record, strict=False):
-        if key is None or value == "":
-            continue
-        if key.startswith("utm_"):
-            utm.append((key, value))
-        elif key in _INTEGER_FIELDS and value.strip().isdigit():
-            body[key] = int(value)
-        else:
-            body[key] = value
-    if utm:
-        body["utm"] = "&".join(s for s in (body.get("utm"), urlencode(utm)) if s)
-    return body
+class _CsvLayout:
+    """Which column goes where, worked out once from the header (a hot path of imports)."""
+
+    def __init__(self, keys: list[str | None]) -> None:
+        self.width = len(keys)
+        self.plain = [(n, k) for n, k in enumerate(keys) if k and not k.startswith("utm_")]
+        self.integers = {k for _, k in self.plain if k in _INTEGER_FIELDS}
+        self.utm = [(n, k) for n, k in enumerate(keys) if k and k.startswith("utm_")]
+
+    def body(self, record: list[str]) -> dict[str, Any]:
+        if len(record) < self.width:
+            record = record + [""] * (self.width - len(record))
+        body: dict[str, Any] = {key: record[n] for n, key in self.plain if record[n] != ""}
+        for key in self.integers & body.keys():
+            if body[key].strip().isdigit():
+                body[key] = int(body[key])
+        if self.utm:
+            utm = [(key, record[n]) for n, key in self.utm if record[n] != ""]
+            if utm:
+                body["utm"] = "&".join(s for s in (body.get("utm"), urlencode(utm)) if s)
+        return body
 
 
 def _tracking(value: Any) -> tuple[dict[str, str] | None, list[str]]:

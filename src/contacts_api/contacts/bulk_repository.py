@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,6 +36,22 @@ MUTABLE_COLUMNS = (
 INSERT_COLUMNS = tuple(c.name for c in contact_table.columns if c.name != "id")
 
 
+def _one_of(conn: AsyncConnection, query: Any, column: Any, values: Collection[Any]) -> Any:
+    """`query` restricted to rows whose `column` is one of `values`, so the index is used.
+
+    PostgreSQL: a join on unnest() of one array parameter. `IN ($1 ... $5000)` there made the
+    planner scan the account's rows through the index on account_id alone, comparing each with
+    every parameter (no hashing for a non-constant list): 100,000 rows imported in 187 s
+    instead of ~10 s. SQLite turns IN (...) into index lookups by itself.
+    """
+    if conn.dialect.name == "sqlite":
+        return query.where(column.in_(list(values)))
+    array = postgresql.ARRAY(sa.String if column.type.python_type is str else sa.Integer)
+    wanted = sa.func.unnest(sa.cast(sa.bindparam(None, list(values), type_=array), array))
+    keys = wanted.table_valued("value").render_derived(name="wanted")
+    return query.join(keys, column == keys.c.value)
+
+
 async def tag_ids_for(
     conn: AsyncConnection, account_id: int, names: Collection[str], now: datetime
 ) -> dict[str, int]:
@@ -61,11 +78,12 @@ async def find_live_by_email_keys(
         return {}
     query = sa.select(contact_table).where(
         contact_table.c.account_id == account_id,
-        contact_table.c.email_key.in_(list(email_keys)),
+        contact_table.c.email_key.is_not(None),
         contact_table.c.deleted_at.is_(None),
     )
+    query = _one_of(conn, query, contact_table.c.email_key, email_keys)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(of=contact_table)
     return {row.email_key: row for row in (await conn.execute(query)).all()}
 
 
@@ -75,18 +93,15 @@ async def find_live_without_email_by_phone(
     """The account's live contacts without email, by phone number (the oldest one wins)."""
     if not phone_numbers:
         return {}
-    query = (
-        sa.select(contact_table)
-        .where(
-            contact_table.c.account_id == account_id,
-            contact_table.c.phone_number.in_(list(phone_numbers)),
-            contact_table.c.email.is_(None),
-            contact_table.c.deleted_at.is_(None),
-        )
-        .order_by(contact_table.c.id.desc())
+    query = sa.select(contact_table).where(
+        contact_table.c.account_id == account_id,
+        contact_table.c.email.is_(None),
+        contact_table.c.deleted_at.is_(None),
     )
+    query = _one_of(conn, query, contact_table.c.phone_number, phone_numbers)
+    query = query.order_by(contact_table.c.id.desc())
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(of=contact_table)
     return {row.phone_number: row for row in (await conn.execute(query)).all()}
 
 
@@ -101,13 +116,19 @@ def _driver_insert(dialect: Any) -> tuple[str, list[tuple[str, Any]]]:
         )
         compiled = statement.compile(dialect=dialect, column_keys=list(INSERT_COLUMNS))
         assert compiled.positiontup is not None
-        processors = compiled._bind_processors
+        processors = dict(compiled._bind_processors)
+        # JSON through msgspec: 5x faster than the stdlib encoder SQLAlchemy uses, same values.
+        processors["tracking"] = _encode_json
         cached = (
             compiled.string,
             [(name, processors.get(name)) for name in compiled.positiontup],
         )
         _DRIVER_INSERTS[dialect.name] = cached
     return cached
+
+
+def _encode_json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 _DRIVER_INSERTS: dict[str, tuple[str, list[tuple[str, Any]]]] = {}
@@ -174,10 +195,9 @@ async def _insert_without_ids(
     if result.rowcount == len(rows):
         return {row["preview_id"]: None for row in rows}
     # Some rows lost to a concurrent create (or the driver cannot count): ask which landed.
+    query = sa.select(contact_table.c.preview_id)
     landed = await conn.execute(
-        sa.select(contact_table.c.preview_id).where(
-            contact_table.c.preview_id.in_([row["preview_id"] for row in rows])
-        )
+        _one_of(conn, query, contact_table.c.preview_id, [row["preview_id"] for row in rows])
     )
     return {preview_id: None for preview_id in landed.scalars()}
 
@@ -200,11 +220,22 @@ async def update_contacts(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
     )
 
 
+async def refresh_statistics(conn: AsyncConnection) -> None:
+    """Let PostgreSQL's planner know the contact table grew (a no-op on SQLite).
+
+    A bulk import can grow the table by 100,000 rows faster than autovacuum's next ANALYZE;
+    until then the planner believes the table nearly empty and looks contacts up by account
+    alone, filtering every row of it: 14 s per batch at 100,000 contacts instead of ~10 ms.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("ANALYZE contact"))
+
+
 async def contacts_by_ids(conn: AsyncConnection, contact_ids: Collection[int]) -> list[ContactRow]:
     """Contacts by id (for answering with the stored rows after a batch)."""
     if not contact_ids:
         return []
-    query = sa.select(contact_table).where(contact_table.c.id.in_(list(contact_ids)))
+    query = _one_of(conn, sa.select(contact_table), contact_table.c.id, contact_ids)
     return list((await conn.execute(query)).all())
 
 
