@@ -233,3 +233,28 @@ async def test_oversized_body_with_a_key_is_still_413(client: Client, db: Databa
     assert await count_contacts(db, account.account_id) == 0
     small = await post(client, account, "big", {"email": "a@x.test"})
     assert small.status_code == 201  # nothing was stored under the key
+
+
+async def test_credentials_are_checked_before_the_key_itself(client: Client) -> None:
+    response = await client.post(
+        "/v1/contacts", json={"email": "a@x.test"}, headers={"Idempotency-Key": "k" * 256}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"message": "API key is required"}
+
+
+async def test_replays_are_rate_limited_and_counted_once(database_url: str, db: Database) -> None:
+    app = create_app(make_settings(database_url, rate_limit="3/60"))
+    async with AsyncTestClient(app=app) as client:
+        account = await new_account(db)
+        first = await post(client, account, "once", {"email": "r@x.test"})
+        assert first.status_code == 201
+        assert first.headers["RateLimit-Remaining"] == "2"  # one request, one point
+        replay = await post(client, account, "once", {"email": "r@x.test"})
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.headers["RateLimit-Remaining"] == "1"
+        await post(client, account, "once", {"email": "r@x.test"})
+        limited = await post(client, account, "once", {"email": "r@x.test"})
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert "Idempotent-Replayed" not in limited.headers

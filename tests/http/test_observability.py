@@ -34,22 +34,37 @@ async def test_a_sane_incoming_request_id_is_kept_and_a_strange_one_replaced(
     assert replaced.headers["X-Request-Id"] != "bad id\twith spaces"
 
 
+def metric_value(text: str, sample: str) -> float:
+    """The value of one sample line of the Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
     client: Client, db: Database
 ) -> None:
     account = await new_account(db)
+    created_201 = (
+        'contacts_api_http_requests_total{method="POST",route="/v1/contacts",status="201"}'
+    )
+    unmatched = 'contacts_api_http_requests_total{method="GET",route="unmatched",status="404"}'
+    contacts = "contacts_api_contacts_created_total"
+    # The registry lives as long as the process: compare against what it said before.
+    before = (await client.get("/metrics")).text
+
+    await client.post("/v1/contacts", json={"email": "a@example.com"}, headers=account.headers)
+    await client.post("/v1/contacts", json={"email": "b@example.com"}, headers=account.headers)
     await client.post("/v1/contacts", json={"email": "a@example.com"}, headers=account.headers)
     await client.get("/no-such-route")
+    after = (await client.get("/metrics")).text
 
-    text = (await client.get("/metrics")).text
-
-    assert (
-        'contacts_api_http_requests_total{method="POST",route="/v1/contacts",status="201"}' in text
-    )
-    assert 'contacts_api_http_requests_total{method="GET",route="unmatched",status="404"}' in text
-    assert "contacts_api_http_request_duration_seconds_bucket{" in text
-    assert "contacts_api_contacts_created_total " in text
-    assert "# TYPE contacts_api_rate_limited_total counter" in text
+    assert metric_value(after, created_201) - metric_value(before, created_201) == 2
+    assert metric_value(after, unmatched) - metric_value(before, unmatched) == 1
+    assert metric_value(after, contacts) - metric_value(before, contacts) == 2  # upsert: no
+    assert "contacts_api_http_request_duration_seconds_bucket{" in after
+    assert "# TYPE contacts_api_rate_limited_total counter" in after
 
 
 async def test_rate_limit_rejections_are_counted(settings: Settings, db: Database) -> None:

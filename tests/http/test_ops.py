@@ -41,7 +41,9 @@ async def test_openapi_document_describes_the_create_route(client: Client) -> No
     body = schemas[body_ref.rsplit("/", 1)[1]]
     assert body["properties"]["firstName"]["anyOf"][0]["maxLength"] == 25
     assert "pattern" in body["properties"]["email"]["anyOf"][0]
-    assert {"200", "201", "400", "401", "413", "415"} <= set(operation["responses"])
+    assert {"200", "201", "400", "401", "413", "415", "429", "503"} <= set(operation["responses"])
+    limited = operation["responses"]["429"]["content"]["application/json"]["schema"]["$ref"]
+    assert limited.endswith("RateLimitBody")
     error_ref = operation["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
     assert error_ref.endswith("ValidationErrorBody")
     contact = schemas["ContactRead"]

@@ -27,3 +27,17 @@ class ValidationErrorBody(msgspec.Struct):
     """400: every failing field (Zod flatten), with the request's path and method."""
 
     message: ValidationMessage
+
+
+class RateLimitWindow(msgspec.Struct):
+    points: int
+    windowSec: int
+
+
+class RateLimitBody(msgspec.Struct):
+    """429: over the account's budget for this route (or too many failed keys)."""
+
+    code: str
+    message: str
+    retryAfter: int
+    limit: RateLimitWindow

@@ -3,8 +3,9 @@
 The middleware buffers the request body (to fingerprint it), claims the key for the
 caller's account, runs the route while passing its answer through, and stores that answer
 for replays. A 5xx or 429 answer (or a crash) releases the key, so a retry runs again
-instead of replaying a failure. Requests without the header, or whose key fails to
-authenticate (the route answers 401), pass through untouched.
+instead of replaying a failure. Requests without the header pass through
+untouched; with it, the caller is gated here (key, budget) exactly as the route would, and a
+401 or 429 is answered without claiming anything.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 
 import msgspec
 import structlog
+from litestar import Request
 
-from contacts_api.accounts.service import authenticate
-from contacts_api.errors import AppError, Unauthorized, ValidationFailed
-from contacts_api.http.auth import bearer_token
+from contacts_api.errors import AppError, ValidationFailed
+from contacts_api.http.ratelimit.guard import provide_gated_principal
 from contacts_api.idempotency import service
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
@@ -115,19 +116,19 @@ def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI app
         if key is None:
             await app(scope, receive, send)
             return
-        if not 0 < len(key) <= MAX_KEY_LENGTH:
-            error = ValidationFailed([f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters"])
-            await _send_error(scope, send, error)
-            return
         state = scope["app"].state
         db: Database = state.db
         settings: Settings = state.settings
         try:
-            token = bearer_token(_header(scope, b"authorization"))
-            async with db.read() as conn:
-                principal = await authenticate(conn, token, utcnow())
-        except Unauthorized:
-            await app(scope, receive, send)  # the route gives the 401, and nothing is stored
+            # The same gate as the route's dependency (key, failed-key throttling, the
+            # account's budget), once: a replay is rate-limited and carries RateLimit-* too.
+            principal = await provide_gated_principal(Request(scope))  # type: ignore[arg-type]
+        except AppError as refused:  # 401 or 429, exactly as the route would answer
+            await _send_error(scope, send, refused)
+            return
+        if not 0 < len(key) <= MAX_KEY_LENGTH:
+            error = ValidationFailed([f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters"])
+            await _send_error(scope, send, error)
             return
         body = await _read_body(receive, settings.max_body_bytes)
         if body.disconnected:

@@ -15,7 +15,7 @@ import msgspec
 from litestar import Litestar
 from litestar.openapi import ResponseSpec
 
-from contacts_api.http.envelope import MessageBody, ValidationErrorBody
+from contacts_api.http.envelope import MessageBody, RateLimitBody, ValidationErrorBody
 
 COMPONENTS = "#/components/schemas/{name}"
 
@@ -32,6 +32,12 @@ AUTH_RESPONSES: dict[int, ResponseSpec] = {
     401: message_response(
         "API key is required | Invalid API key | API key expired (told apart by message)"
     ),
+    429: ResponseSpec(
+        data_container=RateLimitBody,
+        description="Over the account's budget for this route, or too many failed keys "
+        "(headers Retry-After and RateLimit-Limit/-Remaining/-Reset)",
+    ),
+    503: message_response("The database is unreachable; retry later"),
 }
 BODY_RESPONSES: dict[int, ResponseSpec] = {
     413: message_response("Body over 1 MiB"),

@@ -68,8 +68,16 @@ def reject(decision: Decision, reason: str) -> RateLimitExceeded:
     return RateLimitExceeded(decision.rate, decision.retry_after)
 
 
+# Where a request already let through (by the idempotency middleware) keeps its principal,
+# so the route's dependency neither counts it twice against the budget nor checks the key again.
+GATED = "contacts_api.gated_principal"
+
+
 async def provide_gated_principal(request: Request[Any, Any, Any]) -> Principal:
     """The caller's principal, once its key and its account's budget let the request through."""
+    gated = request.scope.get(GATED)
+    if isinstance(gated, Principal):
+        return gated
     gate: Gate = request.app.state.gate
     context = RequestContext.of(request.scope)
     try:
@@ -95,4 +103,5 @@ async def provide_gated_principal(request: Request[Any, Any, Any]) -> Principal:
             context.rate = decision
         if not decision.allowed:
             raise reject(decision, "account")
+    request.scope[GATED] = principal  # type: ignore[literal-required]
     return principal
