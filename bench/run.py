@@ -24,6 +24,7 @@ from bench.server import RunningServer, running_server
 
 RESULTS = Path(__file__).parent / "results"
 SEEDED = int(os.environ.get("BENCH_SEEDED_CONTACTS", "1000000"))
+wrk.DURATION_S = int(os.environ.get("BENCH_SECONDS", str(wrk.DURATION_S)))
 
 
 def measure(server: RunningServer, phase: str) -> list[dict[str, Any]]:
@@ -97,6 +98,22 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def print_import(figures: dict[str, Any]) -> None:
+    print(f"\nimport of {figures['rows']:,} generated rows")
+    print(f"{'database':<11}{'run':<18}{'rows/s':>10}{'peak MB':>9}{'÷raw executemany':>18}")
+    for label in ("sqlite", "postgresql"):
+        if label not in figures:
+            continue
+        result = figures[label]
+        raw = result["raw_executemany"]["rows_per_s"]
+        for run in ("import", "rerun_same_file", "raw_executemany"):
+            r = result[run]
+            print(
+                f"{label:<11}{run:<18}{r['rows_per_s']:>10,}{r['peak_mb']:>9.0f}"
+                f"{r['rows_per_s'] / raw:>18.2f}"
+            )
+
+
 def main() -> None:
     import tempfile
 
@@ -127,6 +144,8 @@ def main() -> None:
     else:
         report["import"] = import_bench.run()
     print_table(rows)
+    if "import" in report:
+        print_import(report["import"])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {RESULTS / 'latest.json'}")
