@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.run_suite import create_throwaway_database, drop_database
+
 ROWS = 100_000
 RESULTS = Path(__file__).parent / "results" / "import.json"
-ADMIN_URLS = ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://root@127.0.0.1:5432/test")
 HEADER = [
     "firstName", "lastName", "email", "phoneNumber", "status", "tag", "joinedTime",
     "utm", "country", "timeZone",
@@ -163,29 +164,6 @@ def _prepare(url: str) -> None:
     asyncio.run(go())
 
 
-def _postgres_database() -> tuple[str, str] | None:
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    name = f"contacts_api_bench_{secrets.token_hex(4)}"
-    for admin in ADMIN_URLS:
-        try:
-            with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.Error:
-            continue
-        return admin, admin.rsplit("/", 1)[0] + "/" + name
-    return None
-
-
-def _drop(admin: str, url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-
-
 def _bench_backend(fresh_url: Any, path: Path) -> dict[str, Any]:
     raw_url = fresh_url("raw")
     _prepare(raw_url)
@@ -213,7 +191,7 @@ def run(rows: int = ROWS) -> dict[str, Any]:
         created: list[tuple[str, str]] = []
 
         def fresh_pg(_name: str) -> str:
-            database = _postgres_database()
+            database = create_throwaway_database()
             if database is None:
                 raise RuntimeError("no PostgreSQL")
             created.append(database)
@@ -225,7 +203,7 @@ def run(rows: int = ROWS) -> dict[str, Any]:
             report["postgresql"] = "skipped: no PostgreSQL on 127.0.0.1:5432"
         finally:
             for admin, url in created:
-                _drop(admin, url)
+                drop_database(admin, url)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from tests.servers import free_port
 
 WORKERS = 2
 BENCH_RATE_LIMIT = "1000000/1"  # high enough not to interfere; the limiter stays on the path
@@ -57,12 +58,6 @@ def _is_python(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()
     return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli(env: dict[str, str], *args: str) -> str:

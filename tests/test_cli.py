@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from contacts_api.bootstrap import SEED_BODY
+from tests.servers import free_port
 
 
 def run_cli(db_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -109,12 +109,6 @@ def test_works_from_any_directory(db_url: str, tmp_path: Path) -> None:
     elsewhere.mkdir()
     assert run_cli(db_url, "db", "upgrade", cwd=elsewhere).returncode == 0
     assert run_cli(db_url, "accounts", "create", "x", cwd=elsewhere).returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_first_serve_bootstraps_and_the_seed_curl_example_answers_201(tmp_path: Path) -> None:

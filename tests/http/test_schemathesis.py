@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 from tests.factories import new_account, new_event
+from tests.servers import free_port
 
 CHECKS = ",".join(
     [
@@ -38,12 +38,6 @@ CHECKS = ",".join(
 )
 MAX_EXAMPLES = os.environ.get("CONTACTS_API_SCHEMATHESIS_EXAMPLES", "30")
 SEED = os.environ.get("CONTACTS_API_SCHEMATHESIS_SEED", "1")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def seed(url: str) -> str:
