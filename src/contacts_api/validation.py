@@ -141,12 +141,21 @@ def rules_for(struct_type: type[msgspec.Struct]) -> tuple[FieldRule, ...]:
 _decoder = msgspec.json.Decoder()
 
 
+def decode_json(raw: bytes) -> Any:
+    """Decode a request body of any JSON type, or fail with the "Malformed JSON" form error.
+
+    Nesting too deep for the decoder (`[[[[...`) raises RecursionError, not DecodeError: it is
+    bad input all the same, never a 5xx.
+    """
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        raise ValidationFailed(["Malformed JSON in request body"]) from None
+
+
 def decode_json_object(raw: bytes) -> dict[str, Any]:
     """Decode a request body that must be a JSON object, or fail with a form error."""
-    try:
-        body = _decoder.decode(raw)
-    except msgspec.DecodeError:
-        raise ValidationFailed(["Malformed JSON in request body"]) from None
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise ValidationFailed([f"Expected object, received {js_type_name(body)}"])
     return body

@@ -291,6 +291,9 @@ NEITHER = "Either email or phoneNumber is required"
     ("raw", "form_error"),
     [
         (b'{"email": "a@b.co"', "Malformed JSON in request body"),
+        (b"[" * 5000, "Malformed JSON in request body"),  # too deep: RecursionError
+        (b'{"a":' * 5000, "Malformed JSON in request body"),
+        (b"[" * 5000 + b"]" * 5000, "Malformed JSON in request body"),
         (b"", "Malformed JSON in request body"),
         (b'[{"email": "a@b.co"}]', "Expected object, received array"),
         (b'"a@b.co"', "Expected object, received string"),

@@ -17,7 +17,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts.schemas import Principal
@@ -286,17 +285,6 @@ async def contacts_by_ids(
 
 
 MAX_BATCH_ITEMS = 1000
-
-
-_any_json = msgspec.json.Decoder()
-
-
-def decode_json(raw: bytes) -> Any:
-    """A request body of any JSON type, or the V1 form error for malformed JSON."""
-    try:
-        return _any_json.decode(raw)
-    except msgspec.DecodeError:
-        raise ValidationFailed(["Malformed JSON in request body"]) from None
 
 
 def batch_items(body: Any) -> list[Any]:

@@ -123,7 +123,7 @@ def _read_jsonl(text: IO[str]) -> Iterator[SourceRow]:
             continue
         try:
             body = _json_decoder.decode(stripped)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # too deep to decode: malformed too
             yield SourceRow(number, stripped, None, "Malformed JSON")
             continue
         if not isinstance(body, dict):
@@ -178,7 +178,7 @@ def _tracking(value: Any) -> tuple[dict[str, str] | None, list[str]]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None, ["Expected a JSON object"]
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -321,6 +321,6 @@ def _jsonl_keys(text: IO[str]) -> Iterator[tuple[Any, Any]]:
     for line in text:
         try:
             keys = _keys_decoder.decode(line)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             continue
         yield keys.email, keys.phoneNumber

@@ -1,0 +1,42 @@
+"""Hostile input is a 400 (or a row in the import's error report), never a 5xx or a traceback:
+JSON nested too deep to decode, year 0000, control characters in UTM values, odd digits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from contacts_api.storage.engine import Database
+from tests.contacts.helpers import Client
+from tests.factories import AccountFixture, new_account
+
+MALFORMED = {"formErrors": ["Malformed JSON in request body"], "fieldErrors": {}}
+DEEP = [b"[" * 5000, b'{"a":' * 5000, b'{"contacts":' + b"[" * 5000]
+
+
+@pytest.fixture
+async def account(db: Database) -> AccountFixture:
+    return await new_account(db)
+
+
+def post_raw(client: Client, account: AccountFixture, path: str, raw: bytes) -> Any:
+    headers = {**account.headers, "Content-Type": "application/json"}
+    return client.post(path, content=raw, headers=headers)
+
+
+@pytest.mark.parametrize("raw", DEEP)
+async def test_bulk_deeply_nested_json_is_malformed_json(
+    client: Client, account: AccountFixture, raw: bytes
+) -> None:
+    response = await post_raw(client, account, "/v1/contacts/bulk", raw)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"]["details"] == MALFORMED
+
+
+async def test_bulk_still_refuses_non_json_content_type(
+    client: Client, account: AccountFixture
+) -> None:
+    headers = {**account.headers, "Content-Type": "text/plain"}
+    response = await client.post("/v1/contacts/bulk", content=b"[]", headers=headers)
+    assert response.status_code == 415
