@@ -175,6 +175,8 @@ async def test_status_enum_rejects(client: Client, account: AccountFixture, stat
         ("2023-02-28T00:00Z", "2023-02-28T00:00:00.000Z"),
         ("2024-04-30T00:00Z", "2024-04-30T00:00:00.000Z"),
         ("2024-12-31T00:00Z", "2024-12-31T00:00:00.000Z"),
+        ("0999-01-01T00:00Z", "0999-01-01T00:00:00.000Z"),  # four digits below year 1000
+        ("0001-01-01T00:00Z", "0001-01-01T00:00:00.000Z"),
     ],
 )
 async def test_joined_time_accepts(

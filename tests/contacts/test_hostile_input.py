@@ -40,3 +40,20 @@ async def test_bulk_still_refuses_non_json_content_type(
     headers = {**account.headers, "Content-Type": "text/plain"}
     response = await client.post("/v1/contacts/bulk", content=b"[]", headers=headers)
     assert response.status_code == 415
+
+
+async def test_year_below_1000_reads_back_with_four_digits(
+    client: Client, account: AccountFixture
+) -> None:
+    created = await client.post(
+        "/v1/contacts",
+        json={"email": "old@example.com", "joinedTime": "0999-01-01T00:00Z"},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["data"]["contact"]["id"]
+    read = await client.get(
+        "/v1/contacts/detail", params={"contactId": contact_id}, headers=account.headers
+    )
+    assert read.status_code == 200, read.text
+    assert read.json()["data"]["joinedTime"] == "0999-01-01T00:00:00.000Z"
