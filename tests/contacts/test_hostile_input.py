@@ -3,13 +3,17 @@ JSON nested too deep to decode, year 0000, control characters in UTM values, odd
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from contacts_api.bulk_jobs import import_file
 from contacts_api.storage.engine import Database
 from tests.contacts.helpers import Client
-from tests.factories import AccountFixture, new_account
+from tests.contacts.test_bulk_import import read_report
+from tests.factories import AccountFixture, count_contacts, new_account
 
 MALFORMED = {"formErrors": ["Malformed JSON in request body"], "fieldErrors": {}}
 DEEP = [b"[" * 5000, b'{"a":' * 5000, b'{"contacts":' + b"[" * 5000]
@@ -42,6 +46,28 @@ async def test_bulk_still_refuses_non_json_content_type(
     assert response.status_code == 415
 
 
+async def test_bulk_item_with_year_zero_fails_alone(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    items = [
+        {"email": "zero@example.com", "joinedTime": "0000-01-01T00:00Z"},
+        {"email": "leap@example.com", "joinedTime": "0000-02-29T00:00Z"},
+        {"email": "ok@example.com", "joinedTime": "0999-12-31T23:59Z"},
+    ]
+    response = await client.post(
+        "/v1/contacts/bulk", json={"contacts": items}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["data"]["results"]
+    assert [r["status"] for r in results] == [400, 400, 201]
+    for result in results[:2]:
+        assert result["error"]["message"]["details"]["fieldErrors"] == {
+            "joinedTime": ["Invalid datetime"]
+        }
+    assert results[2]["contact"]["joinedTime"] == "0999-12-31T23:59:00.000Z"
+    assert await count_contacts(db, account.account_id) == 1
+
+
 async def test_year_below_1000_reads_back_with_four_digits(
     client: Client, account: AccountFixture
 ) -> None:
@@ -57,3 +83,33 @@ async def test_year_below_1000_reads_back_with_four_digits(
     )
     assert read.status_code == 200, read.text
     assert read.json()["data"]["joinedTime"] == "0999-01-01T00:00:00.000Z"
+
+
+async def test_import_reports_deep_json_and_year_zero_rows(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    deep = "[" * 5000
+    deep_object = '{"email": "deep@example.com", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    path = tmp_path / "leads.jsonl"
+    path.write_text(
+        json.dumps({"email": "ok@example.com"})
+        + "\n"
+        + "{"
+        + deep
+        + "\n"
+        + deep_object
+        + "\n"
+        + json.dumps({"email": "zero@example.com", "joinedTime": "0000-02-29T00:00Z"})
+        + "\n"
+        + json.dumps({"email": "t@example.com", "tracking": "[" * 5000})
+        + "\n"
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 4)
+    report = read_report(tmp_path / "leads.jsonl.errors.csv")
+    assert [(r["row"], r["field"], r["message"]) for r in report] == [
+        ("2", "(row)", "Malformed JSON"),
+        ("3", "(row)", "Malformed JSON"),
+        ("4", "joinedTime", "Invalid datetime"),
+        ("5", "tracking", "Expected a JSON object"),
+    ]
