@@ -113,3 +113,16 @@ async def test_import_reports_deep_json_and_year_zero_rows(
         ("4", "joinedTime", "Invalid datetime"),
         ("5", "tracking", "Expected a JSON object"),
     ]
+
+
+async def test_import_csv_event_id_of_unicode_digits_is_a_validation_error(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text("email,eventId\nsup@example.com,\u00b2\nok@example.com,\n", encoding="utf-8")
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 1)
+    report = read_report(tmp_path / "leads.csv.errors.csv")
+    assert [(r["row"], r["field"], r["message"]) for r in report] == [
+        ("2", "eventId", "Expected number, received string")
+    ]

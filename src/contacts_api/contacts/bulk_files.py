@@ -45,6 +45,7 @@ _ALIASES = {
     "tracking": "tracking",
 }  # fmt: skip
 _UTM_COLUMN = re.compile(r"utm_[a-z0-9_]+")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 _INTEGER_FIELDS = {rule.name for rule in rules_for(ContactCreate) if rule.kind == "integer"}
 _json_decoder = msgspec.json.Decoder()
 
@@ -162,7 +163,9 @@ class _CsvLayout:
             record = record + [""] * (self.width - len(record))
         body: dict[str, Any] = {key: record[n] for n, key in self.plain if record[n] != ""}
         for key in self.integers & body.keys():
-            if body[key].strip().isdigit():
+            # ASCII digits only: str.isdigit() admits "²", which int() refuses. Anything else
+            # stays a string and gets the field's ordinary validation error.
+            if _ASCII_DIGITS.fullmatch(body[key].strip()):
                 body[key] = int(body[key])
         if self.utm:
             utm = [(key, record[n]) for n, key in self.utm if record[n] != ""]
