@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from contacts_api.bulk_jobs import import_file
 from contacts_api.storage.engine import Database
-from tests.contacts.helpers import Client
+from contacts_api.storage.models import contact_table
+from tests.contacts.helpers import Client, stored_contact
 from tests.contacts.test_bulk_import import read_report
 from tests.factories import AccountFixture, count_contacts, new_account
 
@@ -126,3 +128,47 @@ async def test_import_csv_event_id_of_unicode_digits_is_a_validation_error(
     assert [(r["row"], r["field"], r["message"]) for r in report] == [
         ("2", "eventId", "Expected number, received string")
     ]
+
+
+UTM_WITH_CONTROLS = "utm_source=%00x&utm_medium=a%0Ab&ke%00y=v&utm_campaign=fine&%1Fk=v"
+CLEAN_TRACKING = {"utm_campaign": "fine", "first_utm_campaign": "fine"}
+
+
+async def test_utm_pairs_with_control_characters_are_dropped(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    response = await client.post(
+        "/v1/contacts",
+        json={
+            "email": "nul@example.com",
+            "utm": UTM_WITH_CONTROLS,
+            "referrerUrl": "https://example.com/?utm_term=%00&utm_content=%7F",
+        },
+        headers=account.headers,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["contact"]["tracking"] == CLEAN_TRACKING
+    stored = await stored_contact(db, response.json()["data"]["contact"]["id"])
+    assert stored.tracking == CLEAN_TRACKING
+
+    bulk = await client.post(
+        "/v1/contacts/bulk",
+        json=[{"email": "nul2@example.com", "utm": UTM_WITH_CONTROLS}],
+        headers=account.headers,
+    )
+    assert bulk.status_code == 200, bulk.text
+    assert bulk.json()["data"]["results"][0]["contact"]["tracking"] == CLEAN_TRACKING
+
+
+async def test_imported_tracking_with_control_characters_is_dropped(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    tracking = {"utm_source": "a\u0000b", "first_utm_source": "x", "utm_medium": "cpc"}
+    path = tmp_path / "leads.jsonl"
+    path.write_text(json.dumps({"email": "t@example.com", "tracking": tracking}) + "\n")
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 0)
+    async with db.read() as conn:
+        row = (await conn.execute(sa.select(contact_table.c.tracking))).one()
+    assert not any("\x00" in k + v for k, v in row.tracking.items())
+    assert row.tracking["utm_medium"] == "cpc"
