@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from contacts_api.bulk_jobs import import_file
 from contacts_api.storage.engine import Database
-from contacts_api.storage.models import contact_table
+from contacts_api.storage.models import contact_table, tag_table
 from tests.contacts.helpers import Client, stored_contact
 from tests.contacts.test_bulk_import import read_report
 from tests.factories import AccountFixture, count_contacts, new_account
@@ -172,3 +172,25 @@ async def test_imported_tracking_with_control_characters_is_dropped(
         row = (await conn.execute(sa.select(contact_table.c.tracking))).one()
     assert not any("\x00" in k + v for k, v in row.tracking.items())
     assert row.tracking["utm_medium"] == "cpc"
+
+
+async def test_bulk_item_with_unknown_event_creates_no_tag(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    response = await client.post(
+        "/v1/contacts/bulk",
+        json=[
+            {"email": "a@example.com", "tag": "orphan", "eventName": "No Such Event"},
+            {"email": "b@example.com", "tag": "kept"},
+        ],
+        headers=account.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["data"]["results"]] == [400, 201]
+    async with db.read() as conn:
+        names = (
+            await conn.execute(
+                sa.select(tag_table.c.name).where(tag_table.c.account_id == account.account_id)
+            )
+        ).scalars()
+        assert sorted(names) == ["kept"]
