@@ -15,8 +15,12 @@ def format_time(value: datetime | None) -> str | None:
     """`2024-01-15T10:00:00.000Z`, or None."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    v = value.astimezone(UTC)
+    # Explicit widths: strftime's %Y gives "999", not "0999", for years below 1000 (glibc).
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_zulu(text: str) -> datetime:

@@ -18,6 +18,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from contacts_api.errors import ValidationFailed
+from contacts_api.timeutil import parse_zulu
 
 
 def js_length(text: str) -> int:
@@ -82,6 +83,9 @@ class FieldRule:
             errors.append(self.pattern_message)
         if self.format == "uri" and not _ABSOLUTE_URI.fullmatch(value):
             errors.append("Invalid url")
+        if self.format == "date-time" and not errors and not _converts_to_datetime(value):
+            # [choice] The vendor pattern admits year 0000, which no datetime can hold.
+            errors.append(self.pattern_message)
         return (None, errors) if errors else (value, [])
 
     def _check_integer(self, value: Any) -> tuple[Any, list[str]]:
@@ -98,6 +102,15 @@ class FieldRule:
         if self.maximum is not None and value > self.maximum:
             return None, [f"Number must be less than or equal to {self.maximum}"]
         return value, []
+
+
+def _converts_to_datetime(value: str) -> bool:
+    """Whether a date-time that passed its pattern is also a representable datetime."""
+    try:
+        parse_zulu(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _rule_from_type(name: str, info: mi.Type) -> FieldRule:
@@ -141,12 +154,21 @@ def rules_for(struct_type: type[msgspec.Struct]) -> tuple[FieldRule, ...]:
 _decoder = msgspec.json.Decoder()
 
 
+def decode_json(raw: bytes) -> Any:
+    """Decode a request body of any JSON type, or fail with the "Malformed JSON" form error.
+
+    Nesting too deep for the decoder (`[[[[...`) raises RecursionError, not DecodeError: it is
+    bad input all the same, never a 5xx.
+    """
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        raise ValidationFailed(["Malformed JSON in request body"]) from None
+
+
 def decode_json_object(raw: bytes) -> dict[str, Any]:
     """Decode a request body that must be a JSON object, or fail with a form error."""
-    try:
-        body = _decoder.decode(raw)
-    except msgspec.DecodeError:
-        raise ValidationFailed(["Malformed JSON in request body"]) from None
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise ValidationFailed([f"Expected object, received {js_type_name(body)}"])
     return body

@@ -43,6 +43,8 @@ INVALID_ROWS: list[tuple[dict[str, str], str]] = [
     ({"Email": "r13@example.com", "ipAddress": "1" * 46}, "ipAddress"),
     ({"Email": "r14@example.com", "referrerUrl": "not a url"}, "referrerUrl"),
     ({"Email": "r15@example.com", "eventId": "0"}, "eventId"),
+    ({"Email": "r16@example.com", "eventId": "\u00b2"}, "eventId"),  # isdigit(), not a number
+    ({"Email": "r17@example.com", "joinedTime": "0000-01-01T00:00Z"}, "joinedTime"),
     ({"First Name": "Nobody"}, "(row)"),
     ({"Email": "bad@", "Phone": "abc"}, "email; phoneNumber"),
 ]

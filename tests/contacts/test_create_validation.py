@@ -175,6 +175,8 @@ async def test_status_enum_rejects(client: Client, account: AccountFixture, stat
         ("2023-02-28T00:00Z", "2023-02-28T00:00:00.000Z"),
         ("2024-04-30T00:00Z", "2024-04-30T00:00:00.000Z"),
         ("2024-12-31T00:00Z", "2024-12-31T00:00:00.000Z"),
+        ("0999-01-01T00:00Z", "0999-01-01T00:00:00.000Z"),  # four digits below year 1000
+        ("0001-01-01T00:00Z", "0001-01-01T00:00:00.000Z"),
     ],
 )
 async def test_joined_time_accepts(
@@ -202,6 +204,8 @@ async def test_joined_time_accepts(
         "2024-01-15",
         "2024-01-15T10:00:00.Z",
         "2024-01-15T10:00:00Z\n",
+        "0000-01-01T00:00Z",  # [choice] matches the vendor pattern; year 0 is no date
+        "0000-02-29T00:00Z",  # the pattern's leap-year branch admits it too
     ],
 )
 async def test_joined_time_rejects(client: Client, account: AccountFixture, joined: str) -> None:
@@ -291,6 +295,9 @@ NEITHER = "Either email or phoneNumber is required"
     ("raw", "form_error"),
     [
         (b'{"email": "a@b.co"', "Malformed JSON in request body"),
+        (b"[" * 5000, "Malformed JSON in request body"),  # too deep: RecursionError
+        (b'{"a":' * 5000, "Malformed JSON in request body"),
+        (b"[" * 5000 + b"]" * 5000, "Malformed JSON in request body"),
         (b"", "Malformed JSON in request body"),
         (b'[{"email": "a@b.co"}]', "Expected object, received array"),
         (b'"a@b.co"', "Expected object, received string"),

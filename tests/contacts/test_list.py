@@ -97,6 +97,8 @@ async def test_default_limit_is_20_while_count_is_every_match(client: Client, db
         ({"search": "a\x00b"}, "search", "String must not contain NUL characters"),
         ({"timeFrom": "2024-01-15"}, "timeFrom", "Invalid datetime"),
         ({"timeTo": "2024-01-15T10:00:00+01:00"}, "timeTo", "Invalid datetime"),
+        ({"timeFrom": "0000-01-01T00:00Z"}, "timeFrom", "Invalid datetime"),  # [choice] no year 0
+        ({"timeTo": "0000-02-29T00:00Z"}, "timeTo", "Invalid datetime"),
         (
             {"orderBy": "up", "orderColumn": "id"},
             "orderBy",

@@ -17,7 +17,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts.schemas import Principal
@@ -128,13 +127,20 @@ class BulkUpserter:
     ) -> list[ItemResult]:
         """Upsert a batch inside the caller's transaction; one result per item, input order."""
         results: dict[int, ItemResult] = {}
-        await self._resolve_tags(conn, items, now)
-        groups: dict[Any, _Group] = {}
+        # Events first, as the single create does: an item whose event is unknown fails
+        # before its tag is created, so it leaves nothing behind.
+        event_ids: dict[int, int | None] = {}
         for position, item in enumerate(items):
-            touch = await self._touch(conn, item)
-            if isinstance(touch, AppError):
-                results[position] = ItemResult(item.index, "failed", error=touch)
-                continue
+            event_id = await self._event_id(conn, item.data)
+            if isinstance(event_id, AppError):
+                results[position] = ItemResult(item.index, "failed", error=event_id)
+            else:
+                event_ids[position] = event_id
+        await self._resolve_tags(conn, [items[p] for p in event_ids], now)
+        groups: dict[Any, _Group] = {}
+        for position, event_id in event_ids.items():
+            item = items[position]
+            touch = self._touch(item, event_id)
             email_key = self._email_key(item.data)
             phone_key = None
             if email_key is not None:
@@ -257,18 +263,22 @@ class BulkUpserter:
         if missing:
             self._tag_ids.update(await bulk_repo.tag_ids_for(conn, self.account_id, missing, now))
 
-    async def _touch(self, conn: AsyncConnection, item: BulkItem) -> _Touch | AppError:
-        data = item.data
-        event_id = None
+    async def _event_id(self, conn: AsyncConnection, data: ContactCreate) -> int | AppError | None:
+        """The event the item names (None when it names none), or its "Event not found"."""
         selector = service.event_selector(data)
-        if selector is not None:
-            wire, kwargs = selector
-            cache_key = (wire, next(iter(kwargs.values())))
-            if cache_key not in self._event_ids:
-                self._event_ids[cache_key] = await find_event_id(conn, self.account_id, **kwargs)
-            event_id = self._event_ids[cache_key]
-            if event_id is None:
-                return ValidationFailed(field_errors={wire: [service.EVENT_NOT_FOUND]})
+        if selector is None:
+            return None
+        wire, kwargs = selector
+        cache_key = (wire, next(iter(kwargs.values())))
+        if cache_key not in self._event_ids:
+            self._event_ids[cache_key] = await find_event_id(conn, self.account_id, **kwargs)
+        event_id = self._event_ids[cache_key]
+        if event_id is None:
+            return ValidationFailed(field_errors={wire: [service.EVENT_NOT_FOUND]})
+        return event_id
+
+    def _touch(self, item: BulkItem, event_id: int | None) -> _Touch:
+        data = item.data
         tag_id = None if data.tag is None else self._tag_ids[data.tag]
         pairs = _cached_utm_pairs(data.utm, data.referrerUrl)
         if item.tracking:
@@ -286,17 +296,6 @@ async def contacts_by_ids(
 
 
 MAX_BATCH_ITEMS = 1000
-
-
-_any_json = msgspec.json.Decoder()
-
-
-def decode_json(raw: bytes) -> Any:
-    """A request body of any JSON type, or the V1 form error for malformed JSON."""
-    try:
-        return _any_json.decode(raw)
-    except msgspec.DecodeError:
-        raise ValidationFailed(["Malformed JSON in request body"]) from None
 
 
 def batch_items(body: Any) -> list[Any]:

@@ -45,6 +45,7 @@ _ALIASES = {
     "tracking": "tracking",
 }  # fmt: skip
 _UTM_COLUMN = re.compile(r"utm_[a-z0-9_]+")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 _INTEGER_FIELDS = {rule.name for rule in rules_for(ContactCreate) if rule.kind == "integer"}
 _json_decoder = msgspec.json.Decoder()
 
@@ -123,7 +124,7 @@ def _read_jsonl(text: IO[str]) -> Iterator[SourceRow]:
             continue
         try:
             body = _json_decoder.decode(stripped)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # too deep to decode: malformed too
             yield SourceRow(number, stripped, None, "Malformed JSON")
             continue
         if not isinstance(body, dict):
@@ -162,7 +163,9 @@ class _CsvLayout:
             record = record + [""] * (self.width - len(record))
         body: dict[str, Any] = {key: record[n] for n, key in self.plain if record[n] != ""}
         for key in self.integers & body.keys():
-            if body[key].strip().isdigit():
+            # ASCII digits only: str.isdigit() admits "²", which int() refuses. Anything else
+            # stays a string and gets the field's ordinary validation error.
+            if _ASCII_DIGITS.fullmatch(body[key].strip()):
                 body[key] = int(body[key])
         if self.utm:
             utm = [(key, record[n]) for n, key in self.utm if record[n] != ""]
@@ -178,7 +181,7 @@ def _tracking(value: Any) -> tuple[dict[str, str] | None, list[str]]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None, ["Expected a JSON object"]
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -321,6 +324,6 @@ def _jsonl_keys(text: IO[str]) -> Iterator[tuple[Any, Any]]:
     for line in text:
         try:
             keys = _keys_decoder.decode(line)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             continue
         yield keys.email, keys.phoneNumber

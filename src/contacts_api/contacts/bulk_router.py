@@ -13,9 +13,8 @@ from contacts_api.contacts.bulk_schemas import (
     BulkItemResult,
     BulkResults,
 )
-from contacts_api.errors import UnsupportedMediaType
 from contacts_api.http.auth import CurrentPrincipal
-from contacts_api.http.body import is_json_media_type
+from contacts_api.http.body import read_json
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
@@ -35,9 +34,7 @@ async def create_contacts_bulk(
     request: Request[Any, Any, Any], principal: CurrentPrincipal
 ) -> Response[BulkEnvelope]:
     """Create or update up to 1,000 contacts; one result per item (an invalid item fails alone)."""
-    if not is_json_media_type(request.headers.get("content-type", "")):
-        raise UnsupportedMediaType("Content-Type must be application/json")
-    items = bulk.batch_items(bulk.decode_json(await request.body()))
+    items = bulk.batch_items(await read_json(request))
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
     async with db.transaction() as conn:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 STANDARD_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# C0 and C1 control characters (NUL among them: PostgreSQL JSON cannot hold it).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs with a non-empty key and no control character in key or value; others drop."""
+    return [(k, v) for k, v in pairs if k and not _CONTROL.search(k) and not _CONTROL.search(v)]
 
 
 def utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
     """Parameters seen on one touch: `utm_*` from the referrer's query, then the `utm` string.
 
     Later pairs win, so an explicit `utm` value beats the same key in the referrer URL.
-    `+` decodes to a space, as in any query string.
+    `+` decodes to a space, as in any query string. [choice] A pair whose key or value decodes
+    to a control character (`%00`, `%0A`, ...) is dropped.
     """
     pairs: list[tuple[str, str]] = []
     if referrer_url:
@@ -19,7 +28,7 @@ def utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]
         pairs.extend((k, v) for k, v in parse_qsl(query) if k.startswith("utm_"))
     if utm:
         pairs.extend(parse_qsl(utm.removeprefix("?")))
-    return [(k, v) for k, v in pairs if k]
+    return clean_pairs(pairs)
 
 
 def merge_tracking(current: dict[str, str], pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -69,4 +78,4 @@ def pairs_from_tracking(
         for slot, name in slots
         if f"utmValue_{slot}" in tracking
     )
-    return first, last
+    return clean_pairs(first), clean_pairs(last)

@@ -1,4 +1,4 @@
-"""Reading a JSON object body with iClosed's answers for the wrong content type or size."""
+"""Reading a JSON body with iClosed's answers for the wrong content type or size."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request
 
 from contacts_api.errors import UnsupportedMediaType
-from contacts_api.validation import decode_json_object
+from contacts_api.validation import decode_json, decode_json_object
 
 
 def is_json_media_type(content_type: str) -> bool:
@@ -17,8 +17,19 @@ def is_json_media_type(content_type: str) -> bool:
     )
 
 
-async def read_json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """The body as a dict; 415 for a non-JSON type, 413 (by the app's limit) when too large."""
+def _require_json_media_type(request: Request[Any, Any, Any]) -> None:
     if not is_json_media_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("Content-Type must be application/json")
+
+
+async def read_json(request: Request[Any, Any, Any]) -> Any:
+    """The body as any JSON value; 415 for a non-JSON type, 413 (by the app's limit) when too
+    large, 400 when malformed."""
+    _require_json_media_type(request)
+    return decode_json(await request.body())
+
+
+async def read_json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The body as a dict; 415 for a non-JSON type, 413 (by the app's limit) when too large."""
+    _require_json_media_type(request)
     return decode_json_object(await request.body())

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts.schemas import Principal
+from contacts_api.contacts.manage_service import CONTACT_NOT_FOUND
 from contacts_api.contacts.repository import get_live_contact
 from contacts_api.errors import NotFound, ValidationFailed
 from contacts_api.notes import repository as repo
@@ -16,8 +17,6 @@ from contacts_api.notes.schemas import NoteCreate, NoteListQuery, NoteRead
 from contacts_api.paging import Page
 from contacts_api.timeutil import format_time
 from contacts_api.validation import check_fields, check_query, rules_for
-
-CONTACT_NOT_FOUND = "Contact not found"
 
 
 def parse_note_create(body: dict[str, Any]) -> NoteCreate:

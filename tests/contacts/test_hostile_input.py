@@ -1,0 +1,196 @@
+"""Hostile input is a 400 (or a row in the import's error report), never a 5xx or a traceback:
+JSON nested too deep to decode, year 0000, control characters in UTM values, odd digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from contacts_api.bulk_jobs import import_file
+from contacts_api.storage.engine import Database
+from contacts_api.storage.models import contact_table, tag_table
+from tests.contacts.helpers import Client, stored_contact
+from tests.contacts.test_bulk_import import read_report
+from tests.factories import AccountFixture, count_contacts, new_account
+
+MALFORMED = {"formErrors": ["Malformed JSON in request body"], "fieldErrors": {}}
+DEEP = [b"[" * 5000, b'{"a":' * 5000, b'{"contacts":' + b"[" * 5000]
+
+
+@pytest.fixture
+async def account(db: Database) -> AccountFixture:
+    return await new_account(db)
+
+
+def post_raw(client: Client, account: AccountFixture, path: str, raw: bytes) -> Any:
+    headers = {**account.headers, "Content-Type": "application/json"}
+    return client.post(path, content=raw, headers=headers)
+
+
+@pytest.mark.parametrize("raw", DEEP)
+async def test_bulk_deeply_nested_json_is_malformed_json(
+    client: Client, account: AccountFixture, raw: bytes
+) -> None:
+    response = await post_raw(client, account, "/v1/contacts/bulk", raw)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"]["details"] == MALFORMED
+
+
+async def test_bulk_still_refuses_non_json_content_type(
+    client: Client, account: AccountFixture
+) -> None:
+    headers = {**account.headers, "Content-Type": "text/plain"}
+    response = await client.post("/v1/contacts/bulk", content=b"[]", headers=headers)
+    assert response.status_code == 415
+
+
+async def test_bulk_item_with_year_zero_fails_alone(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    items = [
+        {"email": "zero@example.com", "joinedTime": "0000-01-01T00:00Z"},
+        {"email": "leap@example.com", "joinedTime": "0000-02-29T00:00Z"},
+        {"email": "ok@example.com", "joinedTime": "0999-12-31T23:59Z"},
+    ]
+    response = await client.post(
+        "/v1/contacts/bulk", json={"contacts": items}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["data"]["results"]
+    assert [r["status"] for r in results] == [400, 400, 201]
+    for result in results[:2]:
+        assert result["error"]["message"]["details"]["fieldErrors"] == {
+            "joinedTime": ["Invalid datetime"]
+        }
+    assert results[2]["contact"]["joinedTime"] == "0999-12-31T23:59:00.000Z"
+    assert await count_contacts(db, account.account_id) == 1
+
+
+async def test_year_below_1000_reads_back_with_four_digits(
+    client: Client, account: AccountFixture
+) -> None:
+    created = await client.post(
+        "/v1/contacts",
+        json={"email": "old@example.com", "joinedTime": "0999-01-01T00:00Z"},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    contact_id = created.json()["data"]["contact"]["id"]
+    read = await client.get(
+        "/v1/contacts/detail", params={"contactId": contact_id}, headers=account.headers
+    )
+    assert read.status_code == 200, read.text
+    assert read.json()["data"]["joinedTime"] == "0999-01-01T00:00:00.000Z"
+
+
+async def test_import_reports_deep_json_and_year_zero_rows(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    deep = "[" * 5000
+    deep_object = '{"email": "deep@example.com", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    path = tmp_path / "leads.jsonl"
+    path.write_text(
+        json.dumps({"email": "ok@example.com"})
+        + "\n"
+        + "{"
+        + deep
+        + "\n"
+        + deep_object
+        + "\n"
+        + json.dumps({"email": "zero@example.com", "joinedTime": "0000-02-29T00:00Z"})
+        + "\n"
+        + json.dumps({"email": "t@example.com", "tracking": "[" * 5000})
+        + "\n"
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 4)
+    report = read_report(tmp_path / "leads.jsonl.errors.csv")
+    assert [(r["row"], r["field"], r["message"]) for r in report] == [
+        ("2", "(row)", "Malformed JSON"),
+        ("3", "(row)", "Malformed JSON"),
+        ("4", "joinedTime", "Invalid datetime"),
+        ("5", "tracking", "Expected a JSON object"),
+    ]
+
+
+async def test_import_csv_event_id_of_unicode_digits_is_a_validation_error(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_text("email,eventId\nsup@example.com,\u00b2\nok@example.com,\n", encoding="utf-8")
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 1)
+    report = read_report(tmp_path / "leads.csv.errors.csv")
+    assert [(r["row"], r["field"], r["message"]) for r in report] == [
+        ("2", "eventId", "Expected number, received string")
+    ]
+
+
+UTM_WITH_CONTROLS = "utm_source=%00x&utm_medium=a%0Ab&ke%00y=v&utm_campaign=fine&%1Fk=v"
+CLEAN_TRACKING = {"utm_campaign": "fine", "first_utm_campaign": "fine"}
+
+
+async def test_utm_pairs_with_control_characters_are_dropped(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    response = await client.post(
+        "/v1/contacts",
+        json={
+            "email": "nul@example.com",
+            "utm": UTM_WITH_CONTROLS,
+            "referrerUrl": "https://example.com/?utm_term=%00&utm_content=%7F",
+        },
+        headers=account.headers,
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["contact"]["tracking"] == CLEAN_TRACKING
+    stored = await stored_contact(db, response.json()["data"]["contact"]["id"])
+    assert stored.tracking == CLEAN_TRACKING
+
+    bulk = await client.post(
+        "/v1/contacts/bulk",
+        json=[{"email": "nul2@example.com", "utm": UTM_WITH_CONTROLS}],
+        headers=account.headers,
+    )
+    assert bulk.status_code == 200, bulk.text
+    assert bulk.json()["data"]["results"][0]["contact"]["tracking"] == CLEAN_TRACKING
+
+
+async def test_imported_tracking_with_control_characters_is_dropped(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    tracking = {"utm_source": "a\u0000b", "first_utm_source": "x", "utm_medium": "cpc"}
+    path = tmp_path / "leads.jsonl"
+    path.write_text(json.dumps({"email": "t@example.com", "tracking": tracking}) + "\n")
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 0)
+    async with db.read() as conn:
+        row = (await conn.execute(sa.select(contact_table.c.tracking))).one()
+    assert not any("\x00" in k + v for k, v in row.tracking.items())
+    assert row.tracking["utm_medium"] == "cpc"
+
+
+async def test_bulk_item_with_unknown_event_creates_no_tag(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    response = await client.post(
+        "/v1/contacts/bulk",
+        json=[
+            {"email": "a@example.com", "tag": "orphan", "eventName": "No Such Event"},
+            {"email": "b@example.com", "tag": "kept"},
+        ],
+        headers=account.headers,
+    )
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["data"]["results"]] == [400, 201]
+    async with db.read() as conn:
+        names = (
+            await conn.execute(
+                sa.select(tag_table.c.name).where(tag_table.c.account_id == account.account_id)
+            )
+        ).scalars()
+        assert sorted(names) == ["kept"]
