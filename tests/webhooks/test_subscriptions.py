@@ -131,5 +131,25 @@ async def test_private_destinations_are_refused_without_the_setting(
 def test_public_addresses_pass_and_special_ones_do_not() -> None:
     assert is_public(ipaddress.ip_address("93.184.216.34"))
     assert is_public(ipaddress.ip_address("2606:2800:220:1:248:1893:25c8:1946"))
-    for special in ("100.64.0.1", "fd00:ec2::254", "224.0.0.1", "240.0.0.1", "fe80::1"):
+    assert is_public(ipaddress.ip_address("::ffff:93.184.216.34"))
+    assert is_public(ipaddress.ip_address("2002:5db8:d822::1"))  # 6to4 of 93.184.216.34
+    for special in (
+        "100.64.0.1",
+        "fd00:ec2::254",
+        "224.0.0.1",
+        "240.0.0.1",
+        "fe80::1",
+        # IPv4 wrapped in IPv6: mapped, IPv4-compatible, NAT64, 6to4, Teredo.
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "::127.0.0.1",
+        "::a9fe:a9fe",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::5db8:d822",  # NAT64 of a public address is refused too (the /96 is)
+        "64:ff9b:1::a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+        "2002:7f00:1::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, client 192.0.2.45
+        "2001:0:a9fe:a9fe::1",  # Teredo via server 169.254.169.254
+    ):
         assert not is_public(ipaddress.ip_address(special)), special
