@@ -73,15 +73,66 @@ async def test_delete_and_another_accounts_webhook_is_not_found(
     assert listed.json()["data"]["webhooks"] == []
 
 
-async def test_query_errors_use_the_v1_400_shape(client: Client, db: Database) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "field_errors"),
+    [
+        (
+            "GET",
+            "/v1/webhooks/deliveries?limit=500",
+            {"limit": ["Number must be less than or equal to 100"]},
+        ),
+        (
+            "GET",
+            "/v1/webhooks/deliveries?webhookId=2147483648&page=-1&limit=x",
+            {
+                "webhookId": ["Number must be less than or equal to 2147483647"],
+                "page": ["Number must be greater than or equal to 0"],
+                "limit": ["Expected number, received nan"],
+            },
+        ),
+        (
+            "GET",
+            "/v1/webhooks/deliveries?webhookId=0",
+            {"webhookId": ["Number must be greater than or equal to 1"]},
+        ),
+        ("DELETE", "/v1/webhooks", {"id": ["Required"]}),
+        ("DELETE", "/v1/webhooks?id=abc", {"id": ["Expected number, received nan"]}),
+        (
+            "DELETE",
+            "/v1/webhooks?id=99999999999999999999",
+            {"id": ["Number must be less than or equal to 2147483647"]},
+        ),
+    ],
+)
+async def test_query_errors_use_the_v1_400_shape(
+    client: Client, db: Database, method: str, path: str, field_errors: dict[str, list[str]]
+) -> None:
     account = await new_account(db)
-    for path in ("/v1/webhooks/deliveries?limit=500", "/v1/webhooks"):
-        method = client.get if path.endswith("500") else client.delete
-        response = await method(path, headers=account.headers)
-        assert response.status_code == 400, path
-        assert response.json()["message"]["endpoint"] == path.partition("?")[0]
-    empty = await client.get("/v1/webhooks/deliveries", headers=account.headers)
+    response = await client.request(method, path, headers=account.headers)
+    assert response.status_code == 400, path
+    message = response.json()["message"]
+    assert message["endpoint"] == path.partition("?")[0]
+    assert message["details"]["fieldErrors"] == field_errors
+
+
+async def test_deliveries_of_an_unknown_or_foreign_webhook_are_not_found(
+    client: Client, db: Database
+) -> None:
+    acme = await new_account(db)
+    other = await new_account(db, "other", "owner@other.test")
+    webhook = await subscribe(client, acme, "http://127.0.0.1:9/hook")
+    empty = await client.get("/v1/webhooks/deliveries", headers=acme.headers)
     assert empty.json() == {"data": {"count": 0, "deliveries": []}}
+    own = await client.get(
+        f"/v1/webhooks/deliveries?webhookId={webhook['id']}&page=0&limit=5", headers=acme.headers
+    )
+    assert own.json() == {"data": {"count": 0, "deliveries": []}}
+    for account, webhook_id in ((other, webhook["id"]), (acme, webhook["id"] + 1000)):
+        response = await client.get(
+            f"/v1/webhooks/deliveries?webhookId={webhook_id}", headers=account.headers
+        )
+        assert response.status_code == 404
+        assert response.json() == {"message": "Webhook not found"}
 
 
 async def test_rotate_secret_answers_a_new_secret(client: Client, db: Database) -> None:

@@ -6,6 +6,7 @@ in `delivery.py`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,15 +14,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.errors import Conflict, NotFound, ValidationFailed
+from contacts_api.paging import Page
 from contacts_api.timeutil import format_time
-from contacts_api.validation import check_fields, js_type_name, rules_for
+from contacts_api.validation import check_fields, check_query, js_type_name, rules_for
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks import ssrf
 from contacts_api.webhooks.schemas import (
     EVENT_ALIASES,
     EVENT_NAMES,
     URL_MAX_LENGTH,
+    DeliveryListQuery,
     DeliveryRead,
+    WebhookDeleteQuery,
     WebhookRead,
     WebhookRotate,
     WebhookWithSecret,
@@ -105,6 +109,23 @@ def parse_message_id(body: dict[str, Any]) -> str:
     return value
 
 
+def parse_delete_query(params: Mapping[str, str]) -> int:
+    """The required `id` of DELETE /v1/webhooks."""
+    values, errors = check_query(params, rules_for(WebhookDeleteQuery), required=("id",))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    return int(values["id"])
+
+
+def parse_deliveries_query(params: Mapping[str, str]) -> tuple[int | None, Page]:
+    """(`webhookId` or None, the page) of GET /v1/webhooks/deliveries."""
+    values, errors = check_query(params, rules_for(DeliveryListQuery))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    webhook_id = values.get("webhookId")
+    return (int(webhook_id) if webhook_id is not None else None), Page.from_values(values)
+
+
 def webhook_read(row: repo.Row) -> WebhookRead:
     return WebhookRead(
         id=row.id,
@@ -181,10 +202,18 @@ async def rotate_secret(
 
 
 async def list_deliveries(
-    conn: AsyncConnection, account_id: int, webhook_id: int | None, page: int, limit: int
+    conn: AsyncConnection, account_id: int, webhook_id: int | None, page: Page
 ) -> tuple[int, list[DeliveryRead]]:
-    """The account's recent attempts, newest first (optionally of one webhook)."""
-    total, rows = await repo.list_attempts(conn, account_id, webhook_id, page * limit, limit)
+    """The account's recent attempts, newest first (optionally of one webhook).
+
+    A `webhook_id` that is not one of the account's webhooks is a 404, not an empty list.
+    """
+    if (
+        webhook_id is not None
+        and await repo.get_account_endpoint(conn, account_id, webhook_id) is None
+    ):
+        raise NotFound(WEBHOOK_NOT_FOUND)
+    total, rows = await repo.list_attempts(conn, account_id, webhook_id, page.offset, page.limit)
     return total, [
         DeliveryRead(
             id=r.id,
