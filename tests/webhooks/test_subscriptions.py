@@ -56,6 +56,57 @@ async def test_invalid_subscriptions_list_every_failing_field(client: Client, db
     assert "received 'contactMerged'" in errors["events"][0]
 
 
+@pytest.mark.parametrize(
+    ("body", "field_errors"),
+    [
+        (
+            {"url": "http://a.example/\x00", "events": "newContactCreated"},
+            {
+                "url": ["String must not contain NUL characters"],
+                "events": ["Expected array, received string"],
+            },
+        ),
+        (
+            # 1017 code points but 2017 UTF-16 units: JavaScript's length is what counts.
+            {"url": "http://a.example/" + "\U0001f600" * 1000, "events": []},
+            {
+                "url": ["String must contain at most 2000 character(s)"],
+                "events": ["Array must contain at least 1 element(s)"],
+            },
+        ),
+        ({"url": 5, "events": [7]}, {"url": ["Expected string, received number"]}),
+    ],
+)
+async def test_subscription_bodies_are_checked_against_the_documented_schema(
+    client: Client, db: Database, body: dict[str, object], field_errors: dict[str, list[str]]
+) -> None:
+    account = await new_account(db)
+    response = await client.post("/v1/webhooks", json=body, headers=account.headers)
+    assert response.status_code == 400
+    errors = response.json()["message"]["details"]["fieldErrors"]
+    for name, messages in field_errors.items():
+        assert errors[name] == messages, name
+
+
+@pytest.mark.parametrize(
+    ("body", "messages"),
+    [
+        ({}, ["Required"]),
+        ({"messageId": ""}, ["Required"]),
+        ({"messageId": 12}, ["Expected string, received number"]),
+        ({"messageId": "msg_\x00"}, ["String must not contain NUL characters"]),
+        ({"messageId": "m" * 41}, ["String must contain at most 40 character(s)"]),
+    ],
+)
+async def test_redeliver_bodies_are_checked_against_the_documented_schema(
+    client: Client, db: Database, body: dict[str, object], messages: list[str]
+) -> None:
+    account = await new_account(db)
+    response = await client.post("/v1/webhooks/redeliver", json=body, headers=account.headers)
+    assert response.status_code == 400
+    assert response.json()["message"]["details"]["fieldErrors"] == {"messageId": messages}
+
+
 async def test_delete_and_another_accounts_webhook_is_not_found(
     client: Client, db: Database
 ) -> None:

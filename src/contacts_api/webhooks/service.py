@@ -16,17 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contacts_api.errors import Conflict, NotFound, ValidationFailed
 from contacts_api.paging import Page
 from contacts_api.timeutil import format_time
-from contacts_api.validation import check_fields, check_query, js_type_name, rules_for
+from contacts_api.validation import check_fields, check_query, rules_for
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks import ssrf
 from contacts_api.webhooks.schemas import (
     EVENT_ALIASES,
     EVENT_NAMES,
-    URL_MAX_LENGTH,
     DeliveryListQuery,
     DeliveryRead,
+    WebhookCreate,
     WebhookDeleteQuery,
     WebhookRead,
+    WebhookRedeliver,
     WebhookRotate,
     WebhookWithSecret,
 )
@@ -42,12 +43,8 @@ class NewSubscription:
     events: list[str]
 
 
-def _canonical_events(value: Any) -> tuple[list[str], list[str]]:
-    """(canonical event names without repeats, error messages)."""
-    if not isinstance(value, list):
-        return [], [f"Expected array, received {js_type_name(value)}"]
-    if not value:
-        return [], ["Array must contain at least 1 element(s)"]
+def _canonical_events(value: list[Any]) -> tuple[list[str], list[str]]:
+    """(canonical event names without repeats, error messages) of a non-empty array."""
     names: list[str] = []
     for item in value:
         name = EVENT_ALIASES.get(item, item) if isinstance(item, str) else None
@@ -59,26 +56,29 @@ def _canonical_events(value: Any) -> tuple[list[str], list[str]]:
     return names, []
 
 
+def _require(values: dict[str, Any], errors: dict[str, list[str]], names: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in values and name not in errors:
+            errors[name] = ["Required"]
+
+
 def parse_webhook_create(body: dict[str, Any]) -> NewSubscription:
-    """Validate a subscription body; every failing field is reported."""
-    errors: dict[str, list[str]] = {}
-    url = body.get("url")
-    if url is None:
-        errors["url"] = ["Required"]
-    elif not isinstance(url, str):
-        errors["url"] = [f"Expected string, received {js_type_name(url)}"]
-    elif len(url) > URL_MAX_LENGTH:
-        errors["url"] = [f"String must contain at most {URL_MAX_LENGTH} character(s)"]
-    else:
+    """Validate a subscription body against WebhookCreate; every failing field is reported.
+
+    On top of the schema: event aliases are mapped to canonical names, and the URL must be
+    an absolute http(s) URL without credentials (where it resolves is checked later).
+    """
+    values, errors = check_fields(body, rules_for(WebhookCreate))
+    _require(values, errors, ("url", "events"))
+    url = values.get("url")
+    if isinstance(url, str):
         try:
             ssrf.split_url(url)
         except ssrf.UnsafeUrl:
             errors["url"] = ["Invalid url"]
     events: list[str] = []
-    if body.get("events") is None:
-        errors["events"] = ["Required"]
-    else:
-        events, messages = _canonical_events(body["events"])
+    if "events" in values:
+        events, messages = _canonical_events(values["events"])
         if messages:
             errors["events"] = messages
     if errors:
@@ -98,15 +98,12 @@ def parse_webhook_id(body: dict[str, Any]) -> int:
 
 
 def parse_message_id(body: dict[str, Any]) -> str:
-    """The `messageId` (a `webhook-id`) of a redeliver body."""
-    value = body.get("messageId")
-    if value is None or value == "":
-        raise ValidationFailed(field_errors={"messageId": ["Required"]})
-    if not isinstance(value, str):
-        raise ValidationFailed(
-            field_errors={"messageId": [f"Expected string, received {js_type_name(value)}"]}
-        )
-    return value
+    """The `messageId` (a `webhook-id`) of a redeliver body, checked against WebhookRedeliver."""
+    values, errors = check_fields(body, rules_for(WebhookRedeliver))
+    _require(values, errors, ("messageId",))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    return str(values["messageId"])
 
 
 def parse_delete_query(params: Mapping[str, str]) -> int:
