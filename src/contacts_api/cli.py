@@ -22,6 +22,7 @@ from contacts_api.accounts import service as accounts
 from contacts_api.cli_bulk import register_bulk_commands
 from contacts_api.errors import UserError
 from contacts_api.events import service as events
+from contacts_api.paging import MAX_ID
 from contacts_api.settings import Rate, Settings
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
@@ -160,8 +161,14 @@ def keys_list(account: Annotated[str, typer.Option(help="Account name")]) -> Non
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: int) -> None:
-    """Revoke a key by id (see `keys list`); it stops working at once."""
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Key id (see `keys list`)")],
+) -> None:
+    """Revoke a key by id (see `keys list`).
+
+    Running servers stop accepting it within CONTACTS_API_KEY_CACHE_SECONDS (default 2 s), the
+    time they may keep a checked key in their cache.
+    """
     in_transaction(lambda c: accounts.revoke_key(c, key_id, utcnow()))
 
 

@@ -51,7 +51,7 @@ class FieldRule:
     """The checks for one optional input field, derived from its annotation."""
 
     name: str
-    kind: str  # "string" | "integer" | "enum"
+    kind: str  # "string" | "integer" | "enum" | "array" (items are the caller's to check)
     max_length: int | None = None
     pattern: re.Pattern[str] | None = None
     pattern_message: str = "Invalid"
@@ -59,6 +59,7 @@ class FieldRule:
     minimum: int | None = None
     maximum: int | None = None
     format: str | None = None
+    min_items: int | None = None
 
     def check(self, value: Any) -> tuple[Any, list[str]]:
         """Return the accepted value (None when not given) and the error messages."""
@@ -66,6 +67,12 @@ class FieldRule:
             return None, []  # [choice] null or "" means "not given"
         if self.kind == "integer":
             return self._check_integer(value)
+        if self.kind == "array":
+            if not isinstance(value, list):
+                return None, [f"Expected array, received {js_type_name(value)}"]
+            if self.min_items is not None and len(value) < self.min_items:
+                return None, [f"Array must contain at least {self.min_items} element(s)"]
+            return value, []
         if not isinstance(value, str):
             return None, [f"Expected string, received {js_type_name(value)}"]
         if self.kind == "enum":
@@ -140,6 +147,8 @@ def _rule_from_type(name: str, info: mi.Type) -> FieldRule:
         return FieldRule(name, "enum", choices=tuple(str(v) for v in choices))
     if isinstance(info, mi.IntType):
         return FieldRule(name, "integer", minimum=info.ge, maximum=info.le)
+    if isinstance(info, mi.ListType):
+        return FieldRule(name, "array", min_items=info.min_length)
     raise TypeError(f"{name}: unsupported field type {info!r}")
 
 

@@ -60,3 +60,22 @@ def test_cli_refuses_loopback_without_the_setting(database_url: str) -> None:
     )
     assert code == 1 and out == ""
     assert "non-public address" in err
+
+
+def test_out_of_range_ids_are_usage_errors(database_url: str) -> None:
+    for args in (
+        ("webhooks", "delete", "--account", "acme", "99999999999999999999"),
+        ("webhooks", "rotate-secret", "--account", "acme", "2147483648"),
+        ("webhooks", "delete", "--account", "acme", "0"),
+        ("keys", "revoke", "99999999999999999999"),
+        ("keys", "revoke", "0"),
+    ):
+        code, _out, err = run(database_url, *args)
+        assert code == 2, args
+        assert "Invalid value for" in err and "Traceback" not in err, args
+
+
+def test_keys_revoke_help_tells_when_revocation_takes_effect(database_url: str) -> None:
+    code, out, _err = run(database_url, "keys", "revoke", "--help")
+    assert code == 0
+    assert "CONTACTS_API_KEY_CACHE_SECONDS" in out and "at once" not in out

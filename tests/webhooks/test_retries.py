@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.webhooks.dispatcher import Dispatcher
+from contacts_api.webhooks.retry import RETRY_WINDOW, parse_retry_after
 from tests.factories import new_account
 from tests.webhooks.conftest import (
     Client,
@@ -72,6 +76,68 @@ async def test_retry_after_is_honoured(
     clock.advance(seconds=60)  # the backoff alone would have retried by now
     assert await dispatcher.run_once() == 0
     clock.advance(seconds=61)
+    assert await dispatcher.run_once() == 1
+    assert await message_statuses(db) == ["delivered"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", timedelta(seconds=120)),
+        (" 7 ", timedelta(seconds=7)),
+        ("999999999", RETRY_WINDOW),  # clamped to the retry window
+        ("²", None),  # a Unicode digit is not delta-seconds
+        ("١٢", None),
+        ("1" * 20, None),  # too long to be delta-seconds, and not a date
+        ("-5", None),
+        ("Thu, 26 Nov 2026 12:02:00 GMT", timedelta(seconds=120)),
+        ("Thu, 26 Nov 9999 12:02:00 GMT", RETRY_WINDOW),
+        ("soon", None),
+    ],
+)
+def test_retry_after_accepts_only_ascii_seconds_or_a_date(
+    value: str, expected: timedelta | None
+) -> None:
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    assert parse_retry_after(value, now) == expected
+
+
+@pytest.mark.parametrize("header", ["²", "1" * 20])
+async def test_an_unreadable_retry_after_falls_back_to_the_backoff(
+    client: Client,
+    db: Database,
+    receiver: Receiver,
+    dispatcher: Dispatcher,
+    clock: Clock,
+    header: str,
+) -> None:
+    receiver.respond = Script(Reply(503, headers={"Retry-After": header}))
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+
+    assert await dispatcher.run_once() == 1
+    assert await dispatcher.run_once() == 0  # recorded and put off, not re-sent at once
+    [attempt] = (await deliveries(client, account))["deliveries"]
+    assert attempt["outcome"] == "retrying" and attempt["statusCode"] == 503
+    clock.advance(seconds=7)
+    assert await dispatcher.run_once() == 1
+    assert await message_statuses(db) == ["delivered"]
+
+
+async def test_an_attempt_that_cannot_be_recorded_still_waits_for_its_backoff(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    # A NUL in the response cannot be stored in PostgreSQL text: recording the attempt fails.
+    receiver.respond = Script(Reply(500, body=b"bad\x00answer"))
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+
+    assert await dispatcher.run_once() == 1
+    assert await dispatcher.run_once() == 0
+    assert len(receiver.ids) == 1
+    clock.advance(seconds=7)
     assert await dispatcher.run_once() == 1
     assert await message_statuses(db) == ["delivered"]
 

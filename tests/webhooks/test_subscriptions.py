@@ -56,6 +56,57 @@ async def test_invalid_subscriptions_list_every_failing_field(client: Client, db
     assert "received 'contactMerged'" in errors["events"][0]
 
 
+@pytest.mark.parametrize(
+    ("body", "field_errors"),
+    [
+        (
+            {"url": "http://a.example/\x00", "events": "newContactCreated"},
+            {
+                "url": ["String must not contain NUL characters"],
+                "events": ["Expected array, received string"],
+            },
+        ),
+        (
+            # 1017 code points but 2017 UTF-16 units: JavaScript's length is what counts.
+            {"url": "http://a.example/" + "\U0001f600" * 1000, "events": []},
+            {
+                "url": ["String must contain at most 2000 character(s)"],
+                "events": ["Array must contain at least 1 element(s)"],
+            },
+        ),
+        ({"url": 5, "events": [7]}, {"url": ["Expected string, received number"]}),
+    ],
+)
+async def test_subscription_bodies_are_checked_against_the_documented_schema(
+    client: Client, db: Database, body: dict[str, object], field_errors: dict[str, list[str]]
+) -> None:
+    account = await new_account(db)
+    response = await client.post("/v1/webhooks", json=body, headers=account.headers)
+    assert response.status_code == 400
+    errors = response.json()["message"]["details"]["fieldErrors"]
+    for name, messages in field_errors.items():
+        assert errors[name] == messages, name
+
+
+@pytest.mark.parametrize(
+    ("body", "messages"),
+    [
+        ({}, ["Required"]),
+        ({"messageId": ""}, ["Required"]),
+        ({"messageId": 12}, ["Expected string, received number"]),
+        ({"messageId": "msg_\x00"}, ["String must not contain NUL characters"]),
+        ({"messageId": "m" * 41}, ["String must contain at most 40 character(s)"]),
+    ],
+)
+async def test_redeliver_bodies_are_checked_against_the_documented_schema(
+    client: Client, db: Database, body: dict[str, object], messages: list[str]
+) -> None:
+    account = await new_account(db)
+    response = await client.post("/v1/webhooks/redeliver", json=body, headers=account.headers)
+    assert response.status_code == 400
+    assert response.json()["message"]["details"]["fieldErrors"] == {"messageId": messages}
+
+
 async def test_delete_and_another_accounts_webhook_is_not_found(
     client: Client, db: Database
 ) -> None:
@@ -73,15 +124,66 @@ async def test_delete_and_another_accounts_webhook_is_not_found(
     assert listed.json()["data"]["webhooks"] == []
 
 
-async def test_query_errors_use_the_v1_400_shape(client: Client, db: Database) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "field_errors"),
+    [
+        (
+            "GET",
+            "/v1/webhooks/deliveries?limit=500",
+            {"limit": ["Number must be less than or equal to 100"]},
+        ),
+        (
+            "GET",
+            "/v1/webhooks/deliveries?webhookId=2147483648&page=-1&limit=x",
+            {
+                "webhookId": ["Number must be less than or equal to 2147483647"],
+                "page": ["Number must be greater than or equal to 0"],
+                "limit": ["Expected number, received nan"],
+            },
+        ),
+        (
+            "GET",
+            "/v1/webhooks/deliveries?webhookId=0",
+            {"webhookId": ["Number must be greater than or equal to 1"]},
+        ),
+        ("DELETE", "/v1/webhooks", {"id": ["Required"]}),
+        ("DELETE", "/v1/webhooks?id=abc", {"id": ["Expected number, received nan"]}),
+        (
+            "DELETE",
+            "/v1/webhooks?id=99999999999999999999",
+            {"id": ["Number must be less than or equal to 2147483647"]},
+        ),
+    ],
+)
+async def test_query_errors_use_the_v1_400_shape(
+    client: Client, db: Database, method: str, path: str, field_errors: dict[str, list[str]]
+) -> None:
     account = await new_account(db)
-    for path in ("/v1/webhooks/deliveries?limit=500", "/v1/webhooks"):
-        method = client.get if path.endswith("500") else client.delete
-        response = await method(path, headers=account.headers)
-        assert response.status_code == 400, path
-        assert response.json()["message"]["endpoint"] == path.partition("?")[0]
-    empty = await client.get("/v1/webhooks/deliveries", headers=account.headers)
+    response = await client.request(method, path, headers=account.headers)
+    assert response.status_code == 400, path
+    message = response.json()["message"]
+    assert message["endpoint"] == path.partition("?")[0]
+    assert message["details"]["fieldErrors"] == field_errors
+
+
+async def test_deliveries_of_an_unknown_or_foreign_webhook_are_not_found(
+    client: Client, db: Database
+) -> None:
+    acme = await new_account(db)
+    other = await new_account(db, "other", "owner@other.test")
+    webhook = await subscribe(client, acme, "http://127.0.0.1:9/hook")
+    empty = await client.get("/v1/webhooks/deliveries", headers=acme.headers)
     assert empty.json() == {"data": {"count": 0, "deliveries": []}}
+    own = await client.get(
+        f"/v1/webhooks/deliveries?webhookId={webhook['id']}&page=0&limit=5", headers=acme.headers
+    )
+    assert own.json() == {"data": {"count": 0, "deliveries": []}}
+    for account, webhook_id in ((other, webhook["id"]), (acme, webhook["id"] + 1000)):
+        response = await client.get(
+            f"/v1/webhooks/deliveries?webhookId={webhook_id}", headers=account.headers
+        )
+        assert response.status_code == 404
+        assert response.json() == {"message": "Webhook not found"}
 
 
 async def test_rotate_secret_answers_a_new_secret(client: Client, db: Database) -> None:
@@ -131,5 +233,25 @@ async def test_private_destinations_are_refused_without_the_setting(
 def test_public_addresses_pass_and_special_ones_do_not() -> None:
     assert is_public(ipaddress.ip_address("93.184.216.34"))
     assert is_public(ipaddress.ip_address("2606:2800:220:1:248:1893:25c8:1946"))
-    for special in ("100.64.0.1", "fd00:ec2::254", "224.0.0.1", "240.0.0.1", "fe80::1"):
+    assert is_public(ipaddress.ip_address("::ffff:93.184.216.34"))
+    assert is_public(ipaddress.ip_address("2002:5db8:d822::1"))  # 6to4 of 93.184.216.34
+    for special in (
+        "100.64.0.1",
+        "fd00:ec2::254",
+        "224.0.0.1",
+        "240.0.0.1",
+        "fe80::1",
+        # IPv4 wrapped in IPv6: mapped, IPv4-compatible, NAT64, 6to4, Teredo.
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "::127.0.0.1",
+        "::a9fe:a9fe",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::5db8:d822",  # NAT64 of a public address is refused too (the /96 is)
+        "64:ff9b:1::a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+        "2002:7f00:1::1",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, client 192.0.2.45
+        "2001:0:a9fe:a9fe::1",  # Teredo via server 169.254.169.254
+    ):
         assert not is_public(ipaddress.ip_address(special)), special

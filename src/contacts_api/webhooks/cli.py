@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts.service import account_id_by_name
 from contacts_api.errors import AppError, UserError, ValidationFailed
+from contacts_api.paging import MAX_ID
 from contacts_api.settings import Settings
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks import service
@@ -22,6 +23,8 @@ from contacts_api.webhooks.schemas import EVENT_NAMES, WebhookRead, WebhookWithS
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook subscriptions and delivery.")
 
 Account = Annotated[str, typer.Option(help="Account name")]
+# Ids are 32-bit on PostgreSQL: a bigger one is a usage error (exit 2), not an OverflowError.
+WebhookId = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Webhook id (see `list`)")]
 
 
 def _explain(error: AppError) -> UserError:
@@ -77,7 +80,7 @@ def webhooks_list(account: Account) -> None:
 
 
 @webhooks_app.command("delete")
-def webhooks_delete(account: Account, webhook_id: int) -> None:
+def webhooks_delete(account: Account, webhook_id: WebhookId) -> None:
     """Unsubscribe (pending messages are dropped)."""
     from contacts_api.cli import in_transaction
 
@@ -92,7 +95,7 @@ def webhooks_delete(account: Account, webhook_id: int) -> None:
 
 
 @webhooks_app.command("rotate-secret")
-def webhooks_rotate_secret(account: Account, webhook_id: int) -> None:
+def webhooks_rotate_secret(account: Account, webhook_id: WebhookId) -> None:
     """Prints the new secret; the old one keeps signing beside it for 24 hours."""
     from contacts_api.cli import in_transaction
 

@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.webhooks import repository as repo
-from contacts_api.webhooks.retry import RETRY_WINDOW, next_delay
+from contacts_api.webhooks.retry import RETRY_WINDOW, backoff, next_delay
 
 SNIPPET_CHARS = 1024
 log = structlog.get_logger(__name__)
@@ -121,3 +121,38 @@ async def record_attempt(
         await _disable(conn, endpoint.id, owner, reason, now)
         return False
     return True
+
+
+async def postpone_unrecorded(
+    conn: AsyncConnection,
+    *,
+    message: repo.Row,
+    result: AttemptResult,
+    now: datetime,
+    random: Callable[[], float],
+) -> None:
+    """Fallback when `record_attempt` failed after a send: log a bare failed attempt and put
+    the message off by the backoff, so it is not sent again at every poll."""
+    await repo.insert_attempt(
+        conn,
+        {
+            "account_id": message.account_id,
+            "endpoint_id": message.endpoint_id,
+            "message_id": message.id,
+            "attempted_at": result.started_at,
+            "status_code": result.status_code,
+            "latency_ms": result.latency_ms,
+            "response_snippet": None,
+            "error": "the attempt could not be recorded",
+            "outcome": "retrying",
+        },
+    )
+    await repo.update_message(
+        conn,
+        message.id,
+        {
+            "attempt_count": message.attempt_count + 1,
+            "first_attempt_at": message.first_attempt_at or result.started_at,
+            "next_attempt_at": now + backoff(message.attempt_count + 1, random),
+        },
+    )

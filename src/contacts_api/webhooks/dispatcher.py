@@ -187,16 +187,26 @@ class Dispatcher:
                     result = await self.attempt(endpoint, message)
                     attempts += 1
                     now = self.now()
-                    async with self.db.transaction() as conn:
-                        go_on = await delivery.record_attempt(
-                            conn,
-                            message=message,
-                            result=result,
-                            owner=self.name,
-                            now=now,
-                            lease_until=now + self.lease,
-                            random=self.random,
-                        )
+                    try:
+                        async with self.db.transaction() as conn:
+                            go_on = await delivery.record_attempt(
+                                conn,
+                                message=message,
+                                result=result,
+                                owner=self.name,
+                                now=now,
+                                lease_until=now + self.lease,
+                                random=self.random,
+                            )
+                    except Exception:
+                        # The message was sent but its state did not move: put it off by the
+                        # backoff, or every poll would send it again at once.
+                        log.exception("recording a webhook attempt failed", endpoint_id=endpoint_id)
+                        async with self.db.transaction() as conn:
+                            await delivery.postpone_unrecorded(
+                                conn, message=message, result=result, now=now, random=self.random
+                            )
+                        return attempts
                     if not go_on:
                         return attempts
         except Exception:

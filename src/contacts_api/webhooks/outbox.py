@@ -26,8 +26,10 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.contacts.bulk import ContactChange, contacts_by_ids
+from contacts_api.contacts.manage_schemas import EventSummary
+from contacts_api.contacts.manage_service import extended_read
 from contacts_api.contacts.repository import ContactRow
-from contacts_api.contacts.service import CreateOutcome, contact_read
+from contacts_api.contacts.service import CreateOutcome
 from contacts_api.events.repository import get_event
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks.schemas import (
@@ -43,24 +45,39 @@ def new_webhook_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
 
 
+EventCache = dict[int, EventSummary | None]
+
+
+async def _event_summary(
+    conn: AsyncConnection, event_id: int | None, cache: EventCache
+) -> EventSummary | None:
+    """The contact's event as detail shows it (looked up once per batch)."""
+    if event_id is None:
+        return None
+    if event_id not in cache:
+        event = await get_event(conn, event_id)
+        cache[event_id] = (
+            None
+            if event is None
+            else EventSummary(event.id, event.name, event.link_prefix, event.event_type)
+        )
+    return cache[event_id]
+
+
 async def contact_payload(
-    conn: AsyncConnection, kind: str, contact_row: ContactRow, updated_attributes: Sequence[str]
+    conn: AsyncConnection,
+    kind: str,
+    contact_row: ContactRow,
+    updated_attributes: Sequence[str],
+    events: EventCache | None = None,
 ) -> str:
     """The body: a JSON array with one object (the contact + hookType, updatedAttributes...)."""
-    item: dict[str, Any] = msgspec.to_builtins(contact_read(contact_row))
-    item["secondary_email"] = contact_row.secondary_email
-    item["secondary_phoneNumber"] = contact_row.secondary_phone_number
+    item: dict[str, Any] = msgspec.to_builtins(extended_read(contact_row))
     item["hookType"] = HOOK_TYPES[kind]
     item["updatedAttributes"] = list(updated_attributes)
-    if contact_row.event_id is not None:
-        event = await get_event(conn, contact_row.event_id)
-        if event is not None:
-            item["event"] = {
-                "id": event.id,
-                "name": event.name,
-                "linkPrefix": event.link_prefix,
-                "eventType": event.event_type,
-            }
+    event = await _event_summary(conn, contact_row.event_id, {} if events is None else events)
+    if event is not None:
+        item["event"] = msgspec.to_builtins(event)
     return msgspec.json.encode([item]).decode()
 
 
@@ -72,14 +89,22 @@ async def record_contact_event(
     contact_row: ContactRow,
     updated_attributes: Sequence[str],
     now: datetime,
+    endpoints: Sequence[repo.Row] | None = None,
+    events: EventCache | None = None,
 ) -> int:
-    """Queue `kind` about this contact for each subscribed webhook; returns how many."""
+    """Queue `kind` about this contact for each subscribed webhook; returns how many.
+
+    `endpoints` (the account's active endpoints) and `events` (a cache of event summaries)
+    let a batch look each up once instead of once per change.
+    """
     if kind not in EVENT_NAMES:
         raise ValueError(f"unknown webhook event {kind!r}")
-    subscribed = [e.id for e in await repo.active_endpoints(conn, account_id) if kind in e.events]
+    if endpoints is None:
+        endpoints = await repo.active_endpoints(conn, account_id)
+    subscribed = [e.id for e in endpoints if kind in e.events]
     if not subscribed:
         return 0
-    body = await contact_payload(conn, kind, contact_row, updated_attributes)
+    body = await contact_payload(conn, kind, contact_row, updated_attributes, events)
     await repo.insert_messages(
         conn,
         [
@@ -128,11 +153,16 @@ async def record_contact_changes(
 ) -> int:
     """The outbox rows for a batch of changes (group-committed creates, bulk, import).
 
-    One subscription lookup for the whole batch: an account without webhooks pays one query.
+    One subscription lookup for the whole batch (an account without webhooks pays one query),
+    and one lookup per distinct event.
     """
-    if not changes or not await repo.active_endpoints(conn, account_id):
+    if not changes:
+        return 0
+    endpoints = await repo.active_endpoints(conn, account_id)
+    if not endpoints:
         return 0
     rows = await contacts_by_ids(conn, [c.contact_id for c in changes])
+    events: EventCache = {}
     queued = 0
     for change in changes:
         kind = NEW_CONTACT_CREATED if change.created else CONTACT_DETAIL_CHANGED
@@ -143,5 +173,7 @@ async def record_contact_changes(
             contact_row=rows[change.contact_id],
             updated_attributes=() if change.created else change.changed,
             now=now,
+            endpoints=endpoints,
+            events=events,
         )
     return queued

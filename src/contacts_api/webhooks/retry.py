@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -10,6 +11,9 @@ FIRST_DELAY = timedelta(seconds=5)
 MAX_DELAY = timedelta(hours=1)
 JITTER = 0.2  # each delay is stretched or shrunk by up to 20 %, so retries do not stampede
 RETRY_WINDOW = timedelta(hours=24)
+# delta-seconds: ASCII digits only (str.isdigit also takes "²" and other Unicode digits), and
+# at most 9 of them, so the number always fits a timedelta before it is clamped to the window.
+_DELTA_SECONDS = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
 def backoff(failed_attempts: int, random: Callable[[], float]) -> timedelta:
@@ -25,16 +29,16 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         delay = timedelta(seconds=int(value))
     else:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+            if when.tzinfo is None:
+                return None
+            delay = when - now
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
-        if when.tzinfo is None:
-            return None
-        delay = when - now
     return min(max(delay, timedelta(0)), RETRY_WINDOW)
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, Router, delete, get, post
-from litestar.params import Parameter, QueryParameter
 
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.envelope import MessageBody
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
-from contacts_api.paging import MAX_ID
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
@@ -19,8 +17,10 @@ from contacts_api.webhooks import service
 from contacts_api.webhooks.schemas import (
     DeliveryList,
     DeliveryListEnvelope,
+    DeliveryListQuery,
     RedeliveryQueued,
     WebhookCreate,
+    WebhookDeleteQuery,
     WebhookEnvelope,
     WebhookList,
     WebhookListEnvelope,
@@ -65,13 +65,17 @@ async def list_webhooks(
     return WebhookListEnvelope(WebhookList(webhooks))
 
 
-@delete("/", status_code=200, responses={**AUTH_RESPONSES, **NOT_FOUND})
+@delete(
+    "/",
+    status_code=200,
+    opt={"query": WebhookDeleteQuery},
+    responses={**AUTH_RESPONSES, **NOT_FOUND},
+)
 async def delete_webhook(
-    request: Request[Any, Any, Any],
-    principal: CurrentPrincipal,
-    webhook_id: Annotated[int, QueryParameter(name="id", ge=1, le=MAX_ID)],
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
 ) -> MessageBody:
     """Unsubscribe: nothing more is sent to it, pending messages included."""
+    webhook_id = service.parse_delete_query(request.query_params)
     async with _db(request).transaction() as conn:
         await service.delete_webhook(conn, principal.account_id, webhook_id)
     return MessageBody("Webhook deleted")
@@ -93,19 +97,18 @@ async def rotate_secret(
     return WebhookEnvelope(WebhookPayload(rotated))
 
 
-@get("/deliveries", responses=AUTH_RESPONSES)
+@get(
+    "/deliveries",
+    opt={"query": DeliveryListQuery},
+    responses={**AUTH_RESPONSES, **NOT_FOUND},
+)
 async def list_deliveries(
-    request: Request[Any, Any, Any],
-    principal: CurrentPrincipal,
-    webhook_id: Annotated[int | None, QueryParameter(name="webhookId", ge=1, le=MAX_ID)] = None,
-    page: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
-    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
 ) -> DeliveryListEnvelope:
     """The account's recent delivery attempts, newest first: status, latency, response."""
+    webhook_id, page = service.parse_deliveries_query(request.query_params)
     async with _db(request).read() as conn:
-        total, rows = await service.list_deliveries(
-            conn, principal.account_id, webhook_id, page, limit
-        )
+        total, rows = await service.list_deliveries(conn, principal.account_id, webhook_id, page)
     return DeliveryListEnvelope(DeliveryList(total, rows))
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from contacts_api.paging import MAX_ID
+from contacts_api.paging import MAX_ID, Id, Limit, PageNumber
 
 NEW_CONTACT_CREATED = "newContactCreated"
 CONTACT_DETAIL_CHANGED = "contactDetailChanged"
@@ -54,6 +54,20 @@ class WebhookRedeliver(msgspec.Struct, kw_only=True):
     """Body of POST /v1/webhooks/redeliver: the `webhook-id` of the message to send again."""
 
     messageId: Annotated[str, Meta(max_length=40)]
+
+
+class WebhookDeleteQuery(msgspec.Struct, kw_only=True):
+    """`id` (required) of DELETE /v1/webhooks."""
+
+    id: Id
+
+
+class DeliveryListQuery(msgspec.Struct, kw_only=True):
+    """Query of GET /v1/webhooks/deliveries: optionally one webhook's, zero-based paging."""
+
+    webhookId: Id | None = None
+    page: PageNumber | None = 0
+    limit: Limit | None = 20
 
 
 class WebhookRead(msgspec.Struct, kw_only=True, omit_defaults=False):

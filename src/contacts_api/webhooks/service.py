@@ -6,6 +6,7 @@ in `delivery.py`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,16 +14,20 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.errors import Conflict, NotFound, ValidationFailed
+from contacts_api.paging import Page
 from contacts_api.timeutil import format_time
-from contacts_api.validation import check_fields, js_type_name, rules_for
+from contacts_api.validation import check_fields, check_query, rules_for
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks import ssrf
 from contacts_api.webhooks.schemas import (
     EVENT_ALIASES,
     EVENT_NAMES,
-    URL_MAX_LENGTH,
+    DeliveryListQuery,
     DeliveryRead,
+    WebhookCreate,
+    WebhookDeleteQuery,
     WebhookRead,
+    WebhookRedeliver,
     WebhookRotate,
     WebhookWithSecret,
 )
@@ -38,12 +43,8 @@ class NewSubscription:
     events: list[str]
 
 
-def _canonical_events(value: Any) -> tuple[list[str], list[str]]:
-    """(canonical event names without repeats, error messages)."""
-    if not isinstance(value, list):
-        return [], [f"Expected array, received {js_type_name(value)}"]
-    if not value:
-        return [], ["Array must contain at least 1 element(s)"]
+def _canonical_events(value: list[Any]) -> tuple[list[str], list[str]]:
+    """(canonical event names without repeats, error messages) of a non-empty array."""
     names: list[str] = []
     for item in value:
         name = EVENT_ALIASES.get(item, item) if isinstance(item, str) else None
@@ -55,26 +56,29 @@ def _canonical_events(value: Any) -> tuple[list[str], list[str]]:
     return names, []
 
 
+def _require(values: dict[str, Any], errors: dict[str, list[str]], names: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in values and name not in errors:
+            errors[name] = ["Required"]
+
+
 def parse_webhook_create(body: dict[str, Any]) -> NewSubscription:
-    """Validate a subscription body; every failing field is reported."""
-    errors: dict[str, list[str]] = {}
-    url = body.get("url")
-    if url is None:
-        errors["url"] = ["Required"]
-    elif not isinstance(url, str):
-        errors["url"] = [f"Expected string, received {js_type_name(url)}"]
-    elif len(url) > URL_MAX_LENGTH:
-        errors["url"] = [f"String must contain at most {URL_MAX_LENGTH} character(s)"]
-    else:
+    """Validate a subscription body against WebhookCreate; every failing field is reported.
+
+    On top of the schema: event aliases are mapped to canonical names, and the URL must be
+    an absolute http(s) URL without credentials (where it resolves is checked later).
+    """
+    values, errors = check_fields(body, rules_for(WebhookCreate))
+    _require(values, errors, ("url", "events"))
+    url = values.get("url")
+    if isinstance(url, str):
         try:
             ssrf.split_url(url)
         except ssrf.UnsafeUrl:
             errors["url"] = ["Invalid url"]
     events: list[str] = []
-    if body.get("events") is None:
-        errors["events"] = ["Required"]
-    else:
-        events, messages = _canonical_events(body["events"])
+    if "events" in values:
+        events, messages = _canonical_events(values["events"])
         if messages:
             errors["events"] = messages
     if errors:
@@ -94,15 +98,29 @@ def parse_webhook_id(body: dict[str, Any]) -> int:
 
 
 def parse_message_id(body: dict[str, Any]) -> str:
-    """The `messageId` (a `webhook-id`) of a redeliver body."""
-    value = body.get("messageId")
-    if value is None or value == "":
-        raise ValidationFailed(field_errors={"messageId": ["Required"]})
-    if not isinstance(value, str):
-        raise ValidationFailed(
-            field_errors={"messageId": [f"Expected string, received {js_type_name(value)}"]}
-        )
-    return value
+    """The `messageId` (a `webhook-id`) of a redeliver body, checked against WebhookRedeliver."""
+    values, errors = check_fields(body, rules_for(WebhookRedeliver))
+    _require(values, errors, ("messageId",))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    return str(values["messageId"])
+
+
+def parse_delete_query(params: Mapping[str, str]) -> int:
+    """The required `id` of DELETE /v1/webhooks."""
+    values, errors = check_query(params, rules_for(WebhookDeleteQuery), required=("id",))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    return int(values["id"])
+
+
+def parse_deliveries_query(params: Mapping[str, str]) -> tuple[int | None, Page]:
+    """(`webhookId` or None, the page) of GET /v1/webhooks/deliveries."""
+    values, errors = check_query(params, rules_for(DeliveryListQuery))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    webhook_id = values.get("webhookId")
+    return (int(webhook_id) if webhook_id is not None else None), Page.from_values(values)
 
 
 def webhook_read(row: repo.Row) -> WebhookRead:
@@ -181,10 +199,18 @@ async def rotate_secret(
 
 
 async def list_deliveries(
-    conn: AsyncConnection, account_id: int, webhook_id: int | None, page: int, limit: int
+    conn: AsyncConnection, account_id: int, webhook_id: int | None, page: Page
 ) -> tuple[int, list[DeliveryRead]]:
-    """The account's recent attempts, newest first (optionally of one webhook)."""
-    total, rows = await repo.list_attempts(conn, account_id, webhook_id, page * limit, limit)
+    """The account's recent attempts, newest first (optionally of one webhook).
+
+    A `webhook_id` that is not one of the account's webhooks is a 404, not an empty list.
+    """
+    if (
+        webhook_id is not None
+        and await repo.get_account_endpoint(conn, account_id, webhook_id) is None
+    ):
+        raise NotFound(WEBHOOK_NOT_FOUND)
+    total, rows = await repo.list_attempts(conn, account_id, webhook_id, page.offset, page.limit)
     return total, [
         DeliveryRead(
             id=r.id,

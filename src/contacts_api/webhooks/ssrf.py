@@ -19,10 +19,38 @@ class UnsafeUrl(Exception):
     """The URL is malformed, cannot be resolved, or leads to a refused address."""
 
 
+# IPv6 ranges that carry an IPv4 address the network may route to: NAT64 (well-known and
+# local-use prefixes) and the deprecated IPv4-compatible ::/96 (::127.0.0.1).
+_IPV4_CARRIERS = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("::/96"),
+)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses a 6to4 or Teredo address wraps (Teredo: server and client)."""
+    found: list[ipaddress.IPv4Address] = []
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    return found
+
+
 def is_public(address: IPAddress) -> bool:
-    """False for loopback, private, link-local (cloud metadata), shared, reserved, multicast."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """False for loopback, private, link-local (cloud metadata), shared, reserved, multicast.
+
+    An IPv6 address that wraps an IPv4 one (mapped, 6to4, Teredo) passes only when the IPv4
+    address does too; NAT64 and IPv4-compatible addresses are refused outright.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _IPV4_CARRIERS):
+            return False
+        if address.ipv4_mapped is not None:
+            return is_public(address.ipv4_mapped)
+        if not all(is_public(v4) for v4 in _embedded_ipv4(address)):
+            return False
     return address.is_global and not address.is_multicast
 
 
