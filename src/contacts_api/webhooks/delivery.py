@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,6 +59,27 @@ async def _disable(
     log.warning("webhook disabled", endpoint_id=endpoint_id, reason=reason)
 
 
+def _attempt_row(
+    message: repo.Row,
+    result: AttemptResult,
+    snippet: str | None,
+    error: str | None,
+    outcome: str,
+) -> dict[str, Any]:
+    """One row of the delivery log."""
+    return {
+        "account_id": message.account_id,
+        "endpoint_id": message.endpoint_id,
+        "message_id": message.id,
+        "attempted_at": result.started_at,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "response_snippet": snippet,
+        "error": error,
+        "outcome": outcome,
+    }
+
+
 async def record_attempt(
     conn: AsyncConnection,
     *,
@@ -87,20 +109,9 @@ async def record_attempt(
         outcome = "failed"
     else:
         outcome = "retrying"
-    await repo.insert_attempt(
-        conn,
-        {
-            "account_id": message.account_id,
-            "endpoint_id": message.endpoint_id,
-            "message_id": message.id,
-            "attempted_at": result.started_at,
-            "status_code": result.status_code,
-            "latency_ms": result.latency_ms,
-            "response_snippet": result.snippet[:SNIPPET_CHARS] if result.snippet else None,
-            "error": result.error[:500] if result.error else None,
-            "outcome": outcome,
-        },
-    )
+    snippet = result.snippet[:SNIPPET_CHARS] if result.snippet else None
+    error = result.error[:500] if result.error else None
+    await repo.insert_attempt(conn, _attempt_row(message, result, snippet, error, outcome))
     held = await repo.renew_lease(
         conn,
         endpoint.id,
@@ -133,20 +144,8 @@ async def postpone_unrecorded(
 ) -> None:
     """Fallback when `record_attempt` failed after a send: log a bare failed attempt and put
     the message off by the backoff, so it is not sent again at every poll."""
-    await repo.insert_attempt(
-        conn,
-        {
-            "account_id": message.account_id,
-            "endpoint_id": message.endpoint_id,
-            "message_id": message.id,
-            "attempted_at": result.started_at,
-            "status_code": result.status_code,
-            "latency_ms": result.latency_ms,
-            "response_snippet": None,
-            "error": "the attempt could not be recorded",
-            "outcome": "retrying",
-        },
-    )
+    error = "the attempt could not be recorded"
+    await repo.insert_attempt(conn, _attempt_row(message, result, None, error, "retrying"))
     await repo.update_message(
         conn,
         message.id,
