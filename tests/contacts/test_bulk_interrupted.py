@@ -1,0 +1,59 @@
+"""An import killed mid-way keeps its committed batches, and a re-run completes the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from contacts_api.storage.engine import Database
+from contacts_api.storage.models import contact_table
+from tests.factories import count_contacts, new_account
+
+ROWS = 60_000  # twelve batches of 5,000: enough to be killed between commits
+
+
+async def distinct_emails(db: Database) -> int:
+    query = sa.select(sa.func.count(sa.distinct(contact_table.c.email_key)))
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def test_sigkill_then_rerun_imports_every_row_once(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    await new_account(db)
+    leads = tmp_path / "leads.csv"
+    with leads.open("w") as out:
+        out.write("email,firstName,utm\n")
+        for i in range(ROWS):
+            out.write(f"lead{i}@example.com,Lead,utm_source=fair\n")
+    command = [sys.executable, "-m", "contacts_api", "import", str(leads), "--account", "acme"]
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": database_url}
+
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as first:
+        deadline = time.monotonic() + 120
+        while await count_contacts(db) == 0 and time.monotonic() < deadline:
+            assert first.poll() is None, "the import finished before it could be interrupted"
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    committed = await count_contacts(db)
+    assert 0 < committed < ROWS  # whole batches survived the kill; the rest did not land
+    assert committed % 5000 == 0
+
+    rerun = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert await count_contacts(db) == ROWS
+    assert await distinct_emails(db) == ROWS
+    assert rerun.stdout.startswith(f"created {ROWS - committed}, updated 0, failed 0")
