@@ -33,6 +33,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
+    delay_s: float = 0.0  # how long to wait before answering (timeouts)
 
 
 Responder = Callable[[Received], Reply]
@@ -84,6 +85,8 @@ class Receiver:
                 self.requests.append(received)
                 self.arrived.set()
                 reply = self.respond(received)
+                if reply.delay_s:
+                    await asyncio.sleep(reply.delay_s)
                 extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
                 writer.write(
                     f"HTTP/1.1 {reply.status} X\r\ncontent-length: {len(reply.body)}\r\n"
