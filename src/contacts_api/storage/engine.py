@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from contacts_api.storage.inline_sqlite import inline_creator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -40,17 +44,21 @@ def sync_url(url: str) -> URL:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
-def apply_sqlite_pragmas(dbapi_connection: Any, synchronous: str) -> None:
+def apply_sqlite_pragmas(
+    dbapi_connection: Any, synchronous: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> None:
     """WAL, foreign keys, busy timeout and the chosen durability on every new SQLite connection."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.close()
 
 
-def install_sqlite_listeners(sync_engine: sa.Engine, synchronous: str) -> None:
+def install_sqlite_listeners(
+    sync_engine: sa.Engine, synchronous: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> None:
     """Pragmas on connect, and explicit BEGIN so writers can take the lock up front.
 
     pysqlite's own transaction handling is switched off (isolation_level=None) so that
@@ -61,7 +69,7 @@ def install_sqlite_listeners(sync_engine: sa.Engine, synchronous: str) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        apply_sqlite_pragmas(dbapi_connection, synchronous)
+        apply_sqlite_pragmas(dbapi_connection, synchronous, busy_timeout_ms)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
@@ -79,8 +87,19 @@ class Database:
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
+        # The group-commit writer's engine: on SQLite one inline connection (no thread
+        # hand-offs, see storage/inline_sqlite.py) that never blocks the loop on a lock.
+        self.batch_engine = self.engine
         if self.is_sqlite:
             install_sqlite_listeners(self.engine.sync_engine, sqlite_synchronous)
+            self.batch_engine = create_async_engine(
+                async_url(url),
+                async_creator=inline_creator(make_url(url).database or ""),
+                poolclass=AsyncAdaptedQueuePool,
+                pool_size=1,
+                max_overflow=0,
+            )
+            install_sqlite_listeners(self.batch_engine.sync_engine, sqlite_synchronous, 0)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -97,5 +116,47 @@ class Database:
         async with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @asynccontextmanager
+    async def batch_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """The group-commit writer's write transaction (same contract as transaction()).
+
+        On SQLite the connection runs inline on the event loop with busy_timeout=0: waiting
+        for another writer's lock inside SQLite would block the very loop that writer may
+        need, so a busy BEGIN IMMEDIATE is retried here with short asyncio sleeps instead.
+        """
+        if not self.is_sqlite:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self.batch_engine.connect() as conn:
+            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+            await _begin_when_unlocked(conn)
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
+
     async def dispose(self) -> None:
+        if self.batch_engine is not self.engine:
+            await self.batch_engine.dispose()
         await self.engine.dispose()
+
+
+async def _begin_when_unlocked(conn: AsyncConnection) -> None:
+    """BEGIN IMMEDIATE, sleeping (not blocking) while another writer holds the lock."""
+    delay, waited = 0.0005, 0.0
+    while True:
+        try:
+            await conn.begin()
+            return
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            await conn.rollback()
+            if waited >= SQLITE_BUSY_TIMEOUT_MS / 1000:
+                raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.02)

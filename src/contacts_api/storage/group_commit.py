@@ -72,7 +72,7 @@ class GroupCommitter(Generic[J, R]):
         if not batch:
             return
         try:
-            async with self.db.transaction() as conn:
+            async with self.db.batch_transaction() as conn:
                 outcomes = await self.handle(conn, [job for job, _ in batch])
         except Exception as exc:  # BEGIN, the handler or COMMIT failed: nothing is durable
             for _, future in batch:
