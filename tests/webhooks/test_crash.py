@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy as sa
 
 from contacts_api.accounts.schemas import Principal
-from contacts_api.contacts import service as contacts
+from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
 from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import webhook_attempt_table as attempts
 from contacts_api.storage.models import webhook_message_table as messages
 from contacts_api.timeutil import utcnow
-from contacts_api.webhooks.outbox import record_create_outcome
+from contacts_api.webhooks.outbox import record_contact_changes
 from tests.conftest import make_settings
 from tests.factories import AccountFixture, new_account
 from tests.webhooks.conftest import Client, subscribe
@@ -68,20 +68,15 @@ async def create_contacts(db: Database, account: AccountFixture) -> None:
     """Through the contacts service and the outbox, as POST /v1/contacts does, ten contacts
     per transaction (the machine is shared; what is under test is the dispatcher)."""
     principal = Principal(account_id=account.account_id, user_id=account.user_id, key_id=0)
+    create_batch = CreateBatchHandler("upsert", record_change=record_contact_changes)
     for start in range(0, CONTACTS, 10):
         now = utcnow()
-        async with db.transaction() as conn:
-            for n in range(start, start + 10):
-                outcome = await contacts.create_contact(
-                    conn,
-                    principal,
-                    ContactCreate(email=f"lead{n}@example.com"),
-                    duplicate_email="upsert",
-                    now=now,
-                )
-                await record_create_outcome(
-                    conn, account_id=account.account_id, outcome=outcome, now=now
-                )
+        jobs = [
+            CreateJob(principal, ContactCreate(email=f"lead{n}@example.com"), now)
+            for n in range(start, start + 10)
+        ]
+        async with db.transaction() as conn:  # as a group-commit batch of 10 would
+            await create_batch(conn, jobs)
         await asyncio.sleep(0)  # let the receiver answer between transactions
 
 

@@ -7,18 +7,21 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.app import create_app
-from contacts_api.contacts import service as contacts
+from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
 from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.contacts.service import CreateOutcome
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
+from contacts_api.storage.models import webhook_message_table as messages
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks.dispatcher import Dispatcher
-from contacts_api.webhooks.outbox import record_create_outcome
+from contacts_api.webhooks.outbox import record_contact_changes
 from tests.conftest import make_settings
 from tests.factories import new_account, new_event
 from tests.webhooks.conftest import (
@@ -30,6 +33,8 @@ from tests.webhooks.conftest import (
     subscribe,
 )
 from tests.webhooks.receiver import Receiver
+
+CREATE_BATCH = CreateBatchHandler("upsert", record_change=record_contact_changes)
 
 
 def verify(secret: str, request: Any) -> Any:
@@ -115,19 +120,16 @@ async def test_a_rolled_back_change_emits_nothing(
 
     with pytest.raises(Abort):
         async with db.transaction() as conn:
-            outcome = await contacts.create_contact(
-                conn,
-                principal,
-                ContactCreate(email="ghost@example.com"),
-                duplicate_email="upsert",
-                now=utcnow(),
+            # The production create path: a group-commit batch with its outbox rows.
+            [outcome] = await CREATE_BATCH(
+                conn, [CreateJob(principal, ContactCreate(email="ghost@example.com"), utcnow())]
             )
-            assert await record_create_outcome(
-                conn, account_id=account.account_id, outcome=outcome, now=utcnow()
-            )
+            assert isinstance(outcome, CreateOutcome) and outcome.created
+            queued = await conn.execute(sa.select(sa.func.count()).select_from(messages))
+            assert queued.scalar_one() == 1  # queued inside the transaction...
             raise Abort  # e.g. a later step of the same request failed
 
-    assert await message_statuses(db) == []
+    assert await message_statuses(db) == []  # ...and gone with its rollback
     assert await dispatcher.run_once() == 0
     assert receiver.requests == []
 

@@ -10,7 +10,7 @@ from contacts_api.accounts import service
 from contacts_api.accounts.schemas import UserList, UserListEnvelope
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.openapi_docs import AUTH_RESPONSES
-from contacts_api.storage.engine import Database
+from contacts_api.http.state import app_db
 
 
 @get("/users", responses=AUTH_RESPONSES, tags=["users"])
@@ -18,7 +18,7 @@ async def list_users(
     request: Request[Any, Any, Any], principal: CurrentPrincipal
 ) -> UserListEnvelope:
     """The users of the key's account."""
-    db: Database = request.app.state.db
+    db = app_db(request)
     async with db.read() as conn:
         users = await service.list_users(conn, principal)
     return UserListEnvelope(UserList(users))

@@ -110,11 +110,6 @@ def key_digest(key: str) -> str:
     return keys.hash_key(key)
 
 
-async def authenticate(conn: AsyncConnection, key: str, now: datetime) -> Principal:
-    """The principal behind a well-formed key, or Unauthorized with iClosed's message."""
-    return (await key_record(conn, key_digest(key))).check(now)
-
-
 async def set_rate_limit(conn: AsyncConnection, account_name: str, rate: Rate | None) -> None:
     """Give the account its own rate limit, or None to follow the server default again."""
     account_id = await account_id_by_name(conn, account_name)

@@ -16,8 +16,7 @@ from contacts_api.contacts.bulk_schemas import (
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES
-from contacts_api.settings import Settings
-from contacts_api.storage.engine import Database
+from contacts_api.http.state import app_db, app_settings
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks.outbox import record_contact_changes
 
@@ -35,8 +34,8 @@ async def create_contacts_bulk(
 ) -> Response[BulkEnvelope]:
     """Create or update up to 1,000 contacts; one result per item (an invalid item fails alone)."""
     items = bulk.batch_items(await read_json(request))
-    db: Database = request.app.state.db
-    settings: Settings = request.app.state.settings
+    db = app_db(request)
+    settings = app_settings(request)
     async with db.transaction() as conn:
         results, contacts = await bulk.create_contacts(
             conn,

@@ -29,8 +29,7 @@ from contacts_api.http.openapi_docs import (
     IDEMPOTENCY_RESPONSES,
     message_response,
 )
-from contacts_api.settings import Settings
-from contacts_api.storage.engine import Database
+from contacts_api.http.state import app_db, app_settings
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks.outbox import record_contact_event
 from contacts_api.webhooks.schemas import CONTACT_DELETED, CONTACT_DETAIL_CHANGED
@@ -45,18 +44,13 @@ CONTACT_LINKS = {
 }
 
 
-def _db(request: Request[Any, Any, Any]) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 @get("/contacts", opt={"query": ContactListQuery}, responses=AUTH_RESPONSES)
 async def list_contacts(
     request: Request[Any, Any, Any], principal: CurrentPrincipal
 ) -> ContactListEnvelope:
     """List the account's contacts: filters, ordering, zero-based paging, total count."""
     list_request = service.parse_list_query(request.query_params)
-    async with _db(request).read() as conn:
+    async with app_db(request).read() as conn:
         listing = await service.list_contacts(conn, principal, list_request)
     contacts = [contact_read(row) for row in listing.rows]
     return ContactListEnvelope(ContactList(listing.count, contacts))
@@ -72,7 +66,7 @@ async def contact_detail(
 ) -> ContactDetailEnvelope:
     """One contact with its secondary email/phone, event and tag name."""
     contact_id = service.parse_contact_id(request.query_params)
-    async with _db(request).read() as conn:
+    async with app_db(request).read() as conn:
         detail = await service.contact_detail(conn, principal, contact_id)
     return ContactDetailEnvelope(detail)
 
@@ -93,9 +87,9 @@ async def update_contact(
 ) -> ContactExtendedEnvelope:
     """Change the given fields of a contact (partial update, create's rules)."""
     data = service.parse_contact_update(await read_json_object(request))
-    settings: Settings = request.app.state.settings
+    settings = app_settings(request)
     now = utcnow()
-    async with _db(request).transaction() as conn:
+    async with app_db(request).transaction() as conn:
         outcome = await service.update_contact(
             conn, principal, data, duplicate_email=settings.duplicate_email, now=now
         )
@@ -128,7 +122,7 @@ async def delete_contact(
     """Soft-delete a contact: hidden from every route after; its email is free again."""
     contact_id = service.parse_delete_query(request.query_params)
     now = utcnow()
-    async with _db(request).transaction() as conn:
+    async with app_db(request).transaction() as conn:
         row = await service.delete_contact(conn, principal, contact_id, now)
         await record_contact_event(
             conn,

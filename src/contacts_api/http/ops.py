@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from litestar import MediaType, Request, Response, get
 
 from contacts_api.http.openapi_docs import openapi_document
-from contacts_api.storage.engine import Database
+from contacts_api.http.state import app_db
 from contacts_api.storage.migrate import head_revisions
 
 
@@ -21,7 +21,7 @@ async def healthz() -> dict[str, str]:
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     """The database answers and carries the newest schema."""
-    db: Database = request.app.state.db
+    db = app_db(request)
     try:
         async with db.read() as conn:
             result = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))

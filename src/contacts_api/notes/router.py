@@ -9,9 +9,9 @@ from litestar import Request, get, post
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
+from contacts_api.http.state import app_db
 from contacts_api.notes import service
 from contacts_api.notes.schemas import NoteCreate, NoteCreated, NoteList, NoteListQuery
-from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 
 NOT_FOUND = {404: message_response("Contact not found (or another account's)")}
@@ -26,7 +26,7 @@ NOT_FOUND = {404: message_response("Contact not found (or another account's)")}
 async def create_note(request: Request[Any, Any, Any], principal: CurrentPrincipal) -> NoteCreated:
     """Add a note to a contact."""
     data = service.parse_note_create(await read_json_object(request))
-    db: Database = request.app.state.db
+    db = app_db(request)
     async with db.transaction() as conn:
         row = await service.create_note(conn, principal, data, utcnow())
     return NoteCreated("Note created", 201, service.note_read(row))
@@ -40,7 +40,7 @@ async def create_note(request: Request[Any, Any, Any], principal: CurrentPrincip
 async def list_notes(request: Request[Any, Any, Any], principal: CurrentPrincipal) -> NoteList:
     """A contact's notes, newest first, with their total count."""
     contact_id, page = service.parse_note_list_query(request.query_params)
-    db: Database = request.app.state.db
+    db = app_db(request)
     async with db.read() as conn:
         count, rows = await service.list_notes(conn, principal, contact_id, page)
     return NoteList(count, [service.note_read(row) for row in rows])

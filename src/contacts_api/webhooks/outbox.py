@@ -29,7 +29,6 @@ from contacts_api.contacts.bulk import ContactChange, contacts_by_ids
 from contacts_api.contacts.manage_schemas import EventSummary
 from contacts_api.contacts.manage_service import extended_read
 from contacts_api.contacts.repository import ContactRow
-from contacts_api.contacts.service import CreateOutcome
 from contacts_api.events.repository import get_event
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks.schemas import (
@@ -125,27 +124,6 @@ async def record_contact_event(
         ],
     )
     return len(subscribed)
-
-
-async def record_create_outcome(
-    conn: AsyncConnection, *, account_id: int, outcome: CreateOutcome, now: datetime
-) -> int:
-    """newContactCreated for a new contact, contactDetailChanged for an upsert that changed."""
-    changed: tuple[str, ...]
-    if outcome.created:
-        kind, changed = NEW_CONTACT_CREATED, ()
-    elif outcome.changed:
-        kind, changed = CONTACT_DETAIL_CHANGED, outcome.changed
-    else:
-        return 0
-    return await record_contact_event(
-        conn,
-        account_id=account_id,
-        kind=kind,
-        contact_row=outcome.contact,
-        updated_attributes=changed,
-        now=now,
-    )
 
 
 async def record_contact_changes(

@@ -10,8 +10,7 @@ from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.envelope import MessageBody
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
-from contacts_api.settings import Settings
-from contacts_api.storage.engine import Database
+from contacts_api.http.state import app_db, app_settings
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks import service
 from contacts_api.webhooks.schemas import (
@@ -32,11 +31,6 @@ from contacts_api.webhooks.schemas import (
 NOT_FOUND = {404: message_response("Webhook not found (or another account's)")}
 
 
-def _db(request: Request[Any, Any, Any]) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 @post(
     "/",
     status_code=201,
@@ -48,9 +42,9 @@ async def create_webhook(
 ) -> WebhookEnvelope:
     """Subscribe a URL to contact events; the signing secret is in this answer only."""
     subscription = service.parse_webhook_create(await read_json_object(request))
-    settings: Settings = request.app.state.settings
+    settings = app_settings(request)
     await service.check_destination(subscription.url, allow_private=settings.webhooks_allow_private)
-    async with _db(request).transaction() as conn:
+    async with app_db(request).transaction() as conn:
         created = await service.create_webhook(conn, principal.account_id, subscription, utcnow())
     return WebhookEnvelope(WebhookPayload(created))
 
@@ -60,7 +54,7 @@ async def list_webhooks(
     request: Request[Any, Any, Any], principal: CurrentPrincipal
 ) -> WebhookListEnvelope:
     """The account's webhooks (without their secrets)."""
-    async with _db(request).read() as conn:
+    async with app_db(request).read() as conn:
         webhooks = await service.list_webhooks(conn, principal.account_id)
     return WebhookListEnvelope(WebhookList(webhooks))
 
@@ -76,7 +70,7 @@ async def delete_webhook(
 ) -> MessageBody:
     """Unsubscribe: nothing more is sent to it, pending messages included."""
     webhook_id = service.parse_delete_query(request.query_params)
-    async with _db(request).transaction() as conn:
+    async with app_db(request).transaction() as conn:
         await service.delete_webhook(conn, principal.account_id, webhook_id)
     return MessageBody("Webhook deleted")
 
@@ -92,7 +86,7 @@ async def rotate_secret(
 ) -> WebhookEnvelope:
     """A new signing secret (shown once); the old one keeps signing beside it for 24 hours."""
     webhook_id = service.parse_webhook_id(await read_json_object(request))
-    async with _db(request).transaction() as conn:
+    async with app_db(request).transaction() as conn:
         rotated = await service.rotate_secret(conn, principal.account_id, webhook_id, utcnow())
     return WebhookEnvelope(WebhookPayload(rotated))
 
@@ -107,7 +101,7 @@ async def list_deliveries(
 ) -> DeliveryListEnvelope:
     """The account's recent delivery attempts, newest first: status, latency, response."""
     webhook_id, page = service.parse_deliveries_query(request.query_params)
-    async with _db(request).read() as conn:
+    async with app_db(request).read() as conn:
         total, rows = await service.list_deliveries(conn, principal.account_id, webhook_id, page)
     return DeliveryListEnvelope(DeliveryList(total, rows))
 
@@ -128,7 +122,7 @@ async def redeliver(
 ) -> Response[RedeliveryQueued]:
     """Send a message again (same webhook-id and body) with a fresh 24-hour retry window."""
     message_id = service.parse_message_id(await read_json_object(request))
-    async with _db(request).transaction() as conn:
+    async with app_db(request).transaction() as conn:
         await service.redeliver(conn, principal.account_id, message_id, utcnow())
     return Response(RedeliveryQueued("Redelivery queued", message_id), status_code=202)
 
