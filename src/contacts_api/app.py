@@ -17,6 +17,7 @@ from contacts_api.contacts.manage_router import CONTACT_MANAGE_ROUTES
 from contacts_api.contacts.router import create_contact
 from contacts_api.events.router import list_events
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
+from contacts_api.http.hot_create import HotCreateRoute
 from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.metrics import metrics_endpoint
 from contacts_api.http.observability import ObservabilityMiddleware
@@ -54,9 +55,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         tags=["contacts"],
     )
 
-    committer = GroupCommitter(
-        db, CreateBatchHandler(settings.duplicate_email, record_change=record_contact_changes)
+    create_batch = CreateBatchHandler(
+        settings.duplicate_email, record_change=record_contact_changes
     )
+    committer = GroupCommitter(db, create_batch, on_commit=create_batch.committed)
     limiter = limiter_for(settings.redis_url, settings.redis_prefix)
     gate = Gate(limiter, AccountRates(db, settings.default_rate), settings.auth_fail_rate)
 
@@ -100,7 +102,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.openapi_document = None
     app.state.gate = gate
     # Outermost, around Litestar's own handler: app `middleware=` would miss 404s and 405s.
-    app.asgi_handler = ObservabilityMiddleware(app.asgi_handler, access_log=settings.access_log)
+    # Plain POST /v1/contacts skips Litestar's layers (see http/hot_create.py), not these.
+    hot_create = HotCreateRoute(app.asgi_handler, app)  # type: ignore[arg-type]
+    app.asgi_handler = ObservabilityMiddleware(hot_create, access_log=settings.access_log)  # type: ignore[arg-type]
     return app
 
 

@@ -197,9 +197,10 @@ async def test_a_create_committed_during_a_batch_becomes_its_match(db: Database)
     await asyncio.sleep(0.3)  # the batch is now waiting on the create (lock or index entry)
     await tx_b.commit()
     await other.__aexit__(None, None, None)
-    results, contacts = await running
+    results = await running
 
     assert [r.outcome for r in results] == ["updated", "created"]
-    late = contacts[results[0].contact_id or 0]
+    late = results[0].contact
+    assert late is not None
     assert (late.first_name, late.last_name) == ("B", "A")
     assert await count_contacts(db, account.account_id) == 2

@@ -37,7 +37,7 @@ async def create_contacts_bulk(
     db = app_db(request)
     settings = app_settings(request)
     async with db.transaction() as conn:
-        results, contacts = await bulk.create_contacts(
+        results = await bulk.create_contacts(
             conn,
             principal,
             items,
@@ -57,7 +57,7 @@ async def create_contacts_bulk(
                     else BulkItemResult(
                         r.index,
                         STATUS[r.outcome],
-                        contact=service.contact_read(contacts[r.contact_id or 0]),
+                        contact=service.contact_read(r.contact) if r.contact else None,
                     )
                     for r in results
                 ]

@@ -3,9 +3,9 @@
 Per-create SQL cost ~6 statements, each a thread hop through aiosqlite (~80-230 us here);
 a batch costs a handful of statements whatever its size (see contacts/bulk.py), with the very
 rule functions of one create. Jobs are grouped by account and user; each group gets a fresh
-BulkUpserter, so tag and event lookups are shared within a batch and never go stale across
-batches. Should the batched SQL fail unexpectedly, the batch falls back to one create per job,
-each in its own SAVEPOINT, so one bad job cannot fail the others.
+BulkUpserter, sharing the handler's KnownIds (tag and event ids proven by earlier commits).
+Should the batched SQL fail unexpectedly, the batch falls back to one create per job, each in
+its own SAVEPOINT, so one bad job cannot fail the others.
 """
 
 from __future__ import annotations
@@ -42,15 +42,23 @@ class CreateBatchHandler:
     ) -> None:
         self.duplicate_email = duplicate_email
         self.record_change = record_change
+        # Shared across batches; the GroupCommitter calls `committed` after each commit.
+        self.known = bulk.KnownIds()
+
+    def committed(self) -> None:
+        """The batch's transaction committed (GroupCommitter's on_commit)."""
+        self.known.promote()
 
     async def __call__(
         self, conn: AsyncConnection, jobs: list[CreateJob]
     ) -> list[service.CreateOutcome | Exception]:
+        self.known.begin()
         try:
             async with conn.begin_nested():
                 return await self._batched(conn, jobs)
         except Exception:
             log.exception("batched create failed; retrying one by one", jobs=len(jobs))
+            self.known.begin()  # the tags it created were rolled back with the savepoint
             return [await self._one(conn, job) for job in jobs]
 
     async def _batched(
@@ -66,21 +74,19 @@ class CreateBatchHandler:
                 user_id,
                 duplicate_email=self.duplicate_email,
                 record_change=self.record_change,
+                known=self.known,
             )
             items = [bulk.BulkItem(p, jobs[p].data) for p in positions]
             for result in await upserter.upsert(conn, items, jobs[positions[0]].now):
                 results[result.index] = result
-        rows = await bulk.contacts_by_ids(
-            conn, [r.contact_id for r in results.values() if r.contact_id is not None]
-        )
         outcomes: list[service.CreateOutcome | Exception] = []
         for position in range(len(jobs)):
             result = results[position]
-            if result.error is not None or result.contact_id is None:
+            if result.error is not None or result.contact is None:
                 outcomes.append(result.error or RuntimeError("create produced no contact"))
                 continue
             created = result.outcome == "created"
-            outcomes.append(service.CreateOutcome(rows[result.contact_id], created, changed=()))
+            outcomes.append(service.CreateOutcome(result.contact, created, changed=()))
         return outcomes
 
     async def _one(

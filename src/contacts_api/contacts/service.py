@@ -50,7 +50,7 @@ EMAIL_TAKEN = "A contact with this email already exists"
 class CreateOutcome:
     """What a create did: `created` is False when an existing contact was updated."""
 
-    contact: repo.ContactRow
+    contact: repo.ContactRow | repo.ContactSnapshot
     created: bool
     changed: tuple[str, ...]
 
@@ -75,7 +75,7 @@ def new_preview_id() -> str:
     return "contact_" + secrets.token_urlsafe(9)
 
 
-def contact_read(row: repo.ContactRow) -> ContactRead:
+def contact_read(row: repo.ContactRow | repo.ContactSnapshot) -> ContactRead:
     return ContactRead(
         id=row.id,
         accountId=row.account_id,

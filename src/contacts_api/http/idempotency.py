@@ -10,16 +10,15 @@ untouched; with it, the caller is gated here (key, budget) exactly as the route 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import structlog
 from litestar import Request
 
 from contacts_api.errors import AppError, ValidationFailed
 from contacts_api.http.ratelimit.guard import provide_gated_principal
+from contacts_api.http.raw_asgi import ASGIApp, Message, Receive, Scope, Send, header, send_error
 from contacts_api.idempotency import service
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
@@ -27,42 +26,12 @@ from contacts_api.timeutil import utcnow
 
 log = structlog.get_logger(__name__)
 
-# Plain ASGI types: this middleware relies on nothing Litestar-specific but `scope["app"]`.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 HEADER = b"idempotency-key"
 MAX_KEY_LENGTH = 255
 # Set by the server for each response, never part of what is replayed.
 NOT_STORED_HEADERS = frozenset({"date", "server"})
 REPLAYED = (b"idempotent-replayed", b"true")
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-async def _send_json(send: Send, status: int, body: Any, headers: dict[str, str]) -> None:
-    payload = msgspec.json.encode(body)
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(payload)),
-    ]
-    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": payload, "more_body": False})
-
-
-async def _send_error(scope: Scope, send: Send, error: AppError) -> None:
-    body = error.body(path=scope["path"], method=scope["method"])
-    await _send_json(send, error.status, body, error.headers)
 
 
 @dataclass(slots=True)
@@ -112,7 +81,7 @@ def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI app
         if scope["type"] != "http" or scope["method"] not in METHODS:
             await app(scope, receive, send)
             return
-        key = _header(scope, HEADER)
+        key = header(scope, HEADER)
         if key is None:
             await app(scope, receive, send)
             return
@@ -124,11 +93,11 @@ def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI app
             # account's budget), once: a replay is rate-limited and carries RateLimit-* too.
             principal = await provide_gated_principal(Request(scope))  # type: ignore[arg-type]
         except AppError as refused:  # 401 or 429, exactly as the route would answer
-            await _send_error(scope, send, refused)
+            await send_error(scope, send, refused)
             return
         if not 0 < len(key) <= MAX_KEY_LENGTH:
             error = ValidationFailed([f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters"])
-            await _send_error(scope, send, error)
+            await send_error(scope, send, error)
             return
         body = await _read_body(receive, settings.max_body_bytes)
         if body.disconnected:
@@ -142,7 +111,7 @@ def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI app
         try:
             outcome = await service.claim(db, principal.account_id, key, fingerprint, utcnow())
         except AppError as error:
-            await _send_error(scope, send, error)
+            await send_error(scope, send, error)
             return
         if isinstance(outcome, service.StoredResponse):
             await _replay(outcome, send)

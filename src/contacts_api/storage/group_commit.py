@@ -30,11 +30,17 @@ class GroupCommitter(Generic[J, R]):
     """One writer task per process and loop; stop() drains what is queued."""
 
     def __init__(
-        self, db: Database, handle: BatchHandler[J, R], max_batch: int = MAX_BATCH
+        self,
+        db: Database,
+        handle: BatchHandler[J, R],
+        max_batch: int = MAX_BATCH,
+        on_commit: Callable[[], object] | None = None,
     ) -> None:
         self.db = db
         self.handle = handle
         self.max_batch = max_batch
+        # Called after each successful commit, before any caller is answered.
+        self.on_commit = on_commit
         self._queue: asyncio.Queue[tuple[J, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -79,6 +85,8 @@ class GroupCommitter(Generic[J, R]):
                 if not future.done():
                     future.set_exception(exc)
             return
+        if self.on_commit is not None:
+            self.on_commit()
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue

@@ -112,8 +112,12 @@ class InlineConnection:
         return InlineCursor(self._conn.cursor())
 
     async def commit(self) -> None:
+        """The one call that leaves the loop: COMMIT waits for the disk (fsync of the WAL
+        with synchronous=FULL, ~1 ms a batch here), and sqlite3 releases the GIL meanwhile,
+        so the loop goes on parsing requests. It takes no lock (the transaction holds the
+        write lock already), so it cannot wait on another writer."""
         assert self._conn is not None
-        self._conn.commit()
+        await asyncio.get_running_loop().run_in_executor(None, self._conn.commit)
 
     async def rollback(self) -> None:
         assert self._conn is not None

@@ -1,0 +1,76 @@
+"""Group-committed creates remember tag and event ids across batches, and only committed ones."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from contacts_api.accounts.schemas import Principal
+from contacts_api.contacts import service
+from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
+from contacts_api.errors import ValidationFailed
+from contacts_api.storage.engine import Database
+from contacts_api.storage.group_commit import GroupCommitter
+from contacts_api.storage.models import contact_table, tag_table
+from contacts_api.timeutil import utcnow
+from tests.factories import AccountFixture, new_account, new_event
+
+
+class RolledBack(Exception):
+    pass
+
+
+def job(account: AccountFixture, **body: object) -> CreateJob:
+    principal = Principal(account_id=account.account_id, user_id=account.user_id, key_id=0)
+    return CreateJob(principal, service.parse_contact_create(body), utcnow())
+
+
+async def stored_tag_of(db: Database, email: str) -> str | None:
+    query = (
+        sa.select(tag_table.c.name)
+        .select_from(contact_table.join(tag_table, tag_table.c.id == contact_table.c.tag_id))
+        .where(contact_table.c.email == email)
+    )
+    async with db.read() as conn:
+        return (await conn.execute(query)).scalar_one_or_none()
+
+
+async def test_a_tag_created_by_a_rolled_back_batch_is_not_remembered(db: Database) -> None:
+    account = await new_account(db)
+    handler = CreateBatchHandler("upsert")
+    with pytest.raises(RolledBack):
+        async with db.transaction() as conn:
+            handler.known.begin()
+            await handler(conn, [job(account, email="a@x.io", tag="spring")])
+            raise RolledBack  # the commit never happens: nor does the tag
+    assert handler.known.tags == {}
+
+    committer = GroupCommitter(db, handler, on_commit=handler.committed)
+    try:
+        await committer.submit(job(account, email="b@x.io", tag="spring"))
+        # Once committed, the tag is known, and a later batch uses it without asking.
+        assert set(handler.known.tags) == {(account.account_id, "spring")}
+        await committer.submit(job(account, email="c@x.io", tag="spring"))
+    finally:
+        await committer.stop()
+    assert await stored_tag_of(db, "b@x.io") == "spring"
+    assert await stored_tag_of(db, "c@x.io") == "spring"
+
+
+async def test_an_unknown_event_is_found_once_it_exists(db: Database) -> None:
+    account = await new_account(db)
+    handler = CreateBatchHandler("upsert")
+    committer = GroupCommitter(db, handler, on_commit=handler.committed)
+    try:
+        with pytest.raises(ValidationFailed):
+            await committer.submit(job(account, email="a@x.io", eventName="Launch"))
+        event_id = await new_event(db, account, "Launch")
+        outcome = await committer.submit(job(account, email="a@x.io", eventName="Launch"))
+        assert outcome.contact.event_id == event_id
+        # Another account's event of the same name is its own.
+        other = await new_account(db, "globex", "owner@globex.test")
+        other_event = await new_event(db, other, "Launch")
+        outcome = await committer.submit(job(other, email="a@x.io", eventName="Launch"))
+        assert outcome.contact.event_id == other_event != event_id
+    finally:
+        await committer.stop()
