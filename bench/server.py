@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from tests.servers import free_port
 
-WORKERS = 2
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 BENCH_RATE_LIMIT = "1000000/1"  # high enough not to interfere; the limiter stays on the path
 
 

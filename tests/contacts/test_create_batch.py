@@ -74,3 +74,38 @@ async def test_an_unknown_event_is_found_once_it_exists(db: Database) -> None:
         assert outcome.contact.event_id == other_event != event_id
     finally:
         await committer.stop()
+
+
+async def test_a_failing_batch_falls_back_to_one_create_per_job(db: Database) -> None:
+    """Should the batched SQL fail, its writes are rolled back to the savepoint and each job
+    runs alone: every good job lands once, a bad one fails alone."""
+    account = await new_account(db)
+    recorded: list[int] = []
+
+    async def recorder(conn: object, account_id: int, changes: list[object], now: object) -> None:
+        if len(changes) > 1:  # the batched path records the whole batch at once
+            raise RuntimeError("the batched path broke")
+        recorded.append(len(changes))
+
+    handler = CreateBatchHandler("upsert", record_change=recorder)  # type: ignore[arg-type]
+    jobs = [
+        job(account, email="a@x.io", tag="spring"),
+        job(account, email="b@x.io", tag="spring"),
+        job(account, email="c@x.io", eventName="Missing"),
+    ]
+    async with db.transaction() as conn:
+        outcomes = await handler(conn, jobs)
+    assert [type(o).__name__ for o in outcomes] == [
+        "CreateOutcome",
+        "CreateOutcome",
+        "ValidationFailed",
+    ]
+    # Created (not updated): nothing of the failed batched attempt was left behind.
+    assert [getattr(o, "created", None) for o in outcomes] == [True, True, None]
+    assert recorded == [1, 1]
+    async with db.read() as conn:
+        emails = (await conn.execute(sa.select(contact_table.c.email))).scalars().all()
+        tags = (await conn.execute(sa.select(tag_table.c.name))).scalars().all()
+    assert sorted(emails) == ["a@x.io", "b@x.io"]
+    assert tags == ["spring"]
+    assert handler.known.pending_tags == {}  # the rolled-back batch's tag ids are forgotten

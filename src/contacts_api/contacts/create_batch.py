@@ -53,13 +53,18 @@ class CreateBatchHandler:
         self, conn: AsyncConnection, jobs: list[CreateJob]
     ) -> list[service.CreateOutcome | Exception]:
         self.known.begin()
+        # The savepoint as plain SQL: SQLAlchemy's begin_nested() compiles a fresh SAVEPOINT
+        # clause each time (~4 % of a loaded worker's samples); this runs once per batch.
+        await conn.exec_driver_sql("SAVEPOINT create_batch")
         try:
-            async with conn.begin_nested():
-                return await self._batched(conn, jobs)
+            outcomes = await self._batched(conn, jobs)
         except Exception:
             log.exception("batched create failed; retrying one by one", jobs=len(jobs))
+            await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT create_batch")
             self.known.begin()  # the tags it created were rolled back with the savepoint
             return [await self._one(conn, job) for job in jobs]
+        await conn.exec_driver_sql("RELEASE SAVEPOINT create_batch")
+        return outcomes
 
     async def _batched(
         self, conn: AsyncConnection, jobs: list[CreateJob]
