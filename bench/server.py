@@ -129,7 +129,7 @@ def running_server(database_url: str, workers: int = WORKERS) -> Iterator[Runnin
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=None if os.environ.get("BENCH_STDERR") else subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

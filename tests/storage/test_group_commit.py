@@ -81,3 +81,38 @@ async def test_a_batch_waits_for_another_writer_without_stalling_the_loop(
         await committer.stop()
         await writer_db.dispose()
     assert await tag_names(db) == ["late"]
+
+
+async def test_jobs_queued_while_the_lock_is_busy_join_the_waiting_batch(
+    database_url: str, db: Database
+) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time; PostgreSQL writers do not wait here")
+    account = await new_account(db)
+    writer_db = Database(database_url)
+    batch_sizes: list[int] = []
+
+    async def recording(conn: AsyncConnection, jobs: list[tuple[int, str]]) -> list[object]:
+        batch_sizes.append(len(jobs))
+        return await insert_tags(conn, jobs)
+
+    committer: GroupCommitter[tuple[int, str], object] = GroupCommitter(writer_db, recording)
+    try:
+        async with db.transaction() as conn:  # this test holds the write lock
+            await conn.execute(sa.text("SELECT 1"))
+            first = asyncio.create_task(committer.submit((account.account_id, "first")))
+            await asyncio.sleep(0.1)  # the writer has taken `first` and waits for the lock
+            later = [
+                asyncio.create_task(committer.submit((account.account_id, name)))
+                for name in ("second", "third")
+            ]
+            await asyncio.sleep(0.1)
+        assert await asyncio.wait_for(asyncio.gather(first, *later), 5) == [
+            "first",
+            "second",
+            "third",
+        ]
+    finally:
+        await committer.stop()
+        await writer_db.dispose()
+    assert batch_sizes == [3]  # one transaction, one commit for all three
