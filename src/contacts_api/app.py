@@ -14,10 +14,10 @@ from contacts_api.accounts.router import list_users
 from contacts_api.contacts.bulk_router import create_contacts_bulk
 from contacts_api.contacts.create_batch import CreateBatchHandler
 from contacts_api.contacts.manage_router import CONTACT_MANAGE_ROUTES
-from contacts_api.contacts.router import create_contact
+from contacts_api.contacts.router import CREATE_CONTACT, create_contact, create_from_request
 from contacts_api.events.router import list_events
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
-from contacts_api.http.hot_create import HotCreateRoute
+from contacts_api.http.hot_routes import HotRoute, HotRoutes
 from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.metrics import metrics_endpoint
 from contacts_api.http.observability import ObservabilityMiddleware
@@ -102,9 +102,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.openapi_document = None
     app.state.gate = gate
     # Outermost, around Litestar's own handler: app `middleware=` would miss 404s and 405s.
-    # Plain POST /v1/contacts skips Litestar's layers (see http/hot_create.py), not these.
-    hot_create = HotCreateRoute(app.asgi_handler, app)  # type: ignore[arg-type]
-    app.asgi_handler = ObservabilityMiddleware(hot_create, access_log=settings.access_log)  # type: ignore[arg-type]
+    # The busiest routes skip Litestar's layers (see http/hot_routes.py), not these.
+    hot = HotRoutes(
+        app.asgi_handler,  # type: ignore[arg-type]
+        app,
+        [HotRoute("POST", "/v1/contacts", CREATE_CONTACT, create_from_request)],
+    )
+    app.asgi_handler = ObservabilityMiddleware(hot, access_log=settings.access_log)  # type: ignore[arg-type]
     return app
 
 

@@ -19,7 +19,7 @@ from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, messa
 from contacts_api.storage.group_commit import GroupCommitter
 from contacts_api.timeutil import utcnow
 
-CREATE_CONTACT = "create_contact"  # the route's name, by which the hot route finds it
+CREATE_CONTACT = "create_contact"  # the route's name, by which its hot route finds it
 
 
 @post(
@@ -50,7 +50,7 @@ async def create_from_request(
 ) -> tuple[int, ContactEnvelope]:
     """The work of POST /v1/contacts once the caller is admitted: (status, body).
 
-    Shared by the Litestar route and the pure-ASGI hot route (http/hot_create.py)."""
+    Shared by the Litestar route and the pure-ASGI hot route (http/hot_routes.py)."""
     data = service.parse_contact_create(await read_json_object(request))
     # Group commit: the webhook outbox rows go in the same batch transaction as the contact
     # (see contacts/create_batch.py), so a webhook is queued if and only if the change commits.

@@ -1,4 +1,4 @@
-"""The pure-ASGI POST /v1/contacts answers exactly as the Litestar route behind it does.
+"""The pure-ASGI hot routes answer exactly as the Litestar routes behind them do.
 
 Requests with an Idempotency-Key go through Litestar's route (the hot route leaves them to the
 idempotency middleware), so each request is sent both ways and the answers compared.
@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from contacts_api.http.hot_create import HotCreateRoute
+from contacts_api.contacts.router import CREATE_CONTACT, create_from_request
+from contacts_api.http.hot_routes import HotRoute, HotRoutes
 from contacts_api.http.raw_asgi import Message, Scope
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
@@ -159,7 +160,8 @@ async def test_only_plain_creates_take_the_hot_route() -> None:
         def get_handler_index_by_name(self, name: str) -> dict[str, Any]:
             return {"handler": object()}
 
-    route = HotCreateRoute(behind, FakeLitestar())  # type: ignore[arg-type]
+    hot = [HotRoute("POST", "/v1/contacts", CREATE_CONTACT, create_from_request)]
+    route = HotRoutes(behind, FakeLitestar(), hot)  # type: ignore[arg-type]
 
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -190,7 +192,7 @@ async def test_a_plain_create_is_answered_by_the_hot_route(client: Client, db: D
     account = await new_account(db)
     app = client.app
     hot_route = app.asgi_handler.app  # type: ignore[attr-defined]
-    assert isinstance(hot_route, HotCreateRoute)
+    assert isinstance(hot_route, HotRoutes)
 
     async def broken(scope: Scope, receive: Any, send: Any) -> None:
         raise RuntimeError("Litestar's stack was reached")
