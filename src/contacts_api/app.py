@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     create_batch = CreateBatchHandler(
         settings.duplicate_email, record_change=record_contact_changes
     )
-    committer = GroupCommitter(db, create_batch, on_commit=create_batch.committed)
+    committer = GroupCommitter(db, create_batch, after_batch=create_batch.finished)
     limiter = limiter_for(settings.redis_url, settings.redis_prefix)
     gate = Gate(limiter, AccountRates(db, settings.default_rate), settings.auth_fail_rate)
 

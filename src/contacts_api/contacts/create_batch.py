@@ -42,32 +42,39 @@ class CreateBatchHandler:
     ) -> None:
         self.duplicate_email = duplicate_email
         self.record_change = record_change
-        # Shared across batches; the GroupCommitter calls `committed` after each commit.
+        # Shared across batches; the GroupCommitter calls `finished` after each batch.
         self.known = bulk.KnownIds()
+        self._pending_tags: dict[int, dict[tuple[int, str], int]] = {}  # by id(conn)
 
-    def committed(self) -> None:
-        """The batch's transaction committed (GroupCommitter's on_commit)."""
-        self.known.promote()
+    def finished(self, conn: AsyncConnection, committed: bool) -> None:
+        """A batch's transaction ended (GroupCommitter's after_batch): what it created is
+        known once it committed, forgotten otherwise."""
+        pending = self._pending_tags.pop(id(conn), {})
+        if committed:
+            self.known.promote(pending)
 
     async def __call__(
         self, conn: AsyncConnection, jobs: list[CreateJob]
     ) -> list[service.CreateOutcome | Exception]:
-        self.known.begin()
+        pending = self._pending_tags[id(conn)] = {}
         # The savepoint as plain SQL: SQLAlchemy's begin_nested() compiles a fresh SAVEPOINT
         # clause each time (~4 % of a loaded worker's samples); this runs once per batch.
         await conn.exec_driver_sql("SAVEPOINT create_batch")
         try:
-            outcomes = await self._batched(conn, jobs)
+            outcomes = await self._batched(conn, jobs, pending)
         except Exception:
             log.exception("batched create failed; retrying one by one", jobs=len(jobs))
             await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT create_batch")
-            self.known.begin()  # the tags it created were rolled back with the savepoint
+            pending.clear()  # the tags it created were rolled back with the savepoint
             return [await self._one(conn, job) for job in jobs]
         await conn.exec_driver_sql("RELEASE SAVEPOINT create_batch")
         return outcomes
 
     async def _batched(
-        self, conn: AsyncConnection, jobs: list[CreateJob]
+        self,
+        conn: AsyncConnection,
+        jobs: list[CreateJob],
+        pending_tags: dict[tuple[int, str], int],
     ) -> list[service.CreateOutcome | Exception]:
         by_owner: dict[tuple[int, int], list[int]] = defaultdict(list)
         for position, job in enumerate(jobs):
@@ -80,6 +87,7 @@ class CreateBatchHandler:
                 duplicate_email=self.duplicate_email,
                 record_change=self.record_change,
                 known=self.known,
+                pending_tags=pending_tags,
             )
             items = [bulk.BulkItem(p, jobs[p].data) for p in positions]
             for result in await upserter.upsert(conn, items, jobs[positions[0]].now):

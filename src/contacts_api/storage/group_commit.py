@@ -27,20 +27,26 @@ MAX_BATCH = 512
 
 
 class GroupCommitter(Generic[J, R]):
-    """One writer task per process and loop; stop() drains what is queued."""
+    """One writer task per process and loop; stop() drains what is queued.
+
+    (Several concurrent writers on PostgreSQL were tried: 1 -> 2 -> 4 writers gave 1,081 ->
+    942 -> 796 creates/s in process with 32 clients, as smaller batches pay the same
+    statements; one writer with large batches wins.)
+    """
 
     def __init__(
         self,
         db: Database,
         handle: BatchHandler[J, R],
         max_batch: int = MAX_BATCH,
-        on_commit: Callable[[], object] | None = None,
+        after_batch: Callable[[AsyncConnection, bool], object] | None = None,
     ) -> None:
         self.db = db
         self.handle = handle
         self.max_batch = max_batch
-        # Called after each successful commit, before any caller is answered.
-        self.on_commit = on_commit
+        # Called with each batch's connection once its transaction ended (committed or not),
+        # before any caller is answered.
+        self.after_batch = after_batch
         self._queue: asyncio.Queue[tuple[J, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -89,19 +95,23 @@ class GroupCommitter(Generic[J, R]):
         2-worker batches of ~10-19 creates each waiting ~8 ms for the lock before this).
         """
         live: list[tuple[J, asyncio.Future[R]]] = []
+        used: AsyncConnection | None = None
         try:
             async with self.db.batch_transaction() as conn:
+                used = conn
                 self._take_queued(batch)
                 live = [(job, future) for job, future in batch if not future.cancelled()]
                 outcomes = await self.handle(conn, [job for job, _ in live]) if live else []
         except Exception as exc:  # BEGIN, the handler or COMMIT failed: nothing is durable
+            if used is not None and self.after_batch is not None:
+                self.after_batch(used, False)
             self._take_queued(batch)  # BEGIN failed before taking them: they fail with it
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        if self.on_commit is not None:
-            self.on_commit()
+        if self.after_batch is not None:
+            self.after_batch(conn, True)
         for (_, future), outcome in zip(live, outcomes, strict=True):
             if future.done():
                 continue
