@@ -45,7 +45,10 @@ def sync_url(url: str) -> URL:
 
 
 def apply_sqlite_pragmas(
-    dbapi_connection: Any, synchronous: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    dbapi_connection: Any,
+    synchronous: str,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    memory_temp_store: bool = False,
 ) -> None:
     """WAL, foreign keys, busy timeout and the chosen durability on every new SQLite connection."""
     cursor = dbapi_connection.cursor()
@@ -53,11 +56,16 @@ def apply_sqlite_pragmas(
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
+    if memory_temp_store:
+        cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
 def install_sqlite_listeners(
-    sync_engine: sa.Engine, synchronous: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    sync_engine: sa.Engine,
+    synchronous: str,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    memory_temp_store: bool = False,
 ) -> None:
     """Pragmas on connect, and explicit BEGIN so writers can take the lock up front.
 
@@ -69,7 +77,7 @@ def install_sqlite_listeners(
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        apply_sqlite_pragmas(dbapi_connection, synchronous, busy_timeout_ms)
+        apply_sqlite_pragmas(dbapi_connection, synchronous, busy_timeout_ms, memory_temp_store)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
@@ -99,7 +107,13 @@ class Database:
                 pool_size=1,
                 max_overflow=0,
             )
-            install_sqlite_listeners(self.batch_engine.sync_engine, sqlite_synchronous, 0)
+            # temp_store=MEMORY: each batch runs in a SAVEPOINT (contacts/create_batch.py),
+            # whose statement journal otherwise goes to a temporary file: 53 -> 20 us per
+            # inserted row, 2,640 -> 4,130 creates/s in process. The writer's statements are
+            # bounded (one batch), so the journal stays small; readers keep the default.
+            install_sqlite_listeners(
+                self.batch_engine.sync_engine, sqlite_synchronous, 0, memory_temp_store=True
+            )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
