@@ -70,21 +70,43 @@ async def tag_ids_for(
     return {name: int(tag_id) for name, tag_id in result.all()}
 
 
+# Built once per dialect (a group-committed batch of creates runs this every time; building
+# it cost more than running it): the account's live contacts holding one of the email keys.
+_LIVE_BY_EMAIL_KEYS: dict[str, Any] = {}
+
+
+def _live_by_email_keys_query(conn: AsyncConnection) -> Any:
+    query = _LIVE_BY_EMAIL_KEYS.get(conn.dialect.name)
+    if query is None:
+        query = sa.select(contact_table).where(
+            contact_table.c.account_id == sa.bindparam("account_id"),
+            contact_table.c.email_key.is_not(None),
+            contact_table.c.deleted_at.is_(None),
+        )
+        if conn.dialect.name == "postgresql":
+            array = postgresql.ARRAY(sa.String)
+            keys = sa.func.unnest(sa.cast(sa.bindparam("email_keys", type_=array), array))
+            wanted = keys.table_valued("value").render_derived(name="wanted")
+            query = query.join(wanted, contact_table.c.email_key == wanted.c.value)
+            query = query.with_for_update(of=contact_table)
+        else:
+            query = query.where(
+                contact_table.c.email_key.in_(sa.bindparam("email_keys", expanding=True))
+            )
+        _LIVE_BY_EMAIL_KEYS[conn.dialect.name] = query
+    return query
+
+
 async def find_live_by_email_keys(
     conn: AsyncConnection, account_id: int, email_keys: Collection[str]
 ) -> dict[str, ContactRow]:
-    """The account's live contacts holding these email keys, locked for update on PostgreSQL."""
+    """The account's live contacts holding these email keys, locked for update on PostgreSQL
+    (see `_one_of` for why PostgreSQL gets an array join rather than IN)."""
     if not email_keys:
         return {}
-    query = sa.select(contact_table).where(
-        contact_table.c.account_id == account_id,
-        contact_table.c.email_key.is_not(None),
-        contact_table.c.deleted_at.is_(None),
-    )
-    query = _one_of(conn, query, contact_table.c.email_key, email_keys)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=contact_table)
-    return {row.email_key: row for row in (await conn.execute(query)).all()}
+    params = {"account_id": account_id, "email_keys": list(email_keys)}
+    result = await conn.execute(_live_by_email_keys_query(conn), params)
+    return {row.email_key: row for row in result.all()}
 
 
 async def find_live_without_email_by_phone(
@@ -155,7 +177,11 @@ async def insert_contacts(
         landed = await _insert_without_ids(conn, rows)
         query = sa.select(contact_table.c.preview_id, contact_table.c.id)
         found = await conn.execute(_one_of(conn, query, contact_table.c.preview_id, landed))
-        return {preview_id: int(contact_id) for preview_id, contact_id in found.all()}
+        ids = {preview_id: int(contact_id) for preview_id, contact_id in found.all()}
+        # In input order, as RETURNING would give them (webhook events follow this order).
+        return {
+            row["preview_id"]: ids[row["preview_id"]] for row in rows if row["preview_id"] in ids
+        }
     statement = (
         _insert_for(conn)(contact_table)
         .on_conflict_do_nothing(

@@ -37,6 +37,16 @@ async def list_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:
     return list((await conn.execute(query.order_by(endpoints.c.id))).all())
 
 
+# Built once: active_endpoints runs for every group-committed batch of creates, and building
+# the statement cost more than running it (~0.5 ms of a 7 ms batch of 32, in process).
+_ACTIVE_ENDPOINTS = (
+    sa.select(endpoints.c.id, endpoints.c.events)
+    .where(endpoints.c.account_id == sa.bindparam("account_id"), endpoints.c.disabled_at.is_(None))
+    .order_by(endpoints.c.id)
+)
+_ACTIVE_ENDPOINTS_LOCKED = _ACTIVE_ENDPOINTS.with_for_update(read=True, key_share=True)
+
+
 async def active_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:
     """The account's enabled subscriptions (id, events) for the outbox writer.
 
@@ -44,12 +54,11 @@ async def active_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:
     unsubscribe waits instead of turning the contact change into a foreign-key error. The
     lock does not conflict with other writers, nor with the dispatcher's NO KEY UPDATE.
     """
-    query: sa.Select[Any] = sa.select(endpoints.c.id, endpoints.c.events).where(
-        endpoints.c.account_id == account_id, endpoints.c.disabled_at.is_(None)
+    query: sa.Select[Any] = (
+        _ACTIVE_ENDPOINTS_LOCKED if conn.dialect.name == "postgresql" else _ACTIVE_ENDPOINTS
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(read=True, key_share=True)
-    return list((await conn.execute(query.order_by(endpoints.c.id))).all())
+    result = await conn.execute(query, {"account_id": account_id})
+    return list(result.all())
 
 
 async def get_endpoint(conn: AsyncConnection, endpoint_id: int) -> Row | None:
