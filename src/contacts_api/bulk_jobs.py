@@ -6,9 +6,11 @@ The CLI's `import`/`export` commands, the tests and the benchmark all run these 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import csv
 import gc
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -114,6 +116,7 @@ async def import_file(
         match_phone=match_phone,
         batch_size=batch_size,
         fast=not emit_webhooks,  # webhook events need each new contact's id
+        parent_pid=os.getpid(),
     )
     report = bulk_files.ErrorReport(path.with_name(path.name + ".errors.csv"))
     upserter = BulkUpserter(
@@ -218,22 +221,36 @@ async def _reader_process(
         limit=1 << 22,
     )
     queue: asyncio.Queue[import_reader.Message] = asyncio.Queue(maxsize=2)
-    reading = asyncio.create_task(_read_messages(process, queue))
+    errors: collections.deque[bytes] = collections.deque(maxlen=20)
+    tasks = [
+        asyncio.create_task(_read_messages(process, queue, errors)),
+        # Drained as it comes, so a chatty reader can never block on a full stderr pipe.
+        asyncio.create_task(_drain(process.stderr, errors)),
+    ]
     try:
         yield queue
     finally:
-        reading.cancel()
+        for task in tasks:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await reading
+            await asyncio.gather(*tasks)
         if process.returncode is None:
             process.kill()
         await process.wait()
 
 
+async def _drain(stream: asyncio.StreamReader | None, lines: collections.deque[bytes]) -> None:
+    assert stream is not None
+    while line := await stream.readline():
+        lines.append(line)
+
+
 async def _read_messages(
-    process: asyncio.subprocess.Process, queue: asyncio.Queue[import_reader.Message]
+    process: asyncio.subprocess.Process,
+    queue: asyncio.Queue[import_reader.Message],
+    errors: collections.deque[bytes],
 ) -> None:
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
     header = import_reader.FRAME_HEADER
     while True:
         message: import_reader.Message
@@ -243,8 +260,9 @@ async def _read_messages(
         except (asyncio.IncompleteReadError, msgspec.DecodeError):
             # The reader died without a word (killed, out of memory...): say so in one line.
             status = await process.wait()
-            lines = (await process.stderr.read()).decode(errors="replace").strip().splitlines()
-            detail = f": {lines[-1]}" if lines else ""
+            await asyncio.sleep(0.05)  # its last words, if any, reach the drain
+            last = [b.decode(errors="replace").strip() for b in errors if b.strip()]
+            detail = f": {last[-1]}" if last else ""
             message = import_reader.ReaderError(
                 f"the import's reader process stopped unexpectedly (exit status {status}){detail}"
             )

@@ -208,6 +208,27 @@ async def test_ctrl_c_stops_the_cli_cleanly_and_leaves_no_process(
     assert tags == 1
 
 
+async def test_sigkill_of_the_cli_takes_the_reader_with_it(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    await new_account(db)
+    path = tmp_path / "killed-leads.csv"
+    path.write_text("email\n" + "".join(f"k{i}@example.com\n" for i in range(200_000)))
+    command = [sys.executable, "-m", "contacts_api", "import", str(path), "--account", "acme"]
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": database_url}
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL) as cli:
+        deadline = time.monotonic() + 60
+        while not _readers_of(path) and time.monotonic() < deadline:
+            assert cli.poll() is None
+            await asyncio.sleep(0.01)
+        cli.kill()  # e.g. during the reader's first pass over the file: nothing to write to yet
+    # Orphaned, its reaping is up to whatever adopts it (init): only a live one would be ours.
+    deadline = time.monotonic() + 10
+    while _readers_of(path, zombies=False) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not _readers_of(path, zombies=False), "the reader outlived its killed parent"
+
+
 def _record_processes(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.subprocess.Process]:
     started: list[asyncio.subprocess.Process] = []
     original = asyncio.create_subprocess_exec
@@ -228,16 +249,19 @@ def _assert_reaped(processes: list[asyncio.subprocess.Process]) -> None:
         os.kill(processes[0].pid, 0)
 
 
-def _readers_of(path: Path) -> list[int]:
-    """Live processes whose command line names the reader module and this file."""
+def _readers_of(path: Path, *, zombies: bool = True) -> list[int]:
+    """Processes whose command line names the reader module and this file (a zombie still
+    has one: it is a process its parent has not reaped)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if bulk_jobs.READER_MODULE in cmdline and str(path) in cmdline:  # zombies too
+        ours = bulk_jobs.READER_MODULE in cmdline and str(path) in cmdline
+        if ours and (zombies or state != "Z"):
             found.append(int(entry.name))
     return found

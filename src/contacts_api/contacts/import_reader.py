@@ -13,8 +13,10 @@ SIGINT (the parent owns Ctrl-C and kills it) and exits when its stdout closes.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
+import os
 import signal
 import struct
 import sys
@@ -48,6 +50,7 @@ class Options(msgspec.Struct, frozen=True):
     match_phone: bool
     batch_size: int
     fast: bool  # False: every row takes the writer's general path (webhooks need ids)
+    parent_pid: int = 0  # the writer (to notice it died before we asked to die with it)
 
 
 class Batch(msgspec.Struct, tag=True, array_like=True):
@@ -278,6 +281,19 @@ def _peak_mb() -> float | None:
     return None
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the writer dies (even by SIGKILL), not only at our next write
+    (EPIPE), which a long first pass over a big file would put off."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if parent and os.getppid() != parent:  # it died before the request took effect
+        os._exit(0)
+
+
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
     # The collector's automatic passes cost ~10% here (every row makes several containers);
@@ -296,6 +312,7 @@ def main() -> int:
 
     try:
         options = msgspec.json.decode(sys.argv[1], type=Options)
+        _die_with_parent(options.parent_pid)
         read_file(options, send)
     except BrokenPipeError:
         return 0  # the writer is gone (killed, or stopped early): nothing left to do
