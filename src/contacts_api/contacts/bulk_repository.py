@@ -324,6 +324,11 @@ async def insert_json_rows(conn: AsyncConnection, rows_json: str) -> int:
     return int(result.rowcount)
 
 
+async def set_sqlite_cache(conn: AsyncConnection, kib: int | None) -> None:
+    """SQLite: this connection's page cache in KiB (None: SQLite's default)."""
+    await conn.exec_driver_sql(f"PRAGMA cache_size = {-int(kib or 2000)}")
+
+
 async def landed_preview_ids(conn: AsyncConnection, preview_ids: Sequence[str]) -> set[str]:
     """Which of these preview ids exist (to tell which rows of an insert landed)."""
     query = sa.select(contact_table.c.preview_id)
