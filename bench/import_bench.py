@@ -1,7 +1,7 @@
 """Import benchmark: 100,000 generated rows into an empty SQLite database and into PostgreSQL.
 
 Each measurement runs in its own subprocess (so peak memory is that run's own, read from
-getrusage; the import's reader process reports its own, and `peak_total_mb` adds the two),
+getrusage; for the import, `peak_mb` adds the reader process's own peak to the writer's),
 next to a raw `executemany` insert of the same rows through the bare driver in the
 same run: the ratio import/raw is the figure. `python -m bench.import_bench [ROWS]`, or
 `run() -> dict`; results go to bench/results/import.json.
@@ -218,10 +218,11 @@ def main() -> None:
         result["peak_mb"] = round(_peak_mb(), 1)
         result["process_cpu_s"] = round(_cpu_seconds(), 3)
         if result.get("reader_peak_mb") is not None:
-            # The import's reader process: its CPU, and both processes' peaks added up (an
-            # upper bound of the import's footprint: the two peaks need not coincide).
+            # The import's reader process: its CPU, and its peak added to the writer's in
+            # `peak_mb` (an upper bound of the import's footprint: the peaks need not coincide).
             result["reader_cpu_s"] = round(_cpu_seconds(resource.RUSAGE_CHILDREN), 3)
-            result["peak_total_mb"] = round(result["peak_mb"] + result["reader_peak_mb"], 1)
+            result["writer_peak_mb"] = result["peak_mb"]
+            result["peak_mb"] = round(result["peak_mb"] + result["reader_peak_mb"], 1)
         print(json.dumps(result))
         return
     print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else ROWS), indent=2))

@@ -305,25 +305,32 @@ def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set
     """
     seen: set[str] = set()
     repeated: set[str] = set()
-    pairs: Iterator[tuple[Any, Any]]
     if file_format == "jsonl":
-        pairs = _jsonl_keys(text)
-    else:
-        reader = csv.reader(text, delimiter=delimiter)
-        keys = [csv_column_key(h) for h in next(reader, [])]
-        email = keys.index("email") if "email" in keys else None
-        phone = keys.index("phoneNumber") if "phoneNumber" in keys else None
-        pairs = (
-            (
-                record[email] if email is not None and email < len(record) else None,
-                record[phone] if phone is not None and phone < len(record) else None,
-            )
-            for record in reader
-        )
-    for email_value, phone_value in pairs:
-        key = dedupe_key(email_value, phone_value)
-        if key is None:
-            continue
+        for email_value, phone_value in _jsonl_keys(text):
+            key = dedupe_key(email_value, phone_value)
+            if key is None:
+                continue
+            if key in seen:
+                repeated.add(key)
+            else:
+                seen.add(key)
+        return repeated
+    reader = csv.reader(text, delimiter=delimiter)
+    keys = [csv_column_key(h) for h in next(reader, [])]
+    email = keys.index("email") if "email" in keys else len(keys) + 1
+    phone = keys.index("phoneNumber") if "phoneNumber" in keys else len(keys) + 1
+    # dedupe_key inlined for CSV cells (always strings): this pass runs before the first batch
+    # can be written, so its ~2 us a row delay the whole import.
+    for record in reader:
+        width = len(record)
+        value = record[email] if email < width else ""
+        if value:
+            key = value.lower()
+        else:
+            value = record[phone] if phone < width else ""
+            if not value:
+                continue
+            key = "tel:" + value
         if key in seen:
             repeated.add(key)
         else:
