@@ -217,7 +217,9 @@ _messages: msgspec.msgpack.Decoder[import_reader.Message] = msgspec.msgpack.Deco
 async def _reader_process(
     options: import_reader.Options,
 ) -> AsyncIterator[asyncio.Queue[import_reader.Message]]:
-    """The reader process and a queue of its decoded messages (at most two batches ahead).
+    """The reader process and a queue of its decoded messages (one batch ahead: the reader is
+    faster than the writer, so one waiting batch keeps the writer busy; more would only cost
+    memory).
 
     Whatever ends the import (done, a failure, Ctrl-C's cancellation) kills and reaps it.
     """
@@ -231,7 +233,7 @@ async def _reader_process(
         stderr=asyncio.subprocess.PIPE,
         limit=1 << 22,
     )
-    queue: asyncio.Queue[import_reader.Message] = asyncio.Queue(maxsize=2)
+    queue: asyncio.Queue[import_reader.Message] = asyncio.Queue(maxsize=1)
     errors: collections.deque[bytes] = collections.deque(maxlen=20)
     tasks = [
         asyncio.create_task(_read_messages(process, queue, errors)),
