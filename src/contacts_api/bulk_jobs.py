@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import msgspec
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import repository as accounts_repo
@@ -197,9 +198,10 @@ async def import_file(
         if collecting:
             gc.enable()
         report.close()
-        if db.is_sqlite:
-            async with db.engine.connect() as conn:
-                await bulk_repo.set_sqlite_cache(conn, None)
+        if db.is_sqlite:  # best effort: never hide why the import stopped
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                async with db.engine.connect() as conn:
+                    await bulk_repo.set_sqlite_cache(conn, None)
     if on_progress is not None:
         on_progress(consumed, summary.rows)
     summary.report = report.path if report.count else None

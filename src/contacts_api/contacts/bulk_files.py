@@ -1,6 +1,6 @@
 """Import and export files: CSV (header row, common column aliases) and JSON Lines.
 
-Reading yields one `SourceRow` per record, streamed; `to_item` turns it into a validated
+Reading yields one `SourceRow` per record, streamed; `validate` turns it into a validated
 contact with exactly the rules of POST /v1/contacts (`rules.parse_contact_create`), or the
 `ValidationFailed` that goes to the error report. Kept free of SQLAlchemy: the import's reader
 process (`import_reader`) runs this module.
