@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import msgspec
@@ -111,6 +111,7 @@ class FieldRule:
         return value, []
 
 
+@lru_cache(maxsize=4096)  # a pure function of the text; imports repeat joined times
 def _converts_to_datetime(value: str) -> bool:
     """Whether a date-time that passed its pattern is also a representable datetime."""
     try:

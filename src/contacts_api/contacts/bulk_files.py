@@ -1,8 +1,9 @@
 """Import and export files: CSV (header row, common column aliases) and JSON Lines.
 
-Reading yields one `SourceRow` per record, streamed; `to_item` turns it into a validated
-`BulkItem` with exactly the rules of POST /v1/contacts (`service.parse_contact_create`), or the
-`ValidationFailed` that goes to the error report.
+Reading yields one `SourceRow` per record, streamed; `validate` turns it into a validated
+contact with exactly the rules of POST /v1/contacts (`rules.parse_contact_create`), or the
+`ValidationFailed` that goes to the error report. Kept free of SQLAlchemy: the import's reader
+process (`import_reader`) runs this module.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from contacts_api.contacts import service
-from contacts_api.contacts.bulk import BulkItem
+from contacts_api.contacts.rules import parse_contact_create
 from contacts_api.contacts.schemas import ContactCreate, ContactRead
 from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.validation import js_type_name, rules_for
@@ -190,20 +190,20 @@ def _tracking(value: Any) -> tuple[dict[str, str] | None, list[str]]:
     return value, []
 
 
-def to_item(source: SourceRow) -> BulkItem | ValidationFailed:
+def validate(source: SourceRow) -> tuple[ContactCreate, dict[str, str] | None] | ValidationFailed:
     """The row validated as POST /v1/contacts validates a body (plus `tracking`)."""
     if source.body is None:
         return ValidationFailed([source.form_error or "Invalid row"])
     tracking, tracking_errors = _tracking(source.body.get("tracking"))
     try:
-        data = service.parse_contact_create(source.body)
+        data = parse_contact_create(source.body)
     except ValidationFailed as exc:
         if tracking_errors:
             exc.field_errors["tracking"] = tracking_errors
         return exc
     if tracking_errors:
         return ValidationFailed(field_errors={"tracking": tracking_errors})
-    return BulkItem(source.row, data, tracking)
+    return data, tracking
 
 
 class ErrorReport:
@@ -223,17 +223,26 @@ class ErrorReport:
         path.unlink(missing_ok=True)
 
     def add(self, row: int, original: str, error: ValidationFailed | Exception) -> None:
+        self.add_record(render(row, original, error))
+
+    def add_record(self, record: tuple[int, str, str, str]) -> None:
+        """A record as `render` made it (the reader process renders its own failures)."""
         if self._file is None:
             self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.HEADER)
-        fields, messages = describe(error)
-        self._writer.writerow((row, "; ".join(fields), "; ".join(messages), original))
+        self._writer.writerow(record)
         self.count += 1
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def render(row: int, original: str, error: Exception) -> tuple[int, str, str, str]:
+    """One record of the error report: row, fields, messages, the original record."""
+    fields, messages = describe(error)
+    return row, "; ".join(fields), "; ".join(messages), original
 
 
 def describe(error: Exception) -> tuple[list[str], list[str]]:
@@ -254,7 +263,9 @@ EXPORT_COLUMNS = (*(f.encode_name for f in msgspec.structs.fields(ContactRead)),
 
 def export_record(row: Any) -> dict[str, Any]:
     """One exported contact: the contact object (with tracking) and `tag`, the tag's name."""
-    record = msgspec.structs.asdict(service.contact_read(row))
+    from contacts_api.contacts.service import contact_read
+
+    record = msgspec.structs.asdict(contact_read(row))
     record["tag"] = row.tag_name
     return record
 
@@ -294,25 +305,32 @@ def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set
     """
     seen: set[str] = set()
     repeated: set[str] = set()
-    pairs: Iterator[tuple[Any, Any]]
     if file_format == "jsonl":
-        pairs = _jsonl_keys(text)
-    else:
-        reader = csv.reader(text, delimiter=delimiter)
-        keys = [csv_column_key(h) for h in next(reader, [])]
-        email = keys.index("email") if "email" in keys else None
-        phone = keys.index("phoneNumber") if "phoneNumber" in keys else None
-        pairs = (
-            (
-                record[email] if email is not None and email < len(record) else None,
-                record[phone] if phone is not None and phone < len(record) else None,
-            )
-            for record in reader
-        )
-    for email_value, phone_value in pairs:
-        key = dedupe_key(email_value, phone_value)
-        if key is None:
-            continue
+        for email_value, phone_value in _jsonl_keys(text):
+            key = dedupe_key(email_value, phone_value)
+            if key is None:
+                continue
+            if key in seen:
+                repeated.add(key)
+            else:
+                seen.add(key)
+        return repeated
+    reader = csv.reader(text, delimiter=delimiter)
+    keys = [csv_column_key(h) for h in next(reader, [])]
+    email = keys.index("email") if "email" in keys else len(keys) + 1
+    phone = keys.index("phoneNumber") if "phoneNumber" in keys else len(keys) + 1
+    # dedupe_key inlined for CSV cells (always strings): this pass runs before the first batch
+    # can be written, so its ~2 us a row delay the whole import.
+    for record in reader:
+        width = len(record)
+        value = record[email] if email < width else ""
+        if value:
+            key = value.lower()
+        else:
+            value = record[phone] if phone < width else ""
+            if not value:
+                continue
+            key = "tel:" + value
         if key in seen:
             repeated.add(key)
         else:

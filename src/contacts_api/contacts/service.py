@@ -6,7 +6,6 @@ inside the connection they are given, so many creates can later share one transa
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,26 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import repository as repo
+from contacts_api.contacts.rules import (  # re-exported: the create's pure rules
+    PLAIN_FIELDS as PLAIN_FIELDS,
+)
+from contacts_api.contacts.rules import given_columns as given_columns
+from contacts_api.contacts.rules import new_contact_values as new_contact_values
+from contacts_api.contacts.rules import new_preview_id as new_preview_id
+from contacts_api.contacts.rules import parse_contact_create as parse_contact_create
 from contacts_api.contacts.schemas import ContactCreate, ContactRead
 from contacts_api.contacts.tracking import merge_tracking, utm_pairs
 from contacts_api.errors import Conflict, ValidationFailed
 from contacts_api.events.repository import find_event_id
 from contacts_api.settings import DuplicateEmailMode
-from contacts_api.timeutil import format_time, parse_zulu
-from contacts_api.validation import check_fields, rules_for
+from contacts_api.timeutil import format_time
 
-# Wire name of each plain input field -> its column.
-PLAIN_FIELDS = {
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "email": "email",
-    "phoneNumber": "phone_number",
-    "status": "status",
-    "country": "country",
-    "timeZone": "time_zone",
-    "ipAddress": "ip_address",
-    "referrerUrl": "referrer_url",
-}
 # Column -> the wire name reported in a webhook's updatedAttributes.
 WIRE_NAME = {column: wire for wire, column in PLAIN_FIELDS.items()} | {
     "tag_id": "tagId",
@@ -53,26 +46,6 @@ class CreateOutcome:
     contact: repo.ContactRow | repo.ContactSnapshot
     created: bool
     changed: tuple[str, ...]
-
-
-def parse_contact_create(body: dict[str, Any]) -> ContactCreate:
-    """Validate a create body with the vendor's rules; every failing field is reported."""
-    values, field_errors = check_fields(body, rules_for(ContactCreate))
-    form_errors = []
-    if (
-        "email" not in values
-        and "phoneNumber" not in values
-        and not ("email" in field_errors or "phoneNumber" in field_errors)
-    ):
-        form_errors.append("Either email or phoneNumber is required")
-    if field_errors or form_errors:
-        raise ValidationFailed(form_errors, field_errors)
-    return ContactCreate(**values)
-
-
-def new_preview_id() -> str:
-    """`contact_` + 12 characters of [A-Za-z0-9_-] (72 random bits)."""
-    return "contact_" + secrets.token_urlsafe(9)
 
 
 def contact_read(row: repo.ContactRow | repo.ContactSnapshot) -> ContactRead:
@@ -128,50 +101,6 @@ async def _event_id(conn: AsyncConnection, account_id: int, data: ContactCreate)
     if event_id is None:
         raise ValidationFailed(field_errors={field: [EVENT_NOT_FOUND]})
     return event_id
-
-
-def given_columns(
-    data: ContactCreate, *, event_id: int | None, tag_id: int | None
-) -> dict[str, Any]:
-    """Column values for the fields the client gave (not the derived ones), once the event and
-    tag are resolved."""
-    columns = {
-        column: getattr(data, wire)
-        for wire, column in PLAIN_FIELDS.items()
-        if getattr(data, wire) is not None
-    }
-    if data.joinedTime is not None:
-        columns["joined_time"] = parse_zulu(data.joinedTime)
-    if event_id is not None:
-        columns["event_id"] = event_id
-    if tag_id is not None:
-        columns["tag_id"] = tag_id
-    return columns
-
-
-def new_contact_values(
-    *,
-    account_id: int,
-    user_id: int,
-    email_key: str | None,
-    columns: dict[str, Any],
-    pairs: list[tuple[str, str]],
-    now: datetime,
-) -> dict[str, Any]:
-    """Every column of a new contact: the defaults, then what the client gave."""
-    return {
-        "status": "POTENTIAL",
-        "joined_time": now,
-        **columns,
-        "account_id": account_id,
-        "user_id": user_id,
-        "email_key": email_key,
-        "preview_id": new_preview_id(),
-        "blocked_by_recaptcha": False,
-        "tracking": merge_tracking({}, pairs),
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 def changed_columns(

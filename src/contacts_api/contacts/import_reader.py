@@ -1,0 +1,330 @@
+"""The import's reader process: reads, validates and shapes rows so the writer only writes.
+
+`contacts-api import` starts `python -m contacts_api.contacts.import_reader OPTIONS-JSON` and
+reads framed msgpack messages from its stdout (4-byte big-endian length, then the message):
+a `Batch` per `batch_size` rows read, then `Deferred` batches (the contacts seen on more than
+one row, whole), then `Done`; or a `ReaderError` with a one-line message. Parsing, validation
+and the shaping of new contacts (the same rule functions as POST /v1/contacts) are about two
+thirds of an import's CPU time, so on two cores they run here, beside the writer.
+
+Only light modules are imported (no SQLAlchemy): the process is ready in ~0.1 s. It ignores
+SIGINT (the parent owns Ctrl-C and kills it) and exits when its stdout closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+import signal
+import struct
+import sys
+from datetime import datetime
+from functools import lru_cache
+from typing import IO, Any
+
+import msgspec
+
+from contacts_api.contacts import bulk_files
+from contacts_api.contacts.rules import given_columns, new_contact_values, new_preview_ids
+from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.contacts.tracking import merge_tracking, pairs_from_tracking, utm_pairs
+from contacts_api.errors import ValidationFailed
+from contacts_api.timeutil import utcnow
+
+FRAME_HEADER = struct.Struct(">I")
+
+
+class Options(msgspec.Struct, frozen=True):
+    """What the writer tells the reader (argv[1], JSON)."""
+
+    path: str
+    file_format: str
+    delimiter: str
+    dialect: str  # "sqlite" or "postgresql": how times are written
+    columns: list[str]  # the columns of a row of `Batch.fast`, in order
+    account_id: int
+    user_id: int
+    duplicate_email: str
+    match_phone: bool
+    batch_size: int
+    fast: bool  # False: every row takes the writer's general path (webhooks need ids)
+    parent_pid: int = 0  # the writer (to notice it died before we asked to die with it)
+
+
+class Batch(msgspec.Struct, tag=True, array_like=True):
+    """The rows read since the previous batch.
+
+    `fast` holds the rows shaped as new contacts, ready to insert: one JSON array, a row
+    being the values of `Options.columns` (the tag's name in place of tag_id, event_id
+    None). `keys` (a JSON array) are their email keys and `events` their event selectors
+    (None: no row names an event). `data` holds the same rows as `Item`s (msgpack), decoded
+    by the writer only for rows that cannot be inserted as they are (their contact exists,
+    their event is unknown). `slow` rows take the general path; `failures` are report
+    records (row, fields, messages, original).
+    """
+
+    consumed: int  # bytes of the file read so far (the progress bar)
+    read: int
+    failures: list[tuple[int, str, str, str]]
+    count: int  # rows in `fast`
+    fast: str
+    keys: str
+    tag_names: list[str]  # the distinct tags `fast` names
+    events: list[tuple[int | None, str | None, str | None] | None] | None
+    data: bytes
+    slow: list[Item]
+
+
+class Deferred(msgspec.Struct, tag=True, array_like=True):
+    """Rows of contacts that appear more than once in the file, whole contacts, file order."""
+
+    items: list[Item]
+
+
+class Done(msgspec.Struct, tag=True, array_like=True):
+    consumed: int
+    peak_mb: float | None  # this process's peak resident memory (Linux), for the benchmark
+
+
+class ReaderError(msgspec.Struct, tag=True, array_like=True):
+    message: str
+
+
+class Item(msgspec.Struct, array_like=True):
+    """A valid row for the writer's general path: what `BulkItem` is built from."""
+
+    row: int
+    data: Any  # a ContactCreate; the writer decodes a dict and builds it (no re-validation)
+    tracking: dict[str, str] | None
+    raw: str | list[str]  # to write the original record back if the writer rejects it
+
+
+Message = Batch | Deferred | Done | ReaderError
+
+
+class CountingReader(io.RawIOBase):
+    """A binary file that counts the bytes read (the progress bar's position)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.consumed += count or 0
+        return int(count or 0)
+
+
+@lru_cache(maxsize=8192)
+def _cached_utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
+    """`utm_pairs`, memoised: an import repeats a few campaign strings many times over.
+
+    The list is shared between rows, so callers never mutate it (they concatenate).
+    """
+    return utm_pairs(utm, referrer_url)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_json = msgspec.json.Encoder()
+
+
+@lru_cache(maxsize=8192)
+def _tracking_json(utm: str | None, referrer_url: str | None) -> str:
+    """A new contact's tracking column for one touch, as JSON: a pure function of the touch,
+    memoised (merging and encoding it per row was ~12% of the reader's time)."""
+    return _json.encode(merge_tracking({}, _cached_utm_pairs(utm, referrer_url))).decode()
+
+
+class _Shaper:
+    """A valid row as the writer's INSERT parameters, for a contact that does not exist yet."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.columns = options.columns
+        self.sqlite = options.dialect == "sqlite"
+        self.times = [n for n, c in enumerate(self.columns) if c.endswith(("_time", "_at"))]
+        self.tracking = self.columns.index("tracking")
+        self.tag = self.columns.index("tag_id")
+        self._time_text: dict[datetime, str] = {}
+        self._preview_ids: list[str] = []
+
+    def values(self, data: ContactCreate, tracking: dict[str, str] | None, email_key: Any,
+               now: datetime) -> list[Any]:  # fmt: skip
+        if tracking:
+            first, last = pairs_from_tracking(tracking)
+            pairs = first + _cached_utm_pairs(data.utm, data.referrerUrl) + last
+            tracking_json = _json.encode(merge_tracking({}, pairs)).decode()
+        else:
+            tracking_json = _tracking_json(data.utm, data.referrerUrl)
+        contact = new_contact_values(
+            account_id=self.options.account_id,
+            user_id=self.options.user_id,
+            email_key=email_key,
+            columns=given_columns(data, event_id=None, tag_id=None),
+            pairs=[],  # the tracking column is set below, from the (cached) merge
+            now=now,
+            preview_id=self._preview_ids.pop() if self._preview_ids else None,
+        )
+        if not self._preview_ids:
+            self._preview_ids = new_preview_ids(1000)
+        values = [contact.get(column) for column in self.columns]
+        values[self.tracking] = tracking_json
+        values[self.tag] = data.tag
+        for n in self.times:
+            value = values[n]
+            if value is not None:
+                text = self._time_text.get(value)
+                if text is None:
+                    text = self._time(value)
+                    self._time_text[value] = text
+                values[n] = text
+        if len(self._time_text) > 100_000:
+            self._time_text.clear()
+        return values
+
+    def _time(self, value: datetime) -> str:
+        """A time as the writer's database takes it from JSON text. On SQLite exactly what
+        SQLAlchemy binds for UTCDateTime (naive UTC text with microseconds; the tests compare
+        the two); on PostgreSQL ISO 8601 with its offset, cast to timestamptz."""
+        if self.sqlite:
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value.isoformat()
+
+
+def read_file(options: Options, send: Any) -> None:
+    """Read the whole file, calling `send(message)` for each batch, then Done."""
+    repeated: set[str] = set()
+    if options.duplicate_email != "allow":
+        with open(options.path, encoding="utf-8-sig", newline="") as scan:
+            repeated = bulk_files.repeated_keys(scan, options.file_format, options.delimiter)  # type: ignore[arg-type]
+    shaper = _Shaper(options)
+    keyed = options.duplicate_email != "allow"
+    deferred: list[tuple[str, Item]] = []
+    counter = CountingReader(open(options.path, "rb"))  # noqa: SIM115 - closed below
+    text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
+    with text:
+        rows = bulk_files.read_rows(text, options.file_format, options.delimiter)  # type: ignore[arg-type]
+        while True:
+            batch = Batch(counter.consumed, 0, [], 0, "", "", [], None, b"", [])
+            items: list[Item] = []
+            fast: list[list[Any]] = []
+            keys: list[str] = []
+            events: list[tuple[int | None, str | None, str | None] | None] = []
+            now = utcnow()
+            for source in rows:
+                batch.read += 1
+                checked = bulk_files.validate(source)
+                if isinstance(checked, ValidationFailed):
+                    batch.failures.append(bulk_files.render(source.row, source.original, checked))
+                    continue
+                data, tracking = checked
+                item = Item(source.row, data, tracking, source.raw)
+                key = bulk_files.dedupe_key(data.email, data.phoneNumber)
+                if key is not None and key in repeated:
+                    deferred.append((key, item))
+                elif not options.fast or (options.match_phone and data.email is None):
+                    batch.slow.append(item)  # e.g. a match by phone number: looked up there
+                else:
+                    email_key = data.email.lower() if keyed and data.email else None
+                    fast.append(shaper.values(data, tracking, email_key, now))
+                    if email_key is not None:
+                        keys.append(email_key)
+                    selector = (data.eventId, data.linkPrefix, data.eventName)
+                    events.append(selector if any(selector) else None)
+                    items.append(item)
+                if batch.read >= options.batch_size:
+                    break
+            if not batch.read:
+                break
+            batch.consumed = counter.consumed
+            batch.count = len(fast)
+            batch.fast = _json.encode(fast).decode()
+            batch.keys = _json.encode(keys).decode()
+            batch.tag_names = sorted({row[shaper.tag] for row in fast if row[shaper.tag]})
+            if any(events):
+                batch.events = events
+            batch.data = _encoder.encode(items)
+            send(batch)
+            gc.collect(1)
+    deferred.sort(key=lambda pair: pair[0])  # stable: file order within each contact
+    chunk: list[Item] = []
+    for n, (key, item) in enumerate(deferred):
+        chunk.append(item)
+        last = n + 1 == len(deferred) or deferred[n + 1][0] != key
+        if len(chunk) >= options.batch_size and last:
+            send(Deferred(chunk))
+            chunk = []
+    if chunk:
+        send(Deferred(chunk))
+    send(Done(counter.consumed, _peak_mb()))
+
+
+def _peak_mb() -> float | None:
+    """VmHWM: the peak resident memory of this program (not of the parent it was forked
+    from, which getrusage's ru_maxrss would report)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the writer dies (even by SIGKILL), not only at our next write
+    (EPIPE), which a long first pass over a big file would put off."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if parent and os.getppid() != parent:  # it died before the request took effect
+        os._exit(0)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
+    # The collector's automatic passes cost ~10% here (every row makes several containers);
+    # the young generations are collected once per batch instead (read_file).
+    gc.freeze()
+    gc.disable()
+    out = sys.stdout.buffer
+    buffer = bytearray()
+
+    def send(message: Message) -> None:
+        buffer.clear()
+        _encoder.encode_into(message, buffer, 4)
+        buffer[:4] = FRAME_HEADER.pack(len(buffer) - 4)
+        out.write(buffer)
+        out.flush()
+
+    try:
+        options = msgspec.json.decode(sys.argv[1], type=Options)
+        _die_with_parent(options.parent_pid)
+        read_file(options, send)
+    except BrokenPipeError:
+        return 0  # the writer is gone (killed, or stopped early): nothing left to do
+    except UnicodeDecodeError as exc:
+        send(ReaderError(f"cannot read {options.path}: not UTF-8 text ({exc.reason})"))
+    except OSError as exc:
+        send(ReaderError(f"cannot read {options.path}: {exc.strerror or exc}"))
+    except Exception as exc:  # a bug: still one clear line for the operator, no traceback
+        send(ReaderError(f"import reader failed: {exc.__class__.__name__}: {exc}"))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
