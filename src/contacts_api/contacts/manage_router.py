@@ -50,8 +50,14 @@ async def list_contacts(
 ) -> ContactListEnvelope:
     """List the account's contacts: filters, ordering, zero-based paging, total count."""
     list_request = service.parse_list_query(request.query_params)
-    async with app_db(request).read() as conn:
-        listing = await service.list_contacts(conn, principal, list_request)
+    db = app_db(request)
+    if service.is_bounded_listing(list_request):
+        listing = await db.bounded_read(
+            lambda conn: service.list_contacts(conn, principal, list_request)
+        )
+    else:  # a filter to count, or a deep page: off the event loop
+        async with db.read() as conn:
+            listing = await service.list_contacts(conn, principal, list_request)
     contacts = [contact_read(row) for row in listing.rows]
     return ContactListEnvelope(ContactList(listing.count, contacts))
 
@@ -66,8 +72,10 @@ async def contact_detail(
 ) -> ContactDetailEnvelope:
     """One contact with its secondary email/phone, event and tag name."""
     contact_id = service.parse_contact_id(request.query_params)
-    async with app_db(request).read() as conn:
-        detail = await service.contact_detail(conn, principal, contact_id)
+    # One primary-key probe: bounded whatever the account's size.
+    detail = await app_db(request).bounded_read(
+        lambda conn: service.contact_detail(conn, principal, contact_id)
+    )
     return ContactDetailEnvelope(detail)
 
 
