@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, delete, get, put
 from litestar.openapi import ResponseSpec
 
+from contacts_api.contacts import fast_read
 from contacts_api.contacts import manage_service as service
 from contacts_api.contacts.manage_schemas import (
     ContactDeleteQuery,
@@ -51,13 +52,15 @@ async def list_contacts(
     """List the account's contacts: filters, ordering, zero-based paging, total count."""
     list_request = service.parse_list_query(request.query_params)
     db = app_db(request)
-    if service.is_bounded_listing(list_request):
-        listing = await db.bounded_read(
-            lambda conn: service.list_contacts(conn, principal, list_request)
+    if service.is_bounded_listing(list_request):  # the maintained count, a short index walk
+        page = await db.raw_read(
+            lambda reader: fast_read.list_page(
+                reader, principal.account_id, list_request.order, list_request.page
+            )
         )
-    else:  # a filter to count, or a deep page: off the event loop
-        async with db.read() as conn:
-            listing = await service.list_contacts(conn, principal, list_request)
+        return ContactListEnvelope(page)
+    async with db.read() as conn:  # a filter to count, or a deep page: off the event loop
+        listing = await service.list_contacts(conn, principal, list_request)
     contacts = [contact_read(row) for row in listing.rows]
     return ContactListEnvelope(ContactList(listing.count, contacts))
 
@@ -73,8 +76,8 @@ async def contact_detail(
     """One contact with its secondary email/phone, event and tag name."""
     contact_id = service.parse_contact_id(request.query_params)
     # One primary-key probe: bounded whatever the account's size.
-    detail = await app_db(request).bounded_read(
-        lambda conn: service.contact_detail(conn, principal, contact_id)
+    detail = await app_db(request).raw_read(
+        lambda reader: fast_read.contact_detail(reader, principal.account_id, contact_id)
     )
     return ContactDetailEnvelope(detail)
 
