@@ -239,3 +239,18 @@ async def test_sqlite_busy_inline_read_waits_in_a_thread_not_on_the_loop(
     assert response.status_code == 200, response.text
     listed = await list_contacts(client, account)
     assert listed.json()["data"]["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("stored", "wire"),
+    [
+        ("2024-01-15 10:00:00+00", "2024-01-15T10:00:00.000Z"),
+        ("2024-01-15 10:00:00.1+00", "2024-01-15T10:00:00.100Z"),
+        ("2024-01-15 10:00:00.12+00", "2024-01-15T10:00:00.120Z"),
+        ("2024-01-15 10:00:00.999999+00", "2024-01-15T10:00:00.999Z"),
+        ("0999-01-15 10:00:00.5+00", "0999-01-15T10:00:00.500Z"),
+        ("2024-01-15 12:00:00+02", "2024-01-15T10:00:00.000Z"),  # not UTC: parsed
+    ],
+)
+def test_postgresql_timestamp_text_to_wire(stored: str, wire: str) -> None:
+    assert fast_read._postgresql_time(stored) == wire

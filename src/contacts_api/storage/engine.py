@@ -252,6 +252,8 @@ class Database:
             min_size=0,
             max_size=READ_POOL_SIZE,
             max_inactive_connection_lifetime=300,
+            server_settings={"TimeZone": "UTC"},
+            init=_timestamps_as_text,
         )
 
     async def dispose(self) -> None:
@@ -290,6 +292,15 @@ async def _begin_when_unlocked(conn: AsyncConnection) -> None:
             # worker's next batch again and again; POST /v1/contacts with two workers went
             # from ~1,500 to ~1,900 req/s in back-to-back wrk runs. A retry costs ~50 us.
             delay = min(delay * 2, 0.001)
+
+
+async def _timestamps_as_text(conn: Any) -> None:
+    """timestamptz as PostgreSQL writes it (`2024-01-15 10:00:00.123+00` in a UTC session):
+    the wire's text is a few slices away, cheaper than a datetime and format_time (4 times
+    per contact: ~1.5 us each here, ~300 us of a 50-contact page)."""
+    await conn.set_type_codec(
+        "timestamptz", schema="pg_catalog", encoder=str, decoder=str, format="text"
+    )
 
 
 def _sqlite_connect(url: str, timeout_ms: int) -> sqlite3.Connection:
