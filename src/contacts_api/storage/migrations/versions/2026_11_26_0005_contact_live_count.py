@@ -11,9 +11,9 @@ SQLite: row triggers (SQLite has no statement triggers), one row per account (sl
 has one writer at a time anyway). AFTER UPDATE OF deleted_at/account_id only fires for
 statements that set those columns, so an upsert or PUT pays nothing. Cost, measured as CPU
 time of 100,000 one-row inserts by one executemany (10 indexes, WAL): 1.9 s without the
-trigger, 2.6 s with it (+7 us a row), provided temp_store=MEMORY (storage/engine.py sets it on
-every connection): a trigger makes each INSERT keep a statement journal, which otherwise
-spills to a temporary file (5.3 s, 30 pwrite calls a row).
+trigger, 2.6 s with it (+7 us a row), provided temp_store=MEMORY (storage/engine.py sets
+it on the server's connections): a trigger makes each INSERT keep a statement journal, which
+otherwise spills to a temporary file (5.3 s, 30 pwrite calls a row).
 
 PostgreSQL: inserts and deletes are counted by statement-level triggers over transition
 tables, so a batch of 500 rows (insertmanyvalues, COPY) is one upsert per account, not 500.
