@@ -39,6 +39,8 @@ def seed_contacts(database_url: str, account_id: int, user_id: int, count: int) 
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         conn = sqlite3.connect(url.database or "", timeout=60)
+        # What the server sets too: the live-count trigger's statement journals stay in memory.
+        conn.execute("PRAGMA temp_store=MEMORY")
         with conn:
             conn.executemany(
                 f"INSERT INTO contact ({NAMES}) VALUES ({', '.join('?' * len(COLUMNS))})",

@@ -29,12 +29,17 @@ async def test_requests_fail_cleanly_while_postgresql_is_down_and_recover_after(
             httpx.Client(base_url=base, headers=account.headers, timeout=30) as client,
         ):
             before = client.post("/v1/contacts", json={"email": "before@example.com"})
+            detail = {"contactId": before.json()["data"]["contact"]["id"]}
+            reads = ("/v1/contacts", "/v1/contacts/detail")
+            reads_before = [client.get(path, params=detail) for path in reads]
 
             cluster.stop()
             during = [
                 client.post("/v1/contacts", json={"email": f"during{n}@example.com"})
                 for n in range(3)
             ]
+            # The hot reads use a pool of their own (storage/engine.py: Database.raw_read).
+            during += [client.get(path, params=detail) for path in reads]
             ready_during = client.get("/readyz")
             alive_during = client.get("/healthz")
 
@@ -42,9 +47,12 @@ async def test_requests_fail_cleanly_while_postgresql_is_down_and_recover_after(
             wait_until(
                 lambda: client.get("/readyz").status_code == 200, what="/readyz after restart"
             )
+            reads_after = [client.get(path, params=detail) for path in reads]
             after = client.post("/v1/contacts", json={"email": "after@example.com"})
 
     assert before.status_code == 201
+    assert [r.status_code for r in reads_before + reads_after] == [200] * 4
+    assert reads_after[0].json()["data"]["count"] == 1
     for answer in during:
         assert answer.status_code == 503, answer.text
         assert answer.headers["content-type"].startswith("application/json")

@@ -13,7 +13,13 @@ from contacts_api.accounts.key_cache import KeyCache
 from contacts_api.accounts.router import list_users
 from contacts_api.contacts.bulk_router import create_contacts_bulk
 from contacts_api.contacts.create_batch import CreateBatchHandler
-from contacts_api.contacts.manage_router import CONTACT_MANAGE_ROUTES
+from contacts_api.contacts.manage_router import (
+    CONTACT_DETAIL,
+    CONTACT_MANAGE_ROUTES,
+    LIST_CONTACTS,
+    detail_from_request,
+    list_from_request,
+)
 from contacts_api.contacts.router import CREATE_CONTACT, create_contact, create_from_request
 from contacts_api.events.router import list_events
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
@@ -106,7 +112,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     hot = HotRoutes(
         app.asgi_handler,  # type: ignore[arg-type]
         app,
-        [HotRoute("POST", "/v1/contacts", CREATE_CONTACT, create_from_request)],
+        [
+            HotRoute("POST", "/v1/contacts", CREATE_CONTACT, create_from_request),
+            HotRoute("GET", "/v1/contacts", LIST_CONTACTS, list_from_request),
+            HotRoute("GET", "/v1/contacts/detail", CONTACT_DETAIL, detail_from_request),
+        ],
     )
     app.asgi_handler = ObservabilityMiddleware(hot, access_log=settings.access_log)  # type: ignore[arg-type]
     return app

@@ -211,3 +211,38 @@ async def test_a_plain_create_is_answered_by_the_hot_route(client: Client, db: D
             )
     finally:
         hot_route.app = original
+
+
+async def test_listing_and_detail_are_answered_by_their_hot_routes(
+    client: Client, db: Database
+) -> None:
+    """GET /v1/contacts and /v1/contacts/detail skip Litestar too, errors included."""
+    account = await new_account(db)
+    created = await client.post("/v1/contacts", json={"email": "a@x.io"}, headers=account.headers)
+    contact_id = created.json()["data"]["contact"]["id"]
+    hot_route = client.app.asgi_handler.app  # type: ignore[attr-defined]
+
+    async def broken(scope: Scope, receive: Any, send: Any) -> None:
+        raise RuntimeError("Litestar's stack was reached")
+
+    original, hot_route.app = hot_route.app, broken
+    try:
+        listed = await client.get("/v1/contacts", headers=account.headers)
+        searched = await client.get("/v1/contacts?search=a%40x", headers=account.headers)
+        detail = await client.get(
+            "/v1/contacts/detail", params={"contactId": contact_id}, headers=account.headers
+        )
+        missing = await client.get(
+            "/v1/contacts/detail", params={"contactId": contact_id + 1}, headers=account.headers
+        )
+        invalid = await client.get("/v1/contacts?limit=abc", headers=account.headers)
+        no_key = await client.get("/v1/contacts/detail?contactId=1")
+    finally:
+        hot_route.app = original
+    assert listed.json()["data"]["count"] == searched.json()["data"]["count"] == 1
+    assert detail.json()["data"]["id"] == contact_id
+    assert (missing.status_code, missing.json()) == (404, {"message": "Contact not found"})
+    assert invalid.status_code == 400
+    assert invalid.json()["message"]["method"] == "GET"
+    assert no_key.status_code == 401
+    assert "ratelimit-limit" in detail.headers

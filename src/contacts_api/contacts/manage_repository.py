@@ -12,12 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.contacts.repository import ContactRow
 from contacts_api.paging import Page
-from contacts_api.storage.models import contact_table, event_table, tag_table
+from contacts_api.storage.models import (
+    contact_live_count_table,
+    contact_table,
+    event_table,
+    tag_table,
+)
 
 c = contact_table.c
 # Columns that may hold NULL sort it lowest on both dialects (SQLite's own rule), so a
 # listing reads the same on SQLite and PostgreSQL; the indexes are built to match.
 NULLABLE_ORDER_COLUMNS = {"first_name", "last_name", "email"}
+# An unfiltered page ending within this many rows is a short walk of one ordering index
+# (~1 ms at the limit), cheap enough to run on the event loop (Database.bounded_read).
+BOUNDED_PAGE_END = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,14 @@ class ContactFilter:
     search: str | None = None
     time_from: datetime | None = None
     time_to: datetime | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """No filter: every live contact of the account matches (counted by migration 0005)."""
+        return self == NO_FILTER
+
+
+NO_FILTER = ContactFilter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +64,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _conditions(account_id: int, where: ContactFilter) -> list[sa.ColumnElement[bool]]:
+def _conditions(account_id: Any, where: ContactFilter) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = [
         c.account_id == account_id,
         c.deleted_at.is_(None),
@@ -85,6 +101,59 @@ def _order_by(order: ContactOrder) -> list[sa.ColumnElement[Any]]:
     return [tie_break] if order.column == "id" else [sort, tie_break]
 
 
+def live_count(account_id: Any) -> sa.ScalarSelect[Any]:
+    """The account's number of live contacts, kept by triggers (migration 0005): O(1)."""
+    live = contact_live_count_table.c
+    return (
+        sa.select(sa.func.coalesce(sa.func.sum(live.live), sa.literal_column("0")))
+        .where(live.account_id == account_id)
+        .scalar_subquery()
+    )
+
+
+def _page_query(
+    conditions: list[sa.ColumnElement[bool]], order: ContactOrder, limit: Any, offset: Any
+) -> sa.Select[Any]:
+    """The page's rows. Its ids are picked first from the ordering index alone (a deferred
+    join), and only those rows are read: skipping deep into a large account walks index
+    entries, not whole contacts."""
+    page_ids = (
+        sa.select(c.id)
+        .where(*conditions)
+        .order_by(*_order_by(order))
+        .limit(limit)
+        .offset(offset)
+        .subquery("page_ids")
+    )
+    return (
+        sa.select(contact_table).join(page_ids, page_ids.c.id == c.id).order_by(*_order_by(order))
+    )
+
+
+def unfiltered_page_query(
+    account_id: Any, order: ContactOrder, limit: Any, offset: Any, *, first_page: bool = False
+) -> sa.Select[Any]:
+    """A page of all the account's live contacts, each row with the maintained count as
+    `live_count` (one statement: one snapshot even without a transaction).
+
+    The first page reads its rows while walking the index (nothing to skip, so the deferred
+    join only adds a materialised id list and a sort: 160 vs 275 us for 50 rows on SQLite).
+    """
+    conditions = _conditions(account_id, NO_FILTER)
+    query = (
+        sa.select(contact_table).where(*conditions).order_by(*_order_by(order)).limit(limit)
+        if first_page
+        else _page_query(conditions, order, limit, offset)
+    )
+    return query.add_columns(live_count(account_id).label("live_count"))
+
+
+def is_bounded_listing(where: ContactFilter, page: Page) -> bool:
+    """Whether the listing's cost is bounded whatever the account's size (no filter to count,
+    a page near the start of an ordering index)."""
+    return where.is_empty and page.offset + page.limit <= BOUNDED_PAGE_END
+
+
 async def list_contacts(
     conn: AsyncConnection,
     account_id: int,
@@ -94,35 +163,32 @@ async def list_contacts(
 ) -> ContactListing:
     """One page of the matches and the total number of matches.
 
-    The page's ids are picked first from the ordering index alone (a deferred join), and
-    only those rows are read: skipping deep into a large account walks index entries, not
-    whole contacts.
+    Unfiltered, the count is the maintained one and comes with the page in one statement
+    (one snapshot even without a transaction); a filtered count is exact, by index scan.
     """
+    if where.is_empty:
+        query = unfiltered_page_query(
+            account_id, order, page.limit, page.offset, first_page=page.offset == 0
+        )
+        rows = (await conn.execute(query)).all()
+        if rows:
+            return ContactListing(int(rows[0].live_count), list(rows))
+        # An empty account, or a page past the end.
+        count = (await conn.execute(sa.select(live_count(account_id)))).scalar_one()
+        return ContactListing(int(count))
     conditions = _conditions(account_id, where)
     count = (
         await conn.execute(sa.select(sa.func.count()).select_from(contact_table).where(*conditions))
     ).scalar_one()
     if page.offset >= count:
         return ContactListing(int(count))
-    page_ids = (
-        sa.select(c.id)
-        .where(*conditions)
-        .order_by(*_order_by(order))
-        .limit(page.limit)
-        .offset(page.offset)
-        .subquery("page_ids")
-    )
-    query = (
-        sa.select(contact_table).join(page_ids, page_ids.c.id == c.id).order_by(*_order_by(order))
-    )
+    query = _page_query(conditions, order, page.limit, page.offset)
     return ContactListing(int(count), list((await conn.execute(query)).all()))
 
 
-async def get_contact_detail(
-    conn: AsyncConnection, account_id: int, contact_id: int
-) -> sa.Row[Any] | None:
+def contact_detail_query(account_id: Any, contact_id: Any) -> sa.Select[Any]:
     """The live contact with its event's summary and its tag's name (outer joins)."""
-    query = (
+    return (
         sa.select(
             contact_table,
             event_table.c.name.label("event_name"),
@@ -134,7 +200,16 @@ async def get_contact_detail(
         .outerjoin(tag_table, tag_table.c.id == c.tag_id)
         .where(c.id == contact_id, c.account_id == account_id, c.deleted_at.is_(None))
     )
-    return (await conn.execute(query)).first()
+
+
+async def get_contact_detail(
+    conn: AsyncConnection, account_id: int, contact_id: int
+) -> sa.Row[Any] | None:
+    """The live contact with its event's summary and its tag's name (outer joins)."""
+    row: sa.Row[Any] | None = (
+        await conn.execute(contact_detail_query(account_id, contact_id))
+    ).first()
+    return row
 
 
 async def lock_live_contact(

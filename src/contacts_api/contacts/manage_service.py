@@ -132,6 +132,11 @@ async def list_contacts(
     )
 
 
+def is_bounded_listing(request: ListRequest) -> bool:
+    """Whether the listing costs the same at any account size (Database.bounded_read)."""
+    return repo.is_bounded_listing(request.where, request.page)
+
+
 def extended_read(row: Any) -> ContactExtendedRead:
     """The contact object plus secondary_email and secondary_phoneNumber."""
     base = contact_read(row)

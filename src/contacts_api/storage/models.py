@@ -130,6 +130,22 @@ class Contact(Base):
     deleted_at: Mapped[datetime | None]
 
 
+class ContactLiveCount(Base):
+    """How many live contacts an account has: SUM(live) over its rows (migration 0005).
+
+    Written only by triggers on `contact`; on PostgreSQL spread over up to 16 rows ("slots")
+    per account so that concurrent writers do not queue on one row lock.
+    """
+
+    __tablename__ = "contact_live_count"
+
+    account_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    live: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class WebhookEndpoint(Base):
     """A subscription: where an account's contact events go, and how they are signed."""
 
@@ -217,6 +233,7 @@ api_key_table = cast(sa.Table, ApiKey.__table__)
 event_table = cast(sa.Table, Event.__table__)
 tag_table = cast(sa.Table, Tag.__table__)
 contact_table = cast(sa.Table, Contact.__table__)
+contact_live_count_table = cast(sa.Table, ContactLiveCount.__table__)
 webhook_endpoint_table = cast(sa.Table, WebhookEndpoint.__table__)
 webhook_message_table = cast(sa.Table, WebhookMessage.__table__)
 webhook_attempt_table = cast(sa.Table, WebhookAttempt.__table__)
