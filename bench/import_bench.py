@@ -122,6 +122,9 @@ def worker_raw(url: str, path: Path) -> dict[str, Any]:
         conn = sqlite3.connect(make_url(url).database or "")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        # As the server's own connections (storage/engine.py): the live-count trigger makes
+        # each insert keep a statement journal, which would otherwise go to a temporary file.
+        conn.execute("PRAGMA temp_store=MEMORY")
         with conn:
             conn.executemany(sql.format(", ".join("?" * 16)), rows)
         conn.close()
