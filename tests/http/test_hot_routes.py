@@ -19,6 +19,7 @@ from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from tests.conftest import make_settings
 from tests.contacts.helpers import Client
+from tests.contacts.test_create import SEED_BODY
 from tests.factories import new_account, new_event
 
 BODY_LIMIT = 4096
@@ -61,22 +62,6 @@ async def both_ways(
     keyed = {**headers, "Idempotency-Key": f"parity-{next(_keys)}"}
     routed = await client.post("/v1/contacts", headers=keyed, **kwargs)
     return hot, routed
-
-
-SEED_BODY = {
-    "firstName": "Jane",
-    "lastName": "Doe",
-    "phoneNumber": "+15551234567",
-    "status": "POTENTIAL",
-    "tag": "lead-2024",
-    "joinedTime": "2024-01-15T10:00:00.000Z",
-    "eventName": "Product Demo",
-    "utm": "utm_source=google&utm_medium=cpc",
-    "country": "US",
-    "timeZone": "America/New_York",
-    "ipAddress": "192.168.1.1",
-    "referrerUrl": "https://example.com/signup",
-}
 
 
 async def test_a_create_and_an_upsert_answer_alike(client: Client, db: Database) -> None:
