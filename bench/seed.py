@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import make_url
 
+from contacts_api.contacts import live_count
+
 COLUMNS = (
     "account_id", "user_id", "email", "email_key", "first_name", "last_name", "status",
     "phone_number", "preview_id", "blocked_by_recaptcha", "joined_time", "tracking",
@@ -39,13 +41,15 @@ def seed_contacts(database_url: str, account_id: int, user_id: int, count: int) 
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         conn = sqlite3.connect(url.database or "", timeout=60)
-        # What the server sets too: the live-count trigger's statement journals stay in memory.
+        # As the server's own connections (storage/engine.py).
         conn.execute("PRAGMA temp_store=MEMORY")
         with conn:
             conn.executemany(
                 f"INSERT INTO contact ({NAMES}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 _rows(account_id, user_id, count, sqlite_times=True),
             )
+            # What the server's writers do on SQLite (contacts/live_count.py): count them.
+            conn.execute(live_count.ADD_SQL, (account_id, count))
         conn.execute("ANALYZE")
         conn.close()
         return

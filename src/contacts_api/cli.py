@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import service as accounts
 from contacts_api.cli_bulk import register_bulk_commands
+from contacts_api.contacts import live_count
 from contacts_api.errors import UserError
 from contacts_api.events import service as events
 from contacts_api.paging import MAX_ID
@@ -82,6 +83,26 @@ def upgrade_database(settings: Settings) -> None:
 def db_upgrade() -> None:
     """Apply pending migrations."""
     upgrade_database(Settings())
+
+
+@db_app.command("recount")
+def db_recount() -> None:
+    """Rebuild every account's live-contact count from the contacts themselves.
+
+    Needed only after contacts were inserted into a SQLite database by hand (outside the
+    server), which no trigger counts there (migration 0006). Prints {"accounts", "contacts"}.
+    """
+
+    async def work(conn: AsyncConnection) -> dict[str, int]:
+        if conn.dialect.name == "postgresql":  # no writer may count meanwhile
+            await conn.exec_driver_sql("LOCK TABLE contact IN SHARE MODE")
+        for statement in live_count.RECOUNT:
+            await conn.exec_driver_sql(statement)
+        totals = sqlalchemy.text("SELECT count(*), coalesce(sum(live), 0) FROM contact_live_count")
+        accounts_counted, contacts = (await conn.execute(totals)).one()
+        return {"accounts": int(accounts_counted), "contacts": int(contacts)}
+
+    print(json.dumps(in_transaction(work)))
 
 
 @accounts_app.command("create")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.contacts.helpers import (
     list_contacts,
     settings,  # noqa: F401  (fixture: no rate limit)
 )
+from tests.contacts.test_bulk_cli import run_cli
 from tests.factories import AccountFixture, new_account
 
 
@@ -66,6 +68,13 @@ async def test_count_follows_every_write_path(client: Client, db: Database, tmp_
     assert again.status_code == 200
     await assert_counts(client, db, account, 2)
 
+    # A create with an Idempotency-Key (one insert outside the group commit), and its replay.
+    keyed = {**account.headers, "Idempotency-Key": "count-once"}
+    for expected in (201, 201):
+        response = await client.post("/v1/contacts", json={"email": "k@x.test"}, headers=keyed)
+        assert response.status_code == expected
+    await assert_counts(client, db, account, 3)
+
     # Concurrent creates: group-committed batches, some of them upserts of one email.
     async def post(i: int) -> int:
         body = {"email": f"c{i % 20}@x.test"}
@@ -74,14 +83,14 @@ async def test_count_follows_every_write_path(client: Client, db: Database, tmp_
 
     statuses = await asyncio.gather(*(post(i) for i in range(40)))
     assert sorted(set(statuses)) == [200, 201]
-    await assert_counts(client, db, account, 22)
+    await assert_counts(client, db, account, 23)
 
     # The bulk endpoint: 5 new, 1 update of an existing contact, 1 invalid item.
     items: list[dict[str, Any]] = [{"email": f"b{i}@x.test"} for i in range(5)]
     items += [{"email": "a@x.test", "firstName": "Ann"}, {"email": "not-an-email"}]
     response = await client.post("/v1/contacts/bulk", json=items, headers=account.headers)
     assert response.status_code == 200, response.text
-    await assert_counts(client, db, account, 27)
+    await assert_counts(client, db, account, 28)
 
     # The import: 6 new rows, 1 existing email, in batches of 4.
     path = tmp_path / "leads.csv"
@@ -91,12 +100,12 @@ async def test_count_follows_every_write_path(client: Client, db: Database, tmp_
         writer.writerows([[f"i{i}@x.test"] for i in range(6)] + [["b0@x.test"]])
     summary = await import_file(db, path, account.name, batch_size=4)
     assert (summary.created, summary.failed) == (6, 0)
-    await assert_counts(client, db, account, 33)
+    await assert_counts(client, db, account, 34)
 
     # PUT changes nothing countable.
     body = {"id": first["id"], "status": "QUALIFIED", "email": "a2@x.test"}
     assert (await client.put("/v1/contacts", json=body, headers=account.headers)).is_success
-    await assert_counts(client, db, account, 33)
+    await assert_counts(client, db, account, 34)
 
     # Soft delete counts down once; deleting it again is a 404 and counts nothing.
     for expected_status in (200, 404):
@@ -104,21 +113,22 @@ async def test_count_follows_every_write_path(client: Client, db: Database, tmp_
             "/v1/contacts", params={"id": first["id"]}, headers=account.headers
         )
         assert response.status_code == expected_status
-    await assert_counts(client, db, account, 32)
+    await assert_counts(client, db, account, 33)
 
     # The deleted contact's email is free again: a create of it is a new contact.
     await create(client, account, email="a2@x.test")
-    await assert_counts(client, db, account, 33)
+    await assert_counts(client, db, account, 34)
 
     # Another account's writes never moved this count, and its own is right.
     await create(client, other, email="a@x.test")
     await assert_counts(client, db, other, 1)
-    await assert_counts(client, db, account, 33)
+    await assert_counts(client, db, account, 34)
 
 
 async def test_writes_from_outside_the_server_are_counted(client: Client, db: Database) -> None:
-    """Triggers, not the application, keep the count: direct SQL (a hard delete, an
-    undelete, moving a contact between accounts) counts too."""
+    """Deletes and moves are counted by triggers: direct SQL (a hard delete, an undelete,
+    moving a contact between accounts) counts too. (Inserts by hand are counted only on
+    PostgreSQL: see test_db_recount_counts_contacts_inserted_by_hand.)"""
     account = await new_account(db)
     other = await new_account(db, "other", "owner@other.test")
     ids = [(await create(client, account, email=f"d{i}@x.test"))["id"] for i in range(4)]
@@ -136,6 +146,40 @@ async def test_writes_from_outside_the_server_are_counted(client: Client, db: Da
             .where(c.id == ids[2])
             .values(account_id=other.account_id, user_id=other.user_id)
         )
+    await assert_counts(client, db, account, 2)
+    await assert_counts(client, db, other, 1)
+
+
+async def test_db_recount_counts_contacts_inserted_by_hand(
+    client: Client, db: Database, database_url: str
+) -> None:
+    """A contact inserted by hand: counted by PostgreSQL's trigger, not on SQLite (migration
+    0006), until `contacts-api db recount`, which gets every account right on both."""
+    account = await new_account(db)
+    other = await new_account(db, "other", "owner@other.test")
+    await create(client, account, email="r0@x.test")
+    await create(client, other, email="r1@x.test")
+    gone = await create(client, other, email="r2@x.test")
+    await client.delete("/v1/contacts", params={"id": gone["id"]}, headers=other.headers)
+    async with db.transaction() as conn:
+        await conn.execute(
+            sa.insert(contact_table).values(
+                account_id=account.account_id,
+                user_id=account.user_id,
+                status="POTENTIAL",
+                preview_id="contact_by_hand",
+                blocked_by_recaptcha=False,
+                joined_time=sa.func.now(),
+                tracking={},
+                created_at=sa.func.now(),
+                updated_at=sa.func.now(),
+            )
+        )
+    assert await maintained(db, account.account_id) == (1 if db.is_sqlite else 2)
+
+    result = await run_cli(database_url, "db", "recount")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"accounts": 2, "contacts": 3}
     await assert_counts(client, db, account, 2)
     await assert_counts(client, db, other, 1)
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contacts_api.contacts.live_count import count_inserted
 from contacts_api.contacts.repository import _LIVE_EMAIL_WHERE, ContactRow, _insert_for
 from contacts_api.storage.models import contact_table, tag_table
 
@@ -227,14 +228,25 @@ async def _insert_without_ids(
                 values[n] = process(value)
         params.append(tuple(values))
     result = await conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+    landed: dict[str, int | None]
     if result.rowcount == len(rows):
-        return {row["preview_id"]: None for row in rows}
-    # Some rows lost to a concurrent create (or the driver cannot count): ask which landed.
-    query = sa.select(contact_table.c.preview_id)
-    landed = await conn.execute(
-        _one_of(conn, query, contact_table.c.preview_id, [row["preview_id"] for row in rows])
+        landed = {row["preview_id"]: None for row in rows}
+    else:
+        # Some rows lost to a concurrent create (or the driver cannot count): ask which landed.
+        query = sa.select(contact_table.c.preview_id)
+        found = await conn.execute(
+            _one_of(conn, query, contact_table.c.preview_id, [row["preview_id"] for row in rows])
+        )
+        landed = {preview_id: None for preview_id in found.scalars()}
+    await count_inserted(
+        conn,
+        (
+            row["account_id"]
+            for row in rows
+            if row["preview_id"] in landed and row.get("deleted_at") is None
+        ),
     )
-    return {preview_id: None for preview_id in landed.scalars()}
+    return landed
 
 
 async def update_contacts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -352,11 +364,21 @@ async def insert_json_rows(conn: AsyncConnection, rows_json: str) -> int:
     unique index, as `repository.insert_contact`); the caller finds out which.
     """
     sql = _insert_sql(conn.dialect)
-    if conn.dialect.name == "sqlite":
-        result = await conn.exec_driver_sql(sql, _rows_decoder.decode(rows_json))  # type: ignore[arg-type]
-    else:
-        result = await conn.exec_driver_sql(sql, (rows_json,))
-    return int(result.rowcount)
+    if conn.dialect.name != "sqlite":
+        return int((await conn.exec_driver_sql(sql, (rows_json,))).rowcount)
+    rows = _rows_decoder.decode(rows_json)
+    account_at = INSERT_COLUMNS.index("account_id")
+    deleted_at = INSERT_COLUMNS.index("deleted_at")
+    landed = 0
+    # One statement per account (an import has one), so its rowcount is that account's count.
+    for account_id in dict.fromkeys(row[account_at] for row in rows):
+        mine = [row for row in rows if row[account_at] == account_id]
+        if any(row[deleted_at] is not None for row in mine):
+            raise ValueError("insert_json_rows inserts live contacts only")
+        inserted = int((await conn.exec_driver_sql(sql, mine)).rowcount)  # type: ignore[arg-type]
+        await count_inserted(conn, [account_id] * inserted)
+        landed += inserted
+    return landed
 
 
 async def set_sqlite_cache(conn: AsyncConnection, kib: int | None) -> None:

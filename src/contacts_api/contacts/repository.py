@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contacts_api.contacts.live_count import count_inserted
 from contacts_api.storage.models import contact_table, tag_table
 
 ContactRow = sa.Row[Any]
@@ -66,7 +67,10 @@ async def insert_contact(conn: AsyncConnection, values: dict[str, Any]) -> Conta
         )
         .returning(*contact_table.c)
     )
-    return (await conn.execute(statement)).first()
+    row = (await conn.execute(statement)).first()
+    if row is not None and row.deleted_at is None:
+        await count_inserted(conn, [row.account_id])
+    return row
 
 
 async def update_contact(

@@ -133,8 +133,9 @@ class Contact(Base):
 class ContactLiveCount(Base):
     """How many live contacts an account has: SUM(live) over its rows (migration 0005).
 
-    Written only by triggers on `contact`; on PostgreSQL spread over up to 16 rows ("slots")
-    per account so that concurrent writers do not queue on one row lock.
+    Written by triggers on `contact`, except SQLite inserts, which their writers count
+    (contacts/live_count.py, migration 0006); on PostgreSQL spread over up to 16 rows
+    ("slots") per account so that concurrent writers do not queue on one row lock.
     """
 
     __tablename__ = "contact_live_count"
