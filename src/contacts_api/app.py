@@ -21,6 +21,7 @@ from contacts_api.contacts.manage_router import (
     list_from_request,
 )
 from contacts_api.contacts.router import CREATE_CONTACT, create_contact, create_from_request
+from contacts_api.contacts.statistics import GrowthAnalyzer
 from contacts_api.events.router import list_events
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
 from contacts_api.http.hot_routes import HotRoute, HotRoutes
@@ -61,8 +62,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         tags=["contacts"],
     )
 
+    # PostgreSQL's planner must see the table grow (contacts/statistics.py).
+    analyzer = None if db.is_sqlite else GrowthAnalyzer(db)
     create_batch = CreateBatchHandler(
-        settings.duplicate_email, record_change=record_contact_changes
+        settings.duplicate_email,
+        record_change=record_contact_changes,
+        on_created=analyzer.created_contacts if analyzer is not None else None,
     )
     committer = GroupCommitter(db, create_batch, after_batch=create_batch.finished)
     limiter = limiter_for(settings.redis_url, settings.redis_prefix)
@@ -70,6 +75,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     async def dispose_database() -> None:
         await committer.stop()
+        if analyzer is not None:
+            await analyzer.stop()
         await limiter.close()
         await db.dispose()
 

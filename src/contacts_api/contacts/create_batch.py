@@ -11,6 +11,7 @@ its own SAVEPOINT, so one bad job cannot fail the others.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,9 +40,12 @@ class CreateBatchHandler:
         self,
         duplicate_email: DuplicateEmailMode,
         record_change: bulk.ChangeRecorder | None = None,
+        on_created: Callable[[int], None] | None = None,
     ) -> None:
         self.duplicate_email = duplicate_email
         self.record_change = record_change
+        self.on_created = on_created  # told how many contacts each committed batch created
+        self._created: dict[int, int] = {}  # by id(conn)
         # Shared across batches; the GroupCommitter calls `finished` after each batch.
         self.known = bulk.KnownIds()
         self._pending_tags: dict[int, dict[tuple[int, str], int]] = {}  # by id(conn)
@@ -50,8 +54,11 @@ class CreateBatchHandler:
         """A batch's transaction ended (GroupCommitter's after_batch): what it created is
         known once it committed, forgotten otherwise."""
         pending = self._pending_tags.pop(id(conn), {})
+        created = self._created.pop(id(conn), 0)
         if committed:
             self.known.promote(pending)
+            if created and self.on_created is not None:
+                self.on_created(created)
 
     async def __call__(
         self, conn: AsyncConnection, jobs: list[CreateJob]
@@ -66,8 +73,12 @@ class CreateBatchHandler:
             log.exception("batched create failed; retrying one by one", jobs=len(jobs))
             await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT create_batch")
             pending.clear()  # the tags it created were rolled back with the savepoint
-            return [await self._one(conn, job) for job in jobs]
-        await conn.exec_driver_sql("RELEASE SAVEPOINT create_batch")
+            outcomes = [await self._one(conn, job) for job in jobs]
+        else:
+            await conn.exec_driver_sql("RELEASE SAVEPOINT create_batch")
+        self._created[id(conn)] = sum(
+            1 for o in outcomes if isinstance(o, service.CreateOutcome) and o.created
+        )
         return outcomes
 
     async def _batched(
