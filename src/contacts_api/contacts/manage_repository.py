@@ -102,7 +102,8 @@ def _order_by(order: ContactOrder) -> list[sa.ColumnElement[Any]]:
 
 
 def live_count(account_id: Any) -> sa.ScalarSelect[Any]:
-    """The account's number of live contacts, kept by triggers (migration 0005): O(1)."""
+    """The account's number of live contacts, maintained as they are written (migrations
+    0005, 0006; contacts/live_count.py): O(1)."""
     live = contact_live_count_table.c
     return (
         sa.select(sa.func.coalesce(sa.func.sum(live.live), sa.literal_column("0")))

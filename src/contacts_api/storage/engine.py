@@ -135,11 +135,12 @@ class Database:
         # hand-offs, see storage/inline_sqlite.py) that never blocks the loop on a lock.
         self.batch_engine = self.engine
         if self.is_sqlite:
-            # temp_store=MEMORY here too: the live-count triggers (migration 0005) give every
-            # INSERT a statement journal, which spills to a temporary file past 64 KiB; the
-            # import's one-row executemany paid for it (20,000 rows: 1.4-1.6 s of CPU in
-            # memory, 2.0-2.2 s with the default). Sorts that would spill stay in memory too:
-            # listings sort only a page's ids (top-N), so that stays small.
+            # temp_store=MEMORY here too: a statement journal (kept by any statement a trigger
+            # may fire for, such as the live-count update triggers, or inside a savepoint)
+            # spills to a temporary file past 64 KiB; while INSERTs had a trigger too
+            # (migration 0005, until 0006), the import's one-row executemany paid for it
+            # (20,000 rows: 1.4-1.6 s of CPU in memory, 2.0-2.2 s with the default). Sorts that
+            # would spill stay in memory too: listings sort only a page's ids (top-N).
             install_sqlite_listeners(
                 self.engine.sync_engine, sqlite_synchronous, memory_temp_store=True
             )
