@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app.state.db = db
     app.state.committer = committer
+    app.state.analyzer = analyzer
     app.state.key_cache = KeyCache(db, ttl_s=settings.key_cache_seconds)
     app.state.settings = settings
     app.state.openapi_document = None

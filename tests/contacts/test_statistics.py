@@ -7,6 +7,8 @@ import asyncio
 
 import pytest
 import sqlalchemy as sa
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 from contacts_api.contacts.create_batch import CreateBatchHandler
 from contacts_api.contacts.statistics import GrowthAnalyzer
@@ -77,3 +79,20 @@ async def test_the_planner_learns_the_table_grew(db: Database) -> None:
     assert analyzer.refreshes == 1
     assert await planner_rows(db) == await stored_rows(db)
     assert analyzer.next_at == 20  # the next refresh once the created contacts doubled
+
+
+async def test_the_server_counts_creates_of_both_create_routes_toward_a_refresh(
+    app: Litestar, client: AsyncTestClient[Litestar], db: Database
+) -> None:
+    analyzer: GrowthAnalyzer | None = app.state.analyzer
+    if db.is_sqlite:
+        assert analyzer is None  # nothing to refresh
+        return
+    assert analyzer is not None
+    account = await new_account(db)
+    response = await client.post("/v1/contacts", json={"email": "s@x.io"}, headers=account.headers)
+    assert response.status_code == 201
+    items = [{"email": f"s{n}@x.io"} for n in range(4)] + [{"email": "S@x.io"}]
+    response = await client.post("/v1/contacts/bulk", json=items, headers=account.headers)
+    assert response.status_code == 200
+    assert analyzer.created == 5  # 1 + 4 new; the upsert of s@x.io is no new contact
