@@ -245,7 +245,12 @@ def read_file(options: Options, send: Any) -> None:
     counter = CountingReader(open(options.path, "rb"))  # noqa: SIM115 - closed below
     text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
     with text:
-        rows = bulk_files.read_rows(text, options.file_format, options.delimiter)  # type: ignore[arg-type]
+        batches = bulk_files.read_checked(
+            text,
+            options.file_format,  # type: ignore[arg-type]
+            options.delimiter,
+            options.batch_size,
+        )
         while True:
             batch = Batch(counter.consumed, 0, [], 0, "", "", [], None, b"", [])
             items: list[Item] = []
@@ -253,14 +258,14 @@ def read_file(options: Options, send: Any) -> None:
             keys: list[str] = []
             events: list[tuple[int | None, str | None, str | None] | None] = []
             now = utcnow()
-            for source in rows:
+            for number, raw, checked in next(batches, ()):
                 batch.read += 1
-                checked = bulk_files.validate(source)
                 if isinstance(checked, ValidationFailed):
-                    batch.failures.append(bulk_files.render(source.row, source.original, checked))
+                    original = bulk_files.original_text(raw, options.delimiter)
+                    batch.failures.append(bulk_files.render(number, original, checked))
                     continue
                 data, tracking = checked
-                item = Item(source.row, data, tracking, source.raw)
+                item = Item(number, data, tracking, raw)
                 key = bulk_files.dedupe_key(data.email, data.phoneNumber)
                 if key is not None and key in repeated:
                     deferred.append((key, item))
@@ -274,8 +279,6 @@ def read_file(options: Options, send: Any) -> None:
                     selector = (data.eventId, data.linkPrefix, data.eventName)
                     events.append(selector if any(selector) else None)
                     items.append(item)
-                if batch.read >= options.batch_size:
-                    break
             if not batch.read:
                 break
             batch.consumed = counter.consumed
