@@ -251,6 +251,13 @@ async def _reader_process(
             await asyncio.gather(*tasks)
         if process.returncode is None:
             process.kill()
+        # Both pipes to their end: wait() returns only once they are closed, and a pipe whose
+        # reading is paused (the reader ran ahead by more than the stream's limit, then the
+        # import stopped reading: Ctrl-C) would never see its end.
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    await stream.read()
         await process.wait()
 
 
