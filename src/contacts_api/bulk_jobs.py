@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import repository as accounts_repo
 from contacts_api.accounts.service import account_id_by_name
-from contacts_api.contacts import bulk_files, import_reader, service
+from contacts_api.contacts import bulk_files, bulk_output, import_reader, service
 from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder
 from contacts_api.contacts.schemas import ContactCreate
@@ -125,7 +125,7 @@ async def import_file(
         fast=not emit_webhooks,  # webhook events need each new contact's id
         parent_pid=os.getpid(),
     )
-    report = bulk_files.ErrorReport(path.with_name(path.name + ".errors.csv"))
+    report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"))
     upserter = BulkUpserter(
         account_id,
         user_id,
@@ -157,7 +157,7 @@ async def import_file(
         for result in results:
             if result.error is not None:
                 original = writer.original(result.index, raws[result.index])
-                records.append(bulk_files.render(result.index, original, result.error))
+                records.append(bulk_output.render(result.index, original, result.error))
             else:
                 setattr(summary, result.outcome, getattr(summary, result.outcome) + 1)
         for record in sorted(records, key=lambda r: r[0]):
@@ -344,7 +344,7 @@ class _FastWriter:
                     if event_id is None:
                         error = ValidationFailed(field_errors={wire: [service.EVENT_NOT_FOUND]})
                         original = self.original(items[n].row, items[n].raw)
-                        failed.append(bulk_files.render(items[n].row, original, error))
+                        failed.append(bulk_output.render(items[n].row, original, error))
                         continue
                     row[self.event_at] = event_id
                 kept.append(n)
@@ -388,7 +388,7 @@ async def export_contacts(
         account_id = await account_id_by_name(conn, account_name)
     writer = csv.writer(out, lineterminator="\n") if file_format == "csv" else None
     if writer is not None:
-        writer.writerow(bulk_files.EXPORT_COLUMNS)
+        writer.writerow(bulk_output.EXPORT_COLUMNS)
     encoder = msgspec.json.Encoder()
     count, after_id = 0, 0
     while True:
@@ -400,9 +400,11 @@ async def export_contacts(
         if not page:
             return count
         for row in page:
-            record = bulk_files.export_record(row)
+            record = bulk_output.export_record(row)
             if writer is not None:
-                writer.writerow([bulk_files.csv_cell(record[c]) for c in bulk_files.EXPORT_COLUMNS])
+                writer.writerow(
+                    [bulk_output.csv_cell(record[c]) for c in bulk_output.EXPORT_COLUMNS]
+                )
             else:
                 out.write(encoder.encode(record).decode() + "\n")
         count += len(page)

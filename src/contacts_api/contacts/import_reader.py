@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import msgspec
 
-from contacts_api.contacts import bulk_files
+from contacts_api.contacts import bulk_dedupe, bulk_files, bulk_output
 from contacts_api.contacts.rules import PLAIN_FIELDS, new_contact_values, new_preview_ids
 from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.contacts.tracking import merge_tracking, pairs_from_tracking, utm_pairs
@@ -238,7 +238,7 @@ def read_file(options: Options, send: Any) -> None:
     repeated: set[str] = set()
     if options.duplicate_email != "allow":
         with open(options.path, encoding="utf-8-sig", newline="") as scan:
-            repeated = bulk_files.repeated_keys(scan, options.file_format, options.delimiter)  # type: ignore[arg-type]
+            repeated = bulk_dedupe.repeated_keys(scan, options.file_format, options.delimiter)  # type: ignore[arg-type]
     shaper = _Shaper(options)
     keyed = options.duplicate_email != "allow"
     deferred: list[tuple[str, Item]] = []
@@ -262,11 +262,11 @@ def read_file(options: Options, send: Any) -> None:
                 batch.read += 1
                 if isinstance(checked, ValidationFailed):
                     original = bulk_files.original_text(raw, options.delimiter)
-                    batch.failures.append(bulk_files.render(number, original, checked))
+                    batch.failures.append(bulk_output.render(number, original, checked))
                     continue
                 data, tracking = checked
                 item = Item(number, data, tracking, raw)
-                key = bulk_files.dedupe_key(data.email, data.phoneNumber)
+                key = bulk_dedupe.dedupe_key(data.email, data.phoneNumber)
                 if key is not None and key in repeated:
                     deferred.append((key, item))
                 elif not options.fast or (options.match_phone and data.email is None):

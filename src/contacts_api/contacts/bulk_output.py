@@ -1,0 +1,88 @@
+"""What the import and export write: the import's error report (`FILE.errors.csv`) and the
+exported contacts' records. Kept free of SQLAlchemy (the import's reader process renders its
+own failures)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import IO, Any
+
+import msgspec
+
+from contacts_api.contacts.schemas import ContactRead
+from contacts_api.errors import ValidationFailed
+
+
+class ErrorReport:
+    """`FILE.errors.csv`: header `row,field,message,original`, one record per rejected row.
+
+    Created on the first failure (a stale report from an earlier run is removed first).
+    """
+
+    HEADER = ("row", "field", "message", "original")
+    FORM_FIELD = "(row)"
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        self.count = 0
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+        path.unlink(missing_ok=True)
+
+    def add(self, row: int, original: str, error: ValidationFailed | Exception) -> None:
+        self.add_record(render(row, original, error))
+
+    def add_record(self, record: tuple[int, str, str, str]) -> None:
+        """A record as `render` made it (the reader process renders its own failures)."""
+        if self._file is None:
+            self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(self.HEADER)
+        self._writer.writerow(record)
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def render(row: int, original: str, error: Exception) -> tuple[int, str, str, str]:
+    """One record of the error report: row, fields, messages, the original record."""
+    fields, messages = describe(error)
+    return row, "; ".join(fields), "; ".join(messages), original
+
+
+def describe(error: Exception) -> tuple[list[str], list[str]]:
+    """The failing fields and, aligned with them, their messages."""
+    if not isinstance(error, ValidationFailed):
+        return ["email"], [str(error)]
+    fields = [ErrorReport.FORM_FIELD for _ in error.form_errors]
+    messages = list(error.form_errors)
+    for name, field_messages in error.field_errors.items():
+        fields.append(name)
+        messages.append(", ".join(field_messages))
+    return fields, messages
+
+
+# Export: the contact object's keys, plus the tag's name so an import elsewhere recreates it.
+EXPORT_COLUMNS = (*(f.encode_name for f in msgspec.structs.fields(ContactRead)), "tag")
+
+
+def export_record(row: Any) -> dict[str, Any]:
+    """One exported contact: the contact object (with tracking) and `tag`, the tag's name."""
+    from contacts_api.contacts.service import contact_read
+
+    record = msgspec.structs.asdict(contact_read(row))
+    record["tag"] = row.tag_name
+    return record
+
+
+def csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False) if value else ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
