@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import csv
 import gc
 import os
 import sys
@@ -16,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import msgspec
 import sqlalchemy.exc
@@ -26,6 +25,7 @@ from contacts_api.accounts import repository as accounts_repo
 from contacts_api.accounts.service import account_id_by_name
 from contacts_api.contacts import bulk_files, bulk_output, import_reader, service
 from contacts_api.contacts import bulk_repository as bulk_repo
+from contacts_api.contacts import import_repository as import_repo
 from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder
 from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.errors import UserError, ValidationFailed
@@ -40,7 +40,6 @@ BATCH_SIZE = 5000
 # +15 MB (~140 MB; with the reader's ~41 MB the import stays under 200 MB); 24 MiB gained
 # no more and cost 30 MB. Set back to the default when the import ends.
 IMPORT_SQLITE_CACHE_KIB = 16 * 1024
-EXPORT_PAGE = 1000
 
 
 @dataclass
@@ -116,7 +115,7 @@ async def import_file(
         file_format=file_format,
         delimiter=delimiter,
         dialect=db.engine.dialect.name,
-        columns=bulk_repo.insert_columns(),
+        columns=import_repo.insert_columns(),
         account_id=account_id,
         user_id=user_id,
         duplicate_email=duplicate_email,
@@ -142,7 +141,7 @@ async def import_file(
         records = list(batch.failures) if batch is not None else []
         async with db.transaction() as conn:
             if db.is_sqlite:
-                await bulk_repo.set_sqlite_cache(conn, IMPORT_SQLITE_CACHE_KIB)
+                await import_repo.set_sqlite_cache(conn, IMPORT_SQLITE_CACHE_KIB)
             now = utcnow()
             items = [writer.bulk_item(item) for item in slow]
             raws = {item.row: item.raw for item in slow}
@@ -201,7 +200,7 @@ async def import_file(
         if db.is_sqlite:  # best effort: never hide why the import stopped
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 async with db.engine.connect() as conn:
-                    await bulk_repo.set_sqlite_cache(conn, None)
+                    await import_repo.set_sqlite_cache(conn, None)
     if on_progress is not None:
         on_progress(consumed, summary.rows)
     summary.report = report.path if report.count else None
@@ -323,7 +322,7 @@ class _FastWriter:
         items: list[import_reader.Item] | None = None
         existing = set()
         if batch.keys != "[]":
-            existing = await bulk_repo.live_email_keys(conn, self.account_id, batch.keys)
+            existing = await import_repo.live_email_keys(conn, self.account_id, batch.keys)
         failed: list[tuple[int, str, str, str]] = []
         moved: list[int] = []
         kept: list[int] | range = range(batch.count)
@@ -354,11 +353,11 @@ class _FastWriter:
         if missing:  # the insert looks tags up by name
             await bulk_repo.tag_ids_for(conn, self.account_id, missing, now)
             self._tags_made |= missing
-        created = await bulk_repo.insert_json_rows(conn, rows_json) if kept else 0
+        created = await import_repo.insert_json_rows(conn, rows_json) if kept else 0
         if created < len(kept):  # a concurrent create took some emails: update those instead
             rows = rows or self._rows.decode(batch.fast)
             previews = [rows[n][self.preview_at] for n in kept]
-            landed = await bulk_repo.landed_preview_ids(conn, previews)
+            landed = await import_repo.landed_preview_ids(conn, previews)
             moved.extend(n for n in kept if rows[n][self.preview_at] not in landed)
         if not moved:
             return created, [], failed
@@ -378,34 +377,3 @@ class _FastWriter:
             found = await find_event_id(conn, self.account_id, **kwargs)
             self._events[selector] = (wire, found)
         return self._events[selector]
-
-
-async def export_contacts(
-    db: Database, account_name: str, out: IO[str], file_format: Literal["csv", "jsonl"]
-) -> int:
-    """Write every live contact of the account, page by page (constant memory); returns count."""
-    async with db.read() as conn:
-        account_id = await account_id_by_name(conn, account_name)
-    writer = csv.writer(out, lineterminator="\n") if file_format == "csv" else None
-    if writer is not None:
-        writer.writerow(bulk_output.EXPORT_COLUMNS)
-    encoder = msgspec.json.Encoder()
-    count, after_id = 0, 0
-    while True:
-        # Keyset pages, each its own short read: no transaction is held open for the export.
-        async with db.read() as conn:
-            page = await bulk_repo.live_contacts_page(
-                conn, account_id, after_id=after_id, limit=EXPORT_PAGE
-            )
-        if not page:
-            return count
-        for row in page:
-            record = bulk_output.export_record(row)
-            if writer is not None:
-                writer.writerow(
-                    [bulk_output.csv_cell(record[c]) for c in bulk_output.EXPORT_COLUMNS]
-                )
-            else:
-                out.write(encoder.encode(record).decode() + "\n")
-        count += len(page)
-        after_id = page[-1].id

@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from contacts_api.bulk_jobs import ImportSummary, export_contacts, import_file
+from contacts_api.bulk_export import export_contacts
+from contacts_api.bulk_jobs import ImportSummary, import_file
 from contacts_api.errors import UserError
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database

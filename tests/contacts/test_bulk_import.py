@@ -13,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from contacts_api.accounts.schemas import Principal
-from contacts_api.bulk_jobs import export_contacts, import_file
+from contacts_api.bulk_export import export_contacts
+from contacts_api.bulk_jobs import import_file
 from contacts_api.contacts import service
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, tag_table

@@ -3,8 +3,9 @@
 PostgreSQL's triggers count every statement. On SQLite only deletes and soft deletes are
 counted by triggers; inserts are counted here, by the code that made them, in the same
 transaction (an INSERT trigger slowed every SQLite insert by a third: migration 0006).
-Every insert into `contact` goes through contacts/repository.py or
-contacts/bulk_repository.py, and each calls `count_inserted` with what landed.
+Every insert into `contact` goes through contacts/repository.py,
+contacts/bulk_repository.py or contacts/import_repository.py, and each calls
+`count_inserted` with what landed.
 """
 
 from __future__ import annotations

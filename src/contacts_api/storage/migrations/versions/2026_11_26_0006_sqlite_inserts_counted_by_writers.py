@@ -9,8 +9,8 @@ trigger whose WHEN clause skips it (so the upsert is not the cost), 65,757 witho
 INSERT trigger; the import went from 21,400 to 30,000 rows/s.
 
 So on SQLite the application adds what it inserted, once per statement and in the same
-transaction (contacts/live_count.py; every insert into `contact` goes through
-contacts/repository.py or contacts/bulk_repository.py). Deletes and the updates that move
+transaction (contacts/live_count.py: every insert into `contact` goes through its
+callers). Deletes and the updates that move
 a contact in or out of the count (soft delete, undelete, another account) stay with the
 triggers, which only such statements fire. What no longer counts on SQLite is a row
 inserted by hand from outside the server; `contacts-api db recount` rebuilds the counts.
