@@ -100,17 +100,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def print_import(figures: dict[str, Any]) -> None:
     print(f"\nimport of {figures['rows']:,} generated rows")
-    print(f"{'database':<11}{'run':<18}{'rows/s':>10}{'peak MB':>9}{'÷raw executemany':>18}")
+    print(f"{'database':<11}{'run':<24}{'rows/s':>10}{'peak MB':>9}{'÷raw insert':>13}")
     for label in ("sqlite", "postgresql"):
-        if label not in figures:
+        result = figures.get(label)
+        if not isinstance(result, dict):  # "skipped: no PostgreSQL ..."
+            print(f"{label:<11}{result}")
             continue
-        result = figures[label]
-        raw = result["raw_executemany"]["rows_per_s"]
-        for run in ("import", "rerun_same_file", "raw_executemany"):
+        raw = result["raw_insert"]["rows_per_s"]
+        for run in ("import", "rerun_same_file", "raw_insert"):
             r = result[run]
+            name = f"raw {r['method']}" if run == "raw_insert" else run
             print(
-                f"{label:<11}{run:<18}{r['rows_per_s']:>10,}{r['peak_mb']:>9.0f}"
-                f"{r['rows_per_s'] / raw:>18.2f}"
+                f"{label:<11}{name:<24}{r['rows_per_s']:>10,}{r['peak_mb']:>9.0f}"
+                f"{r['rows_per_s'] / raw:>13.2f}"
             )
 
 

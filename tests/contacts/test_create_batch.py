@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import service
@@ -112,3 +113,43 @@ async def test_a_failing_batch_falls_back_to_one_create_per_job(db: Database) ->
     # The tag the failed batched attempt created was rolled back: only the fallback's counts,
     # and the fallback (one create at a time) does not go through the cache.
     assert handler.known.tags == {}
+
+
+async def test_batches_of_known_leads_look_up_first_and_new_ones_insert_first(db: Database) -> None:
+    """Insert-first (new leads) and lookup-first (a client re-sending known leads) give the
+    same answers: a known email updates its one contact, a new one is created, and the
+    handler switches to whichever the previous batch's mix favours."""
+    account = await new_account(db)
+    handler = CreateBatchHandler("upsert")
+
+    async def batch(*bodies: dict[str, object]) -> list[service.CreateOutcome]:
+        # One handler call, as one group-committed batch.
+        with capture_logs() as logs:
+            async with db.transaction() as conn:
+                outcomes = await handler(conn, [job(account, **body) for body in bodies])
+        handler.finished(conn, committed=True)
+        # Answered by the batched path itself, not by the one-create-per-job fallback.
+        assert logs == []
+        assert all(isinstance(o, service.CreateOutcome) for o in outcomes), outcomes
+        return outcomes  # type: ignore[return-value]
+
+    assert handler.insert_first
+    first = await batch({"email": "a@x.io", "firstName": "Ann"}, {"email": "b@x.io"})
+    assert [o.created for o in first] == [True, True]
+    assert handler.insert_first  # all new: keep inserting first
+
+    # Known leads sent again, under insert-first: each lands on its contact.
+    again = await batch({"email": "A@x.io", "firstName": "Anna"}, {"email": "b@x.io"})
+    assert [o.created for o in again] == [False, False]
+    assert [o.contact.id for o in again] == [o.contact.id for o in first]
+    assert again[0].contact.first_name == "Anna"
+    assert not handler.insert_first  # mostly known: the next batch looks up first
+
+    mixed = await batch({"email": "a@x.io", "lastName": "Lee"}, {"email": "c@x.io"})
+    assert [o.created for o in mixed] == [False, True]
+    assert mixed[0].contact.id == first[0].contact.id
+    assert mixed[0].contact.first_name == "Anna" and mixed[0].contact.last_name == "Lee"
+    assert handler.insert_first  # half new: insert first again
+    async with db.read() as conn:
+        emails = (await conn.execute(sa.select(contact_table.c.email_key))).scalars().all()
+    assert sorted(emails) == ["a@x.io", "b@x.io", "c@x.io"]

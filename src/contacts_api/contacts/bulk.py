@@ -137,6 +137,7 @@ class BulkUpserter:
         want_ids: bool = True,
         known: KnownIds | None = None,
         pending_tags: dict[tuple[int, str], int] | None = None,
+        insert_first: bool = False,
     ) -> None:
         self.account_id = account_id
         self.user_id = user_id
@@ -153,6 +154,10 @@ class BulkUpserter:
         # With `known`: tag ids this batch created, for the owner to promote after commit.
         self.known = known
         self.pending_tags = pending_tags if pending_tags is not None else {}
+        # Skip the lookup of existing emails: every email group is inserted with ON CONFLICT DO
+        # NOTHING, and those a live contact already holds are looked up afterwards (the
+        # concurrent-create path below). One statement fewer when most contacts are new.
+        self.insert_first = insert_first
 
     async def upsert(
         self, conn: AsyncConnection, items: Sequence[BulkItem], now: datetime
@@ -186,7 +191,11 @@ class BulkUpserter:
         positions = {id(item): position for position, item in enumerate(items)}
 
         keys = [g.email_key for g in groups.values() if g.email_key is not None]
-        existing = await bulk_repo.find_live_by_email_keys(conn, self.account_id, keys)
+        existing = (
+            {}
+            if self.insert_first
+            else await bulk_repo.find_live_by_email_keys(conn, self.account_id, keys)
+        )
         phones = [g.phone_key for g in groups.values() if g.phone_key is not None]
         by_phone = await bulk_repo.find_live_without_email_by_phone(conn, self.account_id, phones)
         new_rows: dict[str, tuple[_Group, dict[str, Any]]] = {}
@@ -207,7 +216,8 @@ class BulkUpserter:
         )
         lost = [group for preview_id, (group, _) in new_rows.items() if preview_id not in inserted]
         if lost:
-            # A concurrent create of the same email committed after our lookup: it is the match.
+            # A live contact holds the email: one that a concurrent create committed after our
+            # lookup, or any existing one under insert_first. It is the match.
             winners = await bulk_repo.find_live_by_email_keys(
                 conn, self.account_id, [g.email_key for g in lost if g.email_key is not None]
             )
