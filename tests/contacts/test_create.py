@@ -294,3 +294,26 @@ async def test_referrer_url_utm_parameters_count(client: Client, db: Database) -
     assert tracking["utm_source"] == "fb"
     assert tracking["utm_term"] == "boots"  # the explicit utm wins over the referrer
     assert "fbclid" not in tracking.values()  # only utm_* parameters of the referrer count
+
+
+async def test_what_a_create_answers_is_what_was_stored(client: Client, db: Database) -> None:
+    """A create answers from the values it wrote (it never reads them back), so each one must
+    survive the trip into the database: detail, read from the stored row, shows the same
+    contact, field for field (milliseconds, tracking, every optional field, a missing email)."""
+    account = await new_account(db)
+    await new_event(db, account, "Product Demo", "acme/product-demo")
+    body = {**SEED_BODY, "joinedTime": "2024-01-15T10:00:00.250Z", "utm": "utm_source=a%20b"}
+    created = []
+    for n, extra in enumerate([{}, {"email": None, "phoneNumber": "+15550002222"}, {"tag": "x"}]):
+        data = {**body, "email": f"lead{n}@example.com", **extra}
+        response = await post(client, account, data)
+        assert response.status_code == 201, response.text
+        created.append(response.json()["data"]["contact"])
+    assert created[0]["joinedTime"] == "2024-01-15T10:00:00.250Z"
+    for contact in created:
+        response = await client.get(
+            "/v1/contacts/detail", params={"contactId": contact["id"]}, headers=account.headers
+        )
+        assert response.status_code == 200
+        stored = response.json()["data"]
+        assert {key: stored[key] for key in CONTACT_KEYS} == contact

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contacts_api.contacts.json_insert import INSERT_COLUMNS, postgresql_insert_sql
 from contacts_api.contacts.live_count import count_inserted
 from contacts_api.contacts.repository import _LIVE_EMAIL_WHERE, ContactRow, _insert_for
 from contacts_api.storage.models import contact_table, tag_table
@@ -33,8 +34,6 @@ MUTABLE_COLUMNS = (
     "tracking",
     "updated_at",
 )
-# Every column an insert names (all rows of one executemany must bind the same keys).
-INSERT_COLUMNS = tuple(c.name for c in contact_table.columns if c.name != "id")
 
 
 def _one_of(conn: AsyncConnection, query: Any, column: Any, values: Collection[Any]) -> Any:
@@ -150,8 +149,11 @@ def _driver_insert(dialect: Any) -> tuple[str, list[tuple[str, Any]]]:
     return cached
 
 
+_json = msgspec.json.Encoder()
+
+
 def _encode_json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
+    return _json.encode(value).decode()
 
 
 _DRIVER_INSERTS: dict[str, tuple[str, list[tuple[str, Any]]]] = {}
@@ -183,16 +185,18 @@ async def insert_contacts(
         return {
             row["preview_id"]: ids[row["preview_id"]] for row in rows if row["preview_id"] in ids
         }
-    statement = (
-        _insert_for(conn)(contact_table)
-        .on_conflict_do_nothing(
-            index_elements=["account_id", "email_key"], index_where=_LIVE_EMAIL_WHERE
-        )
-        .returning(contact_table.c.preview_id, contact_table.c.id)
-    )
-    params = [{column: row.get(column) for column in INSERT_COLUMNS} for row in rows]
-    result = await conn.execute(statement, params)
-    return {preview_id: int(contact_id) for preview_id, contact_id in result.all()}
+    # PostgreSQL: one JSON parameter (contacts/json_insert.py). Through Core's multi-row
+    # VALUES ... RETURNING (SQLAlchemy processing every value, asyncpg binding ~20 a row, a
+    # new statement text for each batch size) the insert was ~15 % of a loaded worker's
+    # CPU. Measured under wrk, 4 runs each, alternated: worker CPU per create ~580 -> ~430 us,
+    # creates ~2,300 -> ~3,000 req/s; PostgreSQL's own CPU per create unchanged.
+    sql = postgresql_insert_sql(conn.dialect, tag_by_name=False, returning=True)
+    rows_json = _json.encode([[row.get(column) for column in INSERT_COLUMNS] for row in rows])
+    result = await conn.exec_driver_sql(sql, (rows_json.decode(),))
+    returned: Sequence[Any] = result.all()
+    ids = {preview_id: int(contact_id) for preview_id, contact_id in returned}
+    # In input order (ids are assigned in that order too; webhook events follow it).
+    return {row["preview_id"]: ids[row["preview_id"]] for row in rows if row["preview_id"] in ids}
 
 
 async def _insert_without_ids(

@@ -11,7 +11,12 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contacts_api.contacts.bulk_repository import INSERT_COLUMNS, _one_of
+from contacts_api.contacts.bulk_repository import _one_of
+from contacts_api.contacts.json_insert import (
+    INSERT_COLUMNS,
+    ON_LIVE_EMAIL_CONFLICT,
+    postgresql_insert_sql,
+)
 from contacts_api.contacts.live_count import count_inserted
 from contacts_api.storage.models import contact_table
 
@@ -24,43 +29,29 @@ from contacts_api.storage.models import contact_table
 # - SQLite: executemany of the rows decoded by msgspec, ~3.1 s (of which ~2.3 s SQLite's own
 #   inserts, the floor). The same INSERT ... SELECT over json_each took ~4.0 s: SQLite 3.40
 #   re-parses a row's JSON for each of its 24 json_extract() calls.
-_INSERTS: dict[str, str] = {}
 _rows_decoder = msgspec.json.Decoder(list[tuple[Any, ...]])
 
 
-def _insert_sql(dialect: Any) -> str:
-    sql = _INSERTS.get(dialect.name)
-    if sql is not None:
-        return sql
+def _sqlite_insert_sql() -> str:
     tag_at = INSERT_COLUMNS.index("tag_id")
     account_at = INSERT_COLUMNS.index("account_id")
-    columns = ", ".join(INSERT_COLUMNS)
-    conflict = (
-        " ON CONFLICT (account_id, email_key)"
-        " WHERE deleted_at IS NULL AND email_key IS NOT NULL DO NOTHING"
+    values = [f"?{n + 1}" for n in range(len(INSERT_COLUMNS))]
+    values[tag_at] = (
+        f"(SELECT id FROM tag WHERE account_id = ?{account_at + 1} AND name = ?{tag_at + 1})"  # noqa: S608
     )
+    return (
+        f"INSERT INTO contact ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join(values)})"  # noqa: S608
+        f"{ON_LIVE_EMAIL_CONFLICT}"
+    )
+
+
+_SQLITE_INSERT = _sqlite_insert_sql()
+
+
+def _insert_sql(dialect: Any) -> str:
     if dialect.name == "sqlite":
-        values = [f"?{n + 1}" for n in range(len(INSERT_COLUMNS))]
-        values[tag_at] = (
-            f"(SELECT id FROM tag WHERE account_id = ?{account_at + 1} AND name = ?{tag_at + 1})"  # noqa: S608
-        )
-        sql = f"INSERT INTO contact ({columns}) VALUES ({', '.join(values)}){conflict}"  # noqa: S608
-    else:
-        values = []
-        for n, name in enumerate(INSERT_COLUMNS):
-            text = f"(src.value ->> {n})"
-            column_type = contact_table.c[name].type
-            if not isinstance(column_type, sa.String):
-                text = str(sa.cast(sa.literal_column(text), column_type).compile(dialect=dialect))
-            values.append(text)
-        tag_query = "(SELECT tag.id FROM tag WHERE tag.account_id = {} AND tag.name = {})"
-        values[tag_at] = tag_query.format(values[account_at], f"(src.value ->> {tag_at})")
-        sql = (
-            f"INSERT INTO contact ({columns}) SELECT {', '.join(values)}"  # noqa: S608
-            f" FROM jsonb_array_elements(CAST($1 AS JSONB)) AS src(value){conflict}"
-        )  # only the table's own column names are spliced in; every value is bound
-    _INSERTS[dialect.name] = sql
-    return sql
+        return _SQLITE_INSERT
+    return postgresql_insert_sql(dialect, tag_by_name=True, returning=False)
 
 
 def insert_columns() -> list[str]:
