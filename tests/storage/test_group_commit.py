@@ -67,14 +67,23 @@ async def test_a_batch_waits_for_another_writer_without_stalling_the_loop(
             await asyncio.sleep(0.01)
             ticks += 1
 
+    async def ten_more_ticks() -> None:
+        start = ticks
+        while ticks < start + 10:
+            await asyncio.sleep(0.005)
+
     ticking = asyncio.create_task(ticker())
     try:
         async with db.transaction() as conn:  # BEGIN IMMEDIATE: this test holds the write lock
             await conn.execute(sa.text("SELECT 1"))
             pending = asyncio.create_task(committer.submit((account.account_id, "late")))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.05)  # the writer is trying BEGIN IMMEDIATE by now
+            # The loop keeps running while the writer waits: ten ticks of 10 ms come well
+            # within the time limit (a writer blocking in SQLite's busy handler would hold the
+            # loop for seconds at a time). Counted, not timed: a slow or busy machine (a full
+            # collection of the suite's heap) only makes this take longer.
+            await asyncio.wait_for(ten_more_ticks(), 5)
             assert not pending.done()  # no commit while another writer holds the lock
-        assert ticks >= 10  # ...and the loop kept running meanwhile
         assert await asyncio.wait_for(pending, 5) == "late"
     finally:
         ticking.cancel()
