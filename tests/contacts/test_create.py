@@ -302,7 +302,8 @@ async def test_what_a_create_answers_is_what_was_stored(client: Client, db: Data
     contact, field for field (milliseconds, tracking, every optional field, a missing email)."""
     account = await new_account(db)
     await new_event(db, account, "Product Demo", "acme/product-demo")
-    body = {**SEED_BODY, "joinedTime": "2024-01-15T10:00:00.250Z", "utm": "utm_source=a%20b"}
+    utm = "utm_source=a%20b&utm_medium=cpc"
+    body = {**SEED_BODY, "joinedTime": "2024-01-15T10:00:00.250Z", "utm": utm}
     created = []
     for n, extra in enumerate([{}, {"email": None, "phoneNumber": "+15550002222"}, {"tag": "x"}]):
         data = {**body, "email": f"lead{n}@example.com", **extra}
@@ -317,3 +318,14 @@ async def test_what_a_create_answers_is_what_was_stored(client: Client, db: Data
         assert response.status_code == 200
         stored = response.json()["data"]
         assert {key: stored[key] for key in CONTACT_KEYS} == contact
+        # In the same order too (PostgreSQL's JSONB would sort a stored object's keys).
+        assert (
+            list(stored["tracking"])
+            == list(contact["tracking"])
+            == [
+                "utm_source",
+                "first_utm_source",
+                "utm_medium",
+                "first_utm_medium",
+            ]
+        )

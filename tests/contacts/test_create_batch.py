@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from contacts_api.accounts.schemas import Principal
-from contacts_api.contacts import service
+from contacts_api.contacts import bulk, service
 from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
 from contacts_api.errors import ValidationFailed
 from contacts_api.storage.engine import Database
@@ -116,9 +118,9 @@ async def test_a_failing_batch_falls_back_to_one_create_per_job(db: Database) ->
 
 
 async def test_batches_of_known_leads_look_up_first_and_new_ones_insert_first(db: Database) -> None:
-    """Insert-first (new leads) and lookup-first (a client re-sending known leads) give the
-    same answers: a known email updates its one contact, a new one is created, and the
-    handler switches to whichever the previous batch's mix favours."""
+    """Insert-first (new leads; SQLite) and lookup-first (a client re-sending known leads, and
+    always on PostgreSQL) give the same answers: a known email updates its one contact, a new
+    one is created, and the handler switches to whichever the previous batch's mix favours."""
     account = await new_account(db)
     handler = CreateBatchHandler("upsert")
 
@@ -153,3 +155,62 @@ async def test_batches_of_known_leads_look_up_first_and_new_ones_insert_first(db
     async with db.read() as conn:
         emails = (await conn.execute(sa.select(contact_table.c.email_key))).scalars().all()
     assert sorted(emails) == ["a@x.io", "b@x.io", "c@x.io"]
+
+
+async def test_a_batch_and_a_writer_that_locks_first_do_not_deadlock(
+    database_url: str, db: Database
+) -> None:
+    """PostgreSQL: the bulk endpoint, the import and PUT lock existing contacts, then insert.
+    A create batch holding a new email that such a writer also inserts, while waiting for a
+    contact that writer has locked, would deadlock if it inserted before it locked; it looks
+    up (and locks) first, so the writer's insert goes through and the batch then finds the
+    contact that writer made."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one write transaction at a time: no lock cycle can form")
+    account = await new_account(db)
+    handler = CreateBatchHandler("upsert")
+    async with db.transaction() as conn:
+        await handler(conn, [job(account, email="known@x.io")])
+    handler.finished(conn, committed=True)
+    assert handler.insert_first  # what the batch would do on SQLite
+
+    other = Database(database_url)
+    items = [
+        bulk.BulkItem(0, service.parse_contact_create({"email": "known@x.io", "lastName": "A"})),
+        bulk.BulkItem(1, service.parse_contact_create({"email": "new@x.io", "lastName": "A"})),
+    ]
+    try:
+        with capture_logs() as logs:
+            async with other.transaction() as writer:
+                # The locking writer takes the known contact's row lock...
+                locked = sa.text("SELECT id FROM contact WHERE email_key = 'known@x.io' FOR UPDATE")
+                await writer.execute(locked)
+
+                async def batch() -> list[object]:
+                    async with db.transaction() as conn:
+                        jobs = [
+                            job(account, email="new@x.io", firstName="B"),
+                            job(account, email="known@x.io", firstName="B"),
+                        ]
+                        return await handler(conn, jobs)  # type: ignore[return-value]
+
+                batched = asyncio.create_task(batch())
+                await asyncio.sleep(0.3)  # the batch now waits for that lock
+                # ...then inserts the email the batch creates too (PostgreSQL breaks a
+                # deadlock after 1 s by failing one side: here, or the batch).
+                upserter = bulk.BulkUpserter(
+                    account.account_id, account.user_id, duplicate_email="upsert"
+                )
+                results = await asyncio.wait_for(upserter.upsert(writer, items, utcnow()), 5)
+            outcomes = await asyncio.wait_for(batched, 5)
+    finally:
+        await other.dispose()
+    assert [r.outcome for r in results] == ["updated", "created"]
+    assert logs == []  # the batch was answered by its batched path, not the fallback
+    assert [getattr(o, "created", None) for o in outcomes] == [False, False]
+    new, known = (o.contact for o in outcomes)  # type: ignore[attr-defined]
+    assert (new.first_name, new.last_name) == ("B", "A")  # the writer's contact, then ours
+    assert (known.first_name, known.last_name) == ("B", "A")
+    async with db.read() as conn:
+        emails = (await conn.execute(sa.select(contact_table.c.email_key))).scalars().all()
+    assert sorted(emails) == ["known@x.io", "new@x.io"]

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import bulk, service
 from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.errors import Conflict
 from contacts_api.settings import DuplicateEmailMode
 
 log = structlog.get_logger(__name__)
@@ -49,10 +50,14 @@ class CreateBatchHandler:
         # Shared across batches; the GroupCommitter calls `finished` after each batch.
         self.known = bulk.KnownIds()
         self._pending_tags: dict[int, dict[tuple[int, str], int]] = {}  # by id(conn)
-        # Leads are mostly new contacts: insert first and look up only the emails that turn
-        # out taken, one statement fewer a batch. Should most of a batch's creates have
-        # matched existing contacts (a client re-sending the same leads), the next batch
-        # looks up first again, as inserting them would be a wasted statement.
+        # SQLite only: leads are mostly new contacts, so insert first and look up only the
+        # emails that turn out taken, one statement fewer a batch. Should most of a batch's
+        # creates have matched existing contacts (a client re-sending the same leads), the
+        # next batch looks up first again, as inserting them would be a wasted statement.
+        # Not on PostgreSQL: there the lookup locks the existing rows (FOR UPDATE) before the
+        # insert, as the bulk endpoint, the import and PUT do; a batch that inserted first
+        # and locked second could deadlock with any of them (each waiting on a row the other
+        # holds). SQLite's writers run one transaction at a time, so no such cycle can form.
         self.insert_first = True
 
     def finished(self, conn: AsyncConnection, committed: bool) -> None:
@@ -81,10 +86,15 @@ class CreateBatchHandler:
             outcomes = [await self._one(conn, job) for job in jobs]
         # No RELEASE SAVEPOINT on success: the batch's COMMIT follows at once and releases it,
         # and a RELEASE would be one more round trip to PostgreSQL (or thread hop on SQLite).
-        succeeded = [o for o in outcomes if isinstance(o, service.CreateOutcome)]
-        created = sum(1 for o in succeeded if o.created)
+        created = sum(1 for o in outcomes if isinstance(o, service.CreateOutcome) and o.created)
+        matched = sum(
+            1
+            for o in outcomes
+            if isinstance(o, Conflict)  # an existing email under `reject`
+            or (isinstance(o, service.CreateOutcome) and not o.created)
+        )
         self._created[id(conn)] = created
-        self.insert_first = 2 * created >= len(succeeded)
+        self.insert_first = created >= matched
         return outcomes
 
     async def _batched(
@@ -105,7 +115,7 @@ class CreateBatchHandler:
                 record_change=self.record_change,
                 known=self.known,
                 pending_tags=pending_tags,
-                insert_first=self.insert_first,
+                insert_first=self.insert_first and conn.dialect.name == "sqlite",
             )
             items = [bulk.BulkItem(p, jobs[p].data) for p in positions]
             for result in await upserter.upsert(conn, items, jobs[positions[0]].now):
