@@ -154,9 +154,8 @@ class BulkUpserter:
         # With `known`: tag ids this batch created, for the owner to promote after commit.
         self.known = known
         self.pending_tags = pending_tags if pending_tags is not None else {}
-        # Skip the lookup of existing emails: every email group is inserted with ON CONFLICT DO
-        # NOTHING, and those a live contact already holds are looked up afterwards (the
-        # concurrent-create path below). One statement fewer when most contacts are new.
+        # No lookup before the insert: the emails a live contact holds are found afterwards, by
+        # the concurrent-create path (SQLite only, see contacts/create_batch.py).
         self.insert_first = insert_first
 
     async def upsert(
@@ -191,11 +190,7 @@ class BulkUpserter:
         positions = {id(item): position for position, item in enumerate(items)}
 
         keys = [g.email_key for g in groups.values() if g.email_key is not None]
-        existing = (
-            {}
-            if self.insert_first
-            else await bulk_repo.find_live_by_email_keys(conn, self.account_id, keys)
-        )
+        existing = {} if self.insert_first else await self._find_live(conn, keys)
         phones = [g.phone_key for g in groups.values() if g.phone_key is not None]
         by_phone = await bulk_repo.find_live_without_email_by_phone(conn, self.account_id, phones)
         new_rows: dict[str, tuple[_Group, dict[str, Any]]] = {}
@@ -218,9 +213,7 @@ class BulkUpserter:
         if lost:
             # A live contact holds the email: one that a concurrent create committed after our
             # lookup, or any existing one under insert_first. It is the match.
-            winners = await bulk_repo.find_live_by_email_keys(
-                conn, self.account_id, [g.email_key for g in lost if g.email_key is not None]
-            )
+            winners = await self._find_live(conn, [g.email_key for g in lost if g.email_key])
             for group in lost:
                 assert group.email_key is not None
                 updates.append(
@@ -249,6 +242,9 @@ class BulkUpserter:
             # Webhooks: the single call site (webhooks.outbox.record_contact_changes).
             await self.record_change(conn, self.account_id, changes, now)
         return [results[position] for position in range(len(items))]
+
+    async def _find_live(self, conn: AsyncConnection, keys: list[str]) -> dict[str, Any]:
+        return await bulk_repo.find_live_by_email_keys(conn, self.account_id, keys)
 
     def _email_key(self, data: ContactCreate) -> str | None:
         if data.email is None or self.duplicate_email == "allow":
