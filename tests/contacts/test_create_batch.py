@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from contacts_api.accounts.schemas import Principal
-from contacts_api.contacts import bulk, service
+from contacts_api.contacts import bulk, bulk_repository, service
 from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
 from contacts_api.errors import ValidationFailed
 from contacts_api.storage.engine import Database
@@ -214,3 +215,73 @@ async def test_a_batch_and_a_writer_that_locks_first_do_not_deadlock(
     async with db.read() as conn:
         emails = (await conn.execute(sa.select(contact_table.c.email_key))).scalars().all()
     assert sorted(emails) == ["known@x.io", "new@x.io"]
+
+
+async def test_writers_lock_and_insert_in_email_order(database_url: str, db: Database) -> None:
+    """PostgreSQL: whatever order a batch names emails in, it locks known contacts and inserts
+    new ones in email order, so two writers holding the same emails can never each hold one
+    the other waits for. Each time, the batch meets y@ held elsewhere: it must wait there
+    holding nothing, so that z@ stays free for anyone."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one write transaction at a time: there are no row locks")
+    account = await new_account(db)
+    handler = CreateBatchHandler("upsert")
+    other, probe_db = Database(database_url), Database(database_url)
+
+    async def z_stays_free(holder_sql: str, probe_sql: str, write: Any) -> None:
+        async with other.transaction() as holder:
+            await holder.execute(sa.text(holder_sql))  # y@ held elsewhere
+            waiting = asyncio.create_task(write())
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # the batch waits for y@...
+            with pytest.raises(RolledBack):
+                async with probe_db.transaction() as probe:  # ...and holds no z@ meanwhile
+                    await probe.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+                    await probe.execute(sa.text(probe_sql))
+                    raise RolledBack
+        await asyncio.wait_for(waiting, 5)
+
+    # Known contacts: created z@ first, so that a scan in table order meets z@ before y@.
+    for email in ("z@x.io", "y@x.io"):
+        async with db.transaction() as conn:
+            await handler(conn, [job(account, email=email)])
+
+    async def lookup() -> None:
+        async with db.transaction() as conn:
+            # Force the plan a large account may get (a hash join over a table scan): the
+            # lock order must not depend on the plan.
+            await conn.execute(sa.text("SET LOCAL enable_indexscan = off"))
+            await conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+            await bulk_repository.find_live_by_email_keys(
+                conn, account.account_id, ["z@x.io", "y@x.io"]
+            )
+
+    await z_stays_free(
+        "SELECT id FROM contact WHERE email_key = 'y@x.io' FOR UPDATE",
+        "SELECT id FROM contact WHERE email_key = 'z@x.io' FOR UPDATE",
+        lookup,
+    )
+
+    # New contacts: y@ is being inserted, uncommitted, by another writer.
+    async with db.transaction() as conn:
+        await conn.execute(sa.text("UPDATE contact SET deleted_at = now()"))
+
+    async def insert() -> None:
+        async with db.transaction() as conn:
+            await handler(conn, [job(account, email="z@x.io"), job(account, email="y@x.io")])
+
+    other_insert = (
+        "INSERT INTO contact (account_id, user_id, email, email_key, status, preview_id,"
+        " blocked_by_recaptcha, joined_time, tracking, created_at, updated_at)"
+        " SELECT account_id, id, '{e}', '{e}', 'POTENTIAL', '{p}', false, now(), '{{}}',"
+        f" now(), now() FROM app_user WHERE account_id = {account.account_id}"
+    )
+    try:
+        await z_stays_free(
+            other_insert.format(e="y@x.io", p="contact_probe_y"),
+            other_insert.format(e="z@x.io", p="contact_probe_z"),
+            insert,
+        )
+    finally:
+        await other.dispose()
+        await probe_db.dispose()

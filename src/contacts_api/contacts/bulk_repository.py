@@ -88,7 +88,9 @@ def _live_by_email_keys_query(conn: AsyncConnection) -> Any:
             keys = sa.func.unnest(sa.cast(sa.bindparam("email_keys", type_=array), array))
             wanted = keys.table_valued("value").render_derived(name="wanted")
             query = query.join(wanted, contact_table.c.email_key == wanted.c.value)
-            query = query.with_for_update(of=contact_table)
+            # Rows are locked as the sort hands them out: every writer locks in one order, so
+            # two batches holding the same known emails in opposite orders cannot deadlock.
+            query = query.order_by(contact_table.c.email_key).with_for_update(of=contact_table)
         else:
             query = query.where(
                 contact_table.c.email_key.in_(sa.bindparam("email_keys", expanding=True))
@@ -202,7 +204,10 @@ async def insert_contacts(
     # `tracking` as its JSON text: the array is cast to JSONB, which would reorder an object's
     # keys (shortest first); as a string it comes out of `->>` exactly as written.
     tracking_at = INSERT_COLUMNS.index("tracking")
-    values = [[row.get(column) for column in INSERT_COLUMNS] for row in rows]
+    # Inserted in email order, for the same reason as the lookup's lock order: two batches
+    # inserting the same new emails in opposite orders would each wait for the other's.
+    ordered = sorted(rows, key=lambda row: row.get("email_key") or "")
+    values = [[row.get(column) for column in INSERT_COLUMNS] for row in ordered]
     for value in values:
         if value[tracking_at] is not None:
             value[tracking_at] = _encode_json(value[tracking_at])
@@ -210,7 +215,7 @@ async def insert_contacts(
     result = await conn.exec_driver_sql(sql, (rows_json.decode(),))
     returned: Sequence[Any] = result.all()
     ids = {preview_id: int(contact_id) for preview_id, contact_id in returned}
-    # In input order (ids are assigned in that order too; webhook events follow it).
+    # In input order (webhook events follow it).
     return {row["preview_id"]: ids[row["preview_id"]] for row in rows if row["preview_id"] in ids}
 
 
