@@ -114,11 +114,12 @@ def worker_raw(url: str, path: Path) -> dict[str, Any]:
             )
             for r in reader
         ]  # fmt: skip
-    sql = (
-        "INSERT INTO contact (account_id, user_id, email, email_key, first_name, last_name,"
-        " status, phone_number, preview_id, blocked_by_recaptcha, joined_time, country,"
-        " time_zone, tracking, created_at, updated_at) VALUES ({})"
+    columns = (
+        "account_id, user_id, email, email_key, first_name, last_name, status, phone_number,"
+        " preview_id, blocked_by_recaptcha, joined_time, country, time_zone, tracking,"
+        " created_at, updated_at"
     )
+    sql = f"INSERT INTO contact ({columns}) VALUES ({{}})"
     if sqlite:
         import sqlite3
 
@@ -144,7 +145,6 @@ def worker_raw(url: str, path: Path) -> dict[str, Any]:
         # counter row 100,000 times in one transaction, slower with every update (~1 ms a row
         # here): no floor at all. COPY is the driver's fastest bulk insert and fires the
         # trigger once, as the import's one statement per batch does.
-        columns = sql[len("INSERT INTO contact (") : sql.index(")")]
         copy_sql = f"COPY contact ({columns}) FROM STDIN"
         with psycopg.connect(url) as pg, pg.cursor() as cur, cur.copy(copy_sql) as copy:
             for row in rows:

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import bulk, bulk_repository, service
 from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
-from contacts_api.errors import ValidationFailed
+from contacts_api.errors import Conflict, ValidationFailed
 from contacts_api.storage.engine import Database
 from contacts_api.storage.group_commit import GroupCommitter
 from contacts_api.storage.models import contact_table, tag_table
@@ -285,3 +285,20 @@ async def test_writers_lock_and_insert_in_email_order(database_url: str, db: Dat
     finally:
         await other.dispose()
         await probe_db.dispose()
+
+
+async def test_under_reject_a_batch_of_known_emails_turns_to_lookup_first(db: Database) -> None:
+    """CONTACTS_API_DUPLICATE_EMAIL=reject: a known email is refused (409), and counts as a
+    match, so a client re-sending known leads sends the next batch back to lookup-first."""
+    account = await new_account(db)
+    handler = CreateBatchHandler("reject")
+    for expect_created in (True, False):
+        async with db.transaction() as conn:
+            (outcome,) = await handler(conn, [job(account, email="a@x.io")])
+        handler.finished(conn, committed=True)
+        if expect_created:
+            assert isinstance(outcome, service.CreateOutcome) and outcome.created
+            assert handler.insert_first
+        else:
+            assert isinstance(outcome, Conflict)
+            assert not handler.insert_first

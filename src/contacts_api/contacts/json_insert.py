@@ -1,10 +1,11 @@
 """New contacts inserted on PostgreSQL from one JSON array parameter: a statement per batch.
 
 A row is a JSON array of the values of INSERT_COLUMNS (times as ISO 8601 text, `tracking` as
-a JSON object or its text); `->>` takes each value out as text and the statement casts it to
-the column's type. One parameter instead of one per value: the statement's text is the same
-for every batch size, so asyncpg's prepared statement is reused, and neither SQLAlchemy nor
-asyncpg process the values one by one (see the measurements where it is used).
+its JSON text: an object would come back with its keys reordered by the JSONB cast); `->>`
+takes each value out as text and the statement casts it to the column's type. One parameter
+instead of one per value: the statement's text is the same for every batch size, so
+asyncpg's prepared statement is reused, and neither SQLAlchemy nor asyncpg process the values
+one by one (see the measurements where it is used).
 """
 
 from __future__ import annotations
