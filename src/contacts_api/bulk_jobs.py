@@ -217,10 +217,8 @@ _messages: msgspec.msgpack.Decoder[import_reader.Message] = msgspec.msgpack.Deco
 @contextlib.asynccontextmanager
 async def _reader_process(
     options: import_reader.Options,
-) -> AsyncIterator[asyncio.Queue[import_reader.Message]]:
-    """The reader process and a queue of its decoded messages (one batch ahead: the reader is
-    faster than the writer, so one waiting batch keeps the writer busy; more would only cost
-    memory).
+) -> AsyncIterator[_Messages]:
+    """The reader process and its decoded messages.
 
     Whatever ends the import (done, a failure, Ctrl-C's cancellation) kills and reaps it.
     """
@@ -232,27 +230,25 @@ async def _reader_process(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        limit=1 << 22,
+        # The pipe is read only while a frame is wanted (`_Messages`); in between, at most
+        # 2 x limit bytes wait here, the rest in the pipe and the reader process.
+        limit=PIPE_BUFFER_LIMIT,
     )
-    queue: asyncio.Queue[import_reader.Message] = asyncio.Queue(maxsize=1)
     errors: collections.deque[bytes] = collections.deque(maxlen=20)
-    tasks = [
-        asyncio.create_task(_read_messages(process, queue, errors)),
-        # Drained as it comes, so a chatty reader can never block on a full stderr pipe.
-        asyncio.create_task(_drain(process.stderr, errors)),
-    ]
+    # Drained as it comes, so a chatty reader can never block on a full stderr pipe.
+    drain = asyncio.create_task(_drain(process.stderr, errors))
+    messages = _Messages(process, errors)
     try:
-        yield queue
+        yield messages
     finally:
-        for task in tasks:
+        for task in (drain, messages.pending):
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks)
+        await asyncio.gather(drain, messages.pending, return_exceptions=True)
         if process.returncode is None:
             process.kill()
         # Both pipes to their end: wait() returns only once they are closed, and a pipe whose
-        # reading is paused (the reader ran ahead by more than the stream's limit, then the
-        # import stopped reading: Ctrl-C) would never see its end.
+        # reading is paused (the reader ran ahead, then the import stopped reading: Ctrl-C)
+        # would never see its end.
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError, ValueError):
@@ -262,34 +258,58 @@ async def _reader_process(
 
 async def _drain(stream: asyncio.StreamReader | None, lines: collections.deque[bytes]) -> None:
     assert stream is not None
-    while line := await stream.readline():
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line longer than the stream's limit: dropped, reading goes on
+            continue
+        if not line:
+            return
         lines.append(line)
 
 
-async def _read_messages(
-    process: asyncio.subprocess.Process,
-    queue: asyncio.Queue[import_reader.Message],
-    errors: collections.deque[bytes],
-) -> None:
-    assert process.stdout is not None
-    header = import_reader.FRAME_HEADER
-    while True:
-        message: import_reader.Message
+# Before, a task read and decoded frames into a queue of one, so besides the batch being
+# written one decoded batch waited in the queue, another waited to be put there, and up to
+# 2 x 4 MiB of the next frame sat in the stream's buffer. Measured on 100,000 rows, SQLite,
+# alternating runs, the writer's peak: import 135 -> 118 MB, re-import of the same file (every
+# row takes the general path) 160 -> 141 MB; rows/s unchanged.
+PIPE_BUFFER_LIMIT = 1 << 18
+
+
+class _Messages:
+    """The reader's messages in order, one ahead: the next is read from the pipe and decoded
+    while the caller writes this one, and no further (the reader process, blocked on a full
+    pipe, holds the one after). One batch ahead keeps the writer busy, since the reader is
+    the faster of the two; more would only cost memory."""
+
+    def __init__(self, process: asyncio.subprocess.Process, errors: collections.deque[bytes]):
+        self._process = process
+        self._errors = errors
+        self.pending = asyncio.create_task(self._read())
+
+    async def get(self) -> import_reader.Message:
+        """The next message; after `Done` or `ReaderError`, that one again."""
+        message = await self.pending
+        if not isinstance(message, import_reader.Done | import_reader.ReaderError):
+            self.pending = asyncio.create_task(self._read())
+        return message
+
+    async def _read(self) -> import_reader.Message:
+        stdout = self._process.stdout
+        assert stdout is not None
+        header = import_reader.FRAME_HEADER
         try:
-            (size,) = header.unpack(await process.stdout.readexactly(header.size))
-            message = _messages.decode(await process.stdout.readexactly(size))
+            (size,) = header.unpack(await stdout.readexactly(header.size))
+            return _messages.decode(await stdout.readexactly(size))
         except (asyncio.IncompleteReadError, msgspec.DecodeError):
             # The reader died without a word (killed, out of memory...): say so in one line.
-            status = await process.wait()
+            status = await self._process.wait()
             await asyncio.sleep(0.05)  # its last words, if any, reach the drain
-            last = [b.decode(errors="replace").strip() for b in errors if b.strip()]
+            last = [b.decode(errors="replace").strip() for b in self._errors if b.strip()]
             detail = f": {last[-1]}" if last else ""
-            message = import_reader.ReaderError(
+            return import_reader.ReaderError(
                 f"the import's reader process stopped unexpectedly (exit status {status}){detail}"
             )
-        await queue.put(message)
-        if isinstance(message, import_reader.Done | import_reader.ReaderError):
-            return
 
 
 class _FastWriter:
