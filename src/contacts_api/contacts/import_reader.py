@@ -187,6 +187,9 @@ class _Shaper:
             )
             values = [contact.get(column) for column in self.columns]
             values[self.tag] = None
+            if self.sqlite:  # as SQLAlchemy binds a Boolean there; Python's sqlite3 binds
+                # a bool only after a lookup in its adapter registry (import_repository)
+                values = [int(v) if isinstance(v, bool) else v for v in values]
             for n in self.times:
                 value = values[n]
                 if value is not None:

@@ -5,6 +5,7 @@ The upsert path the import shares with the API is contacts/bulk_repository.py.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -32,26 +33,52 @@ from contacts_api.storage.models import contact_table
 _rows_decoder = msgspec.json.Decoder(list[tuple[Any, ...]])
 
 
-def _sqlite_insert_sql() -> str:
-    tag_at = INSERT_COLUMNS.index("tag_id")
-    account_at = INSERT_COLUMNS.index("account_id")
-    values = [f"?{n + 1}" for n in range(len(INSERT_COLUMNS))]
-    values[tag_at] = (
-        f"(SELECT id FROM tag WHERE account_id = ?{account_at + 1} AND name = ?{tag_at + 1})"  # noqa: S608
-    )
+def _sqlite_insert_sql(columns: tuple[str, ...]) -> str:
+    """INSERT of these columns (a subset of INSERT_COLUMNS, in order; the others take NULL)."""
+    values = [f"?{n + 1}" for n in range(len(columns))]
+    if "tag_id" in columns:
+        tag_at, account_at = columns.index("tag_id"), columns.index("account_id")
+        values[tag_at] = (
+            f"(SELECT id FROM tag WHERE account_id = ?{account_at + 1} AND name = ?{tag_at + 1})"  # noqa: S608
+        )
     return (
-        f"INSERT INTO contact ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join(values)})"  # noqa: S608
+        f"INSERT INTO contact ({', '.join(columns)}) VALUES ({', '.join(values)})"  # noqa: S608
         f"{ON_LIVE_EMAIL_CONFLICT}"
     )
 
 
-_SQLITE_INSERT = _sqlite_insert_sql()
+_SQLITE_INSERTS: dict[tuple[int, ...], str] = {}
 
 
-def _insert_sql(dialect: Any) -> str:
-    if dialect.name == "sqlite":
-        return _SQLITE_INSERT
-    return postgresql_insert_sql(dialect, tag_by_name=True, returning=False)
+def _sqlite_statement(rows: list[tuple[Any, ...]]) -> tuple[str, list[tuple[Any, ...]]]:
+    """The INSERT and its parameters for rows of INSERT_COLUMNS, leaving out the columns that
+    are NULL in every row.
+
+    Python's sqlite3 binds None (and bool: the reader sends 0/1) only after a lookup in its
+    adapter registry, ~1 us each, in the writer's thread; a CRM export leaves 7 of the 24
+    columns empty. Measured on 100,000 rows inserted 5,000 at a time into two databases in
+    turn (three runs): the inserts' CPU 2.45-3.16 s -> 2.13-2.47 s, 0.08 s of it this
+    function's.
+    """
+    first = rows[0]
+    # A column holding a value in the first row is kept; the others are looked through.
+    empty = {n for n, value in enumerate(first) if value is None}
+    for n in list(empty):
+        if list(map(itemgetter(n), rows)).count(None) != len(rows):
+            empty.discard(n)
+    if _DELETED_AT not in empty:
+        raise ValueError("insert_json_rows inserts live contacts only")
+    keep = tuple(n for n in range(len(first)) if n not in empty)
+    sql = _SQLITE_INSERTS.get(keep)
+    if sql is None:
+        if len(_SQLITE_INSERTS) >= 256:  # bounded: a batch can leave out any of 2^k sets
+            _SQLITE_INSERTS.clear()
+        sql = _SQLITE_INSERTS[keep] = _sqlite_insert_sql(tuple(INSERT_COLUMNS[n] for n in keep))
+    return sql, list(map(itemgetter(*keep), rows))
+
+
+_ACCOUNT_ID = INSERT_COLUMNS.index("account_id")
+_DELETED_AT = INSERT_COLUMNS.index("deleted_at")
 
 
 def insert_columns() -> list[str]:
@@ -65,19 +92,16 @@ async def insert_json_rows(conn: AsyncConnection, rows_json: str) -> int:
     A row whose email a live contact already holds is skipped (ON CONFLICT on the partial
     unique index, as `repository.insert_contact`); the caller finds out which.
     """
-    sql = _insert_sql(conn.dialect)
     if conn.dialect.name != "sqlite":
+        sql = postgresql_insert_sql(conn.dialect, tag_by_name=True, returning=False)
         return int((await conn.exec_driver_sql(sql, (rows_json,))).rowcount)
     rows = _rows_decoder.decode(rows_json)
-    account_at = INSERT_COLUMNS.index("account_id")
-    deleted_at = INSERT_COLUMNS.index("deleted_at")
     landed = 0
     # One statement per account (an import has one), so its rowcount is that account's count.
-    for account_id in dict.fromkeys(row[account_at] for row in rows):
-        mine = [row for row in rows if row[account_at] == account_id]
-        if any(row[deleted_at] is not None for row in mine):
-            raise ValueError("insert_json_rows inserts live contacts only")
-        inserted = int((await conn.exec_driver_sql(sql, mine)).rowcount)  # type: ignore[arg-type]
+    for account_id in dict.fromkeys(row[_ACCOUNT_ID] for row in rows):
+        mine = [row for row in rows if row[_ACCOUNT_ID] == account_id]
+        sql, params = _sqlite_statement(mine)
+        inserted = int((await conn.exec_driver_sql(sql, params)).rowcount)  # type: ignore[arg-type]
         await count_inserted(conn, [account_id] * inserted)
         landed += inserted
     return landed
