@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -136,4 +138,11 @@ def create_app_from_env() -> Litestar:
 
     settings = Settings()
     configure_logging(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    # Everything alive now (modules, the app, its routes and schemas) lives as long as the
+    # worker; set aside, the collector's full passes no longer walk it. Measured
+    # under wrk (SQLite, two workers, 32 s of healthz/create/detail/list): full passes
+    # 5-6 per worker taking up to 92-100 ms each, a stall of every request in flight on that
+    # worker, against 7-10 of at most 2.4-2.9 ms with the freeze.
+    gc.freeze()
+    return app

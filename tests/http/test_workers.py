@@ -108,3 +108,24 @@ def test_several_workers_without_redis_refuse_to_start(tmp_path: Path) -> None:
     assert done.stderr.startswith("error: --workers 2 needs CONTACTS_API_REDIS_URL")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c.db").exists()
+
+
+def test_a_workers_startup_objects_are_kept_out_of_the_collectors_full_passes(
+    tmp_path: Path,
+) -> None:
+    """Each worker's factory freezes what startup made (app.py): full collections that
+    walked it stalled every request in flight on that worker for up to ~100 ms."""
+    probe = (
+        "import gc\n"
+        "from contacts_api.app import create_app_from_env\n"
+        "before = gc.get_freeze_count()\n"
+        "create_app_from_env()\n"
+        "print(before, gc.get_freeze_count())\n"
+    )
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": f"sqlite:///{tmp_path}/probe.db"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    before, frozen = map(int, out.stdout.split())
+    assert before == 0
+    assert frozen > 50_000  # the imported modules, the app, its routes
