@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import structlog.testing
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from contacts_api.app import create_app
-from contacts_api.settings import Settings
+from contacts_api.http.ratelimit.redis import RedisLimiter
+from contacts_api.settings import Rate, Settings
 from contacts_api.storage.engine import Database
 from tests.conftest import make_settings
 from tests.factories import AccountFixture, new_account
@@ -119,3 +121,34 @@ async def test_requests_are_served_while_redis_is_away_and_limits_resume_after(
     outage_lines = [line for line in logs if line["event"].startswith("redis unreachable")]
     assert len(outage_lines) == 1  # once per outage, not once per request
     assert after == [201, 201, 429]
+
+
+async def test_a_burst_on_one_key_counts_each_hit_in_order(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """Hits that share a pipeline share one INCRBY per key; each still gets its own count."""
+    url, prefix = redis_prefix
+    limiter = RedisLimiter(url, prefix)
+    rate = Rate(5, 60)
+    try:
+        await limiter.hit("warm", rate)  # the connection is open: the burst is one pipeline
+        burst = [limiter.hit("busy", rate) for _ in range(8)]
+        burst.insert(3, limiter.hit("quiet", rate))
+        decisions = await asyncio.gather(*burst)
+        later = await limiter.hit("busy", rate)
+    finally:
+        await limiter.close()
+
+    assert all(d is not None for d in decisions) and later is not None
+    busy = [d for d in decisions[:3] + decisions[4:] if d is not None]
+    quiet = decisions[3]
+    assert [d.remaining for d in busy] == [4, 3, 2, 1, 0, 0, 0, 0]
+    assert [d.allowed for d in busy] == [True] * 5 + [False] * 3
+    assert quiet is not None and (quiet.allowed, quiet.remaining) == (True, 4)
+    assert (later.allowed, later.remaining) == (False, 0)
+    client = redis.Redis.from_url(url)
+    try:
+        assert int(client.get(prefix + "busy") or 0) == 9  # every hit counted, the late one too
+        assert 0 < client.pttl(prefix + "busy") <= 60_000
+    finally:
+        client.close()

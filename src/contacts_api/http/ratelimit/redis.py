@@ -4,7 +4,11 @@ A Lua script increments a key and gives it its expiry atomically, so no two work
 see the first hit, and no key outlives its window. Hits that arrive while a round trip is in
 flight are sent together as the next pipeline: under load one round trip serves many requests
 (measured on loopback: ~25 µs per hit in batches of 64 against ~130 µs one by one), and at low
-load a hit costs one round trip as before.
+load a hit costs one round trip as before. Within a pipeline the hits on one key are one
+INCRBY: a burst from one account costs one command, not one per request (redis-py spent
+~17 µs of a worker's CPU packing and parsing each). Measured under wrk, SQLite creates from
+one account, five alternated pairs: worker CPU per create 461 -> 409 µs (mean), 3,682 ->
+4,163 req/s.
 
 When Redis cannot be reached the limiter fails open (requests are served, without RateLimit
 headers), logs once per outage, and tries Redis again at most once a second until it answers.
@@ -26,7 +30,7 @@ from contacts_api.settings import Rate
 log = structlog.get_logger(__name__)
 
 HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -86,10 +90,17 @@ class RedisLimiter:
             self._flusher = None
 
     async def _send(self, batch: list[Pending]) -> list[Decision | None]:
+        # The batch's hits by key, in order: n hits on a key are one INCRBY n, and the k-th of
+        # them gets the count an INCR of its own would have given, the total - n + k. (Another
+        # worker's hits land before or after the n, never between: as valid an order as any.)
+        hits: dict[str, list[int]] = {}
+        for n, (key, _rate, _future) in enumerate(batch):
+            hits.setdefault(key, []).append(n)
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for key, rate, _future in batch:
-                    pipe.eval(HIT_SCRIPT, 1, key, rate.window * 1000)
+                for key, positions in hits.items():
+                    window_ms = batch[positions[0]][1].window * 1000  # the key names its rate
+                    pipe.eval(HIT_SCRIPT, 1, key, window_ms, len(positions))
                 replies = await pipe.execute()
         except Exception as exc:  # RedisError, OSError, or anything else: never hang a request
             self._went_away(exc)
@@ -98,10 +109,13 @@ class RedisLimiter:
             self._down = False
             log.warning("redis reachable again: rate limits are enforced")
         now = time.time()
-        return [
-            Decision.of(int(count), rate, now + int(ttl_ms) / 1000, now)
-            for (_key, rate, _future), (count, ttl_ms) in zip(batch, replies, strict=True)
-        ]
+        decisions: list[Decision | None] = [None] * len(batch)
+        for positions, (total, ttl_ms) in zip(hits.values(), replies, strict=True):
+            reset_at = now + int(ttl_ms) / 1000
+            first = int(total) - len(positions) + 1
+            for k, n in enumerate(positions):
+                decisions[n] = Decision.of(first + k, batch[n][1], reset_at, now)
+        return decisions
 
     def _went_away(self, exc: BaseException) -> None:
         self._down_until = time.monotonic() + RETRY_AFTER_FAILURE_SECONDS
