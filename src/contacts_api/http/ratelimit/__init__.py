@@ -8,6 +8,7 @@ account's limit starts a fresh window.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,12 +40,18 @@ class Decision:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The RateLimit-* headers every /v1 response carries (API.md §3)."""
-        reset = format_time(datetime.fromtimestamp(self.reset_at, UTC)) or ""
         return [
             (b"ratelimit-limit", str(self.rate.points).encode()),
             (b"ratelimit-remaining", str(self.remaining).encode()),
-            (b"ratelimit-reset", reset.encode()),
+            (b"ratelimit-reset", _reset_header(int(self.reset_at * 1000))),
         ]
+
+
+@functools.lru_cache(maxsize=256)
+def _reset_header(reset_ms: int) -> bytes:
+    """A window's end, as the header gives it. Every hit of a window shares it (give or take a
+    millisecond of the clock), so it is formatted once, not on every request."""
+    return (format_time(datetime.fromtimestamp(reset_ms / 1000, UTC)) or "").encode()
 
 
 class Limiter(Protocol):
