@@ -230,8 +230,9 @@ async def _reader_process(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        # The pipe is read only while a frame is wanted (`_Messages`); in between, at most
-        # 2 x limit bytes wait here, the rest in the pipe and the reader process.
+        # The pipe is read while a frame is wanted (`_Messages`); in between, reading stops
+        # once 2 x limit bytes wait here (one more read can add up to a limit), the rest
+        # waits in the pipe and the reader process.
         limit=PIPE_BUFFER_LIMIT,
     )
     errors: collections.deque[bytes] = collections.deque(maxlen=20)
@@ -261,7 +262,8 @@ async def _drain(stream: asyncio.StreamReader | None, lines: collections.deque[b
     while True:
         try:
             line = await stream.readline()
-        except ValueError:  # a line longer than the stream's limit: dropped, reading goes on
+        except ValueError:  # a line longer than the stream's limit: its start is dropped
+            # (the rest comes back as a line of its own); reading goes on
             continue
         if not line:
             return
@@ -301,7 +303,13 @@ class _Messages:
         try:
             (size,) = header.unpack(await stdout.readexactly(header.size))
             return _messages.decode(await stdout.readexactly(size))
-        except (asyncio.IncompleteReadError, msgspec.DecodeError):
+        except msgspec.DecodeError:
+            # A frame we cannot read: the reader, alive and blocked on the pipe, never ends
+            # by itself. End it, and say what happened.
+            self._process.kill()
+            await self._process.wait()
+            return import_reader.ReaderError("the import's reader process sent an unreadable frame")
+        except asyncio.IncompleteReadError:
             # The reader died without a word (killed, out of memory...): say so in one line.
             status = await self._process.wait()
             await asyncio.sleep(0.05)  # its last words, if any, reach the drain

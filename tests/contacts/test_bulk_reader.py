@@ -142,6 +142,23 @@ async def test_reader_that_cannot_start_is_one_clear_error_and_is_reaped(
     _assert_reaped(processes)
 
 
+async def test_an_unreadable_frame_is_one_clear_error_and_the_reader_is_ended(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that sends garbage and keeps writing never exits by itself: the import must
+    end it instead of waiting for it (it used to hang there)."""
+    account = await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text("email\na@example.com\n")
+    processes = _record_processes(monkeypatch)
+    monkeypatch.setattr(bulk_jobs, "READER_MODULE", "tests.contacts.garbled_reader")
+    with pytest.raises(UserError) as failure:
+        await asyncio.wait_for(import_file(db, path, account.name), timeout=30)
+    assert str(failure.value) == "the import's reader process sent an unreadable frame"
+    assert await count_contacts(db, account.account_id) == 0
+    _assert_reaped(processes)
+
+
 async def test_bad_bytes_past_the_sample_are_reported_by_the_reader(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -119,13 +119,15 @@ def test_a_workers_startup_objects_are_kept_out_of_the_collectors_full_passes(
         "import gc\n"
         "from contacts_api.app import create_app_from_env\n"
         "before = gc.get_freeze_count()\n"
-        "create_app_from_env()\n"
-        "print(before, gc.get_freeze_count())\n"
+        "app = create_app_from_env()\n"
+        "walked = any(o is app for o in gc.get_objects())\n"
+        "print(before, gc.get_freeze_count(), int(walked))\n"
     )
     env = {**os.environ, "CONTACTS_API_DATABASE_URL": f"sqlite:///{tmp_path}/probe.db"}
     out = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
-    before, frozen = map(int, out.stdout.split())
+    before, frozen, walked = map(int, out.stdout.split())
     assert before == 0
     assert frozen > 50_000  # the imported modules, the app, its routes
+    assert walked == 0  # the app itself is among the frozen, out of the collector's sight

@@ -34,7 +34,8 @@ _rows_decoder = msgspec.json.Decoder(list[tuple[Any, ...]])
 
 
 def _sqlite_insert_sql(columns: tuple[str, ...]) -> str:
-    """INSERT of these columns (a subset of INSERT_COLUMNS, in order; the others take NULL)."""
+    """INSERT of these columns (a subset of INSERT_COLUMNS, in order). The others take NULL:
+    no contact column has a database default (tests/test_migrations.py checks it)."""
     values = [f"?{n + 1}" for n in range(len(columns))]
     if "tag_id" in columns:
         tag_at, account_at = columns.index("tag_id"), columns.index("account_id")
@@ -74,6 +75,8 @@ def _sqlite_statement(rows: list[tuple[Any, ...]]) -> tuple[str, list[tuple[Any,
         if len(_SQLITE_INSERTS) >= 256:  # bounded: a batch can leave out any of 2^k sets
             _SQLITE_INSERTS.clear()
         sql = _SQLITE_INSERTS[keep] = _sqlite_insert_sql(tuple(INSERT_COLUMNS[n] for n in keep))
+    if len(keep) == 1:  # itemgetter of one index gives the bare value, not a 1-tuple
+        return sql, [(row[keep[0]],) for row in rows]
     return sql, list(map(itemgetter(*keep), rows))
 
 
