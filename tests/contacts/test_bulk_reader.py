@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from contacts_api import bulk_jobs
 from contacts_api.accounts.schemas import Principal
 from contacts_api.bulk_jobs import import_file
-from contacts_api.contacts import service
+from contacts_api.contacts import import_pipe, service
 from contacts_api.errors import UserError
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, tag_table
@@ -125,17 +124,27 @@ async def test_imported_contacts_are_stored_exactly_as_created_ones(
     assert await stored(db, imported.account_id) == await stored(db, created.account_id)
 
 
-async def test_reader_that_cannot_start_is_one_clear_error_and_is_reaped(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _import_with_reader(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader_module: str
+) -> tuple[str, list[asyncio.subprocess.Process], int]:
+    """Import a one-row file with `reader_module` as the reader: (the UserError's message,
+    the processes started, the contacts stored)."""
     account = await new_account(db)
     path = tmp_path / "leads.csv"
     path.write_text("email\na@example.com\n")
     processes = _record_processes(monkeypatch)
-    monkeypatch.setattr(bulk_jobs, "READER_MODULE", "contacts_api.no_such_module")
+    monkeypatch.setattr(import_pipe, "READER_MODULE", reader_module)
     with pytest.raises(UserError) as failure:
-        await import_file(db, path, account.name)
-    message = str(failure.value)
+        await asyncio.wait_for(import_file(db, path, account.name), timeout=30)
+    return str(failure.value), processes, await count_contacts(db, account.account_id)
+
+
+async def test_reader_that_cannot_start_is_one_clear_error_and_is_reaped(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message, processes, _ = await _import_with_reader(
+        db, tmp_path, monkeypatch, "contacts_api.no_such_module"
+    )
     assert message.startswith("the import's reader process stopped unexpectedly (exit status 1)")
     assert "No module named" in message and "\n" not in message
     assert "Traceback" not in message
@@ -147,15 +156,11 @@ async def test_an_unreadable_frame_is_one_clear_error_and_the_reader_is_ended(
 ) -> None:
     """A reader that sends garbage and keeps writing never exits by itself: the import must
     end it instead of waiting for it (it used to hang there)."""
-    account = await new_account(db)
-    path = tmp_path / "leads.csv"
-    path.write_text("email\na@example.com\n")
-    processes = _record_processes(monkeypatch)
-    monkeypatch.setattr(bulk_jobs, "READER_MODULE", "tests.contacts.garbled_reader")
-    with pytest.raises(UserError) as failure:
-        await asyncio.wait_for(import_file(db, path, account.name), timeout=30)
-    assert str(failure.value) == "the import's reader process sent an unreadable frame"
-    assert await count_contacts(db, account.account_id) == 0
+    message, processes, stored = await _import_with_reader(
+        db, tmp_path, monkeypatch, "tests.contacts.garbled_reader"
+    )
+    assert message == "the import's reader process sent an unreadable frame"
+    assert stored == 0
     _assert_reaped(processes)
 
 
@@ -278,7 +283,7 @@ def _readers_of(path: Path, *, zombies: bool = True) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        ours = bulk_jobs.READER_MODULE in cmdline and str(path) in cmdline
+        ours = import_pipe.READER_MODULE in cmdline and str(path) in cmdline
         if ours and (zombies or state != "Z"):
             found.append(int(entry.name))
     return found
