@@ -7,7 +7,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from contacts_api.accounts.schemas import Principal
-from contacts_api.accounts.service import KeyRecord, key_digest, key_record
+from contacts_api.accounts.service import INVALID_KEY, KeyRecord, key_digest, key_record
+from contacts_api.errors import Unauthorized
+from contacts_api.singleflight import SingleFlight
 from contacts_api.storage.engine import Database
 
 MAX_ENTRIES = 10_000
@@ -28,17 +30,28 @@ class KeyCache:
         self.ttl_s = ttl_s
         self.clock = clock
         self._entries: dict[str, tuple[float, KeyRecord]] = {}
+        self._loads: SingleFlight[str, KeyRecord | None] = SingleFlight()
 
     async def principal_for(self, key: str, now: datetime) -> Principal:
         """The principal behind `key` at `now`, or Unauthorized with iClosed's message."""
         digest = key_digest(key)
         entry = self._entries.get(digest)
-        if entry is None or self.clock() - entry[0] > self.ttl_s:
+        if entry is not None and self.clock() - entry[0] <= self.ttl_s:
+            return entry[1].check(now)
+        # The requests in flight when the entry expires share one read; each raises its own
+        # Unauthorized when the key turned out invalid.
+        record = await self._loads.run(digest, lambda: self._load(digest))
+        if record is None:
+            raise Unauthorized(INVALID_KEY)
+        return record.check(now)
+
+    async def _load(self, digest: str) -> KeyRecord | None:
+        try:
             async with self.db.read() as conn:
                 record = await key_record(conn, digest)
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[digest] = (self.clock(), record)
-        else:
-            record = entry[1]
-        return record.check(now)
+        except Unauthorized:
+            return None  # unknown or revoked: never cached
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[digest] = (self.clock(), record)
+        return record

@@ -11,6 +11,7 @@ from contacts_api.accounts.key_cache import KeyCache
 from contacts_api.accounts.schemas import Principal
 from contacts_api.accounts.service import MISSING_KEY
 from contacts_api.errors import Unauthorized
+from contacts_api.http.raw_asgi import header
 from contacts_api.timeutil import utcnow
 
 
@@ -25,7 +26,9 @@ def bearer_token(header: str | None) -> str:
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    token = bearer_token(request.headers.get("authorization"))
+    # From the raw ASGI headers: building Litestar's Headers for this one lookup was ~2.5 %
+    # of a loaded worker's CPU on POST /v1/contacts.
+    token = bearer_token(header(request.scope, b"authorization"))  # type: ignore[arg-type]
     cache: KeyCache = request.app.state.key_cache
     return await cache.principal_for(token, utcnow())
 

@@ -21,6 +21,7 @@ from contacts_api.http.auth import provide_principal
 from contacts_api.http.observability import RequestContext
 from contacts_api.http.ratelimit import Decision, Limiter
 from contacts_api.settings import Rate
+from contacts_api.singleflight import SingleFlight
 from contacts_api.storage.engine import Database
 
 # An account's override is read from the database at most this often per process, so a
@@ -35,12 +36,16 @@ class AccountRates:
         self._db = db
         self._default = default
         self._cache: dict[int, tuple[Rate, float]] = {}
+        self._loads: SingleFlight[int, Rate] = SingleFlight()
 
     async def rate_of(self, account_id: int) -> Rate:
         cached = self._cache.get(account_id)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        return await self._loads.run(account_id, lambda: self._load(account_id))
+
+    async def _load(self, account_id: int) -> Rate:
+        now = time.monotonic()
         async with self._db.read() as conn:
             override = await accounts.rate_limit_override(conn, account_id)
         rate = override or self._default
