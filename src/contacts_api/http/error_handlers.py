@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from contacts_api.errors import AppError, InternalError, ServiceUnavailable, ValidationFailed
+from contacts_api.storage.outage import UNAVAILABLE_CAUSES, describe, unavailable_cause
 
 log = structlog.get_logger(__name__)
 
@@ -66,31 +66,17 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 # The database (or the network to it) is away: the client gets a clean 503 and may retry; the
-# pool's pre-ping replaces dead connections once it is back. Errors of the same exception types
-# that are not about the connection stay 500s.
-UNAVAILABLE_CAUSES = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
-    asyncpg.exceptions.InterfaceError,
-    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
-)
-
-
+# pool's pre-ping replaces dead connections once it is back (storage/outage.py).
 def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
-    unavailable = isinstance(cause, UNAVAILABLE_CAUSES) or (
-        isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
-    )
-    if not unavailable:
+    cause = unavailable_cause(exc)
+    if cause is None:
         return handle_unexpected(request, exc)
     # No traceback: during an outage every request lands here, and the cause says it all.
     log.warning(
         "database unavailable",
         path=request.url.path,
         method=request.method,
-        error=f"{type(cause).__name__}: {cause}",
+        error=describe(cause),
     )
     return _render(request, ServiceUnavailable("Service temporarily unavailable"))
 
