@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request
 
 from contacts_api.errors import UnsupportedMediaType
+from contacts_api.http.raw_asgi import header
 from contacts_api.validation import decode_json, decode_json_object
 
 
@@ -18,7 +19,10 @@ def is_json_media_type(content_type: str) -> bool:
 
 
 def _require_json_media_type(request: Request[Any, Any, Any]) -> None:
-    if not is_json_media_type(request.headers.get("content-type", "")):
+    # From the raw ASGI headers, as the bearer token (http/auth.py): on the hot routes
+    # nothing else needs Litestar's Headers, ~3 % of a loaded worker's CPU to build.
+    content_type = header(request.scope, b"content-type")  # type: ignore[arg-type]
+    if not is_json_media_type(content_type or ""):
         raise UnsupportedMediaType("Content-Type must be application/json")
 
 

@@ -6,6 +6,7 @@ runs app middleware only after routing, which would miss 404s and 405s.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -19,6 +20,7 @@ from contacts_api.http import metrics
 from contacts_api.http.ratelimit import Decision
 
 log = structlog.get_logger("contacts_api.access")
+_ACCESS = logging.getLogger("contacts_api.access")  # the standard library logger behind `log`
 
 SCOPE_KEY = "contacts_api.request"
 # An incoming X-Request-Id is kept when it looks like an id (a proxy's or a client's), so one id
@@ -89,7 +91,14 @@ class ObservabilityMiddleware:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
             route = scope.get("path_template") or "unmatched"
             metrics.observe_request(method, route, status, elapsed)
-            if self.access_log and scope["path"] not in QUIET_PATHS:
+            # Asked first: below the level (the access log at WARNING) building the event and
+            # passing it to structlog only for filter_by_level to drop it was ~2.5 % of a
+            # loaded worker's CPU on POST /v1/contacts.
+            if (
+                self.access_log
+                and _ACCESS.isEnabledFor(logging.INFO)
+                and scope["path"] not in QUIET_PATHS
+            ):
                 client = scope.get("client")
                 log.info(
                     "request",
