@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -65,6 +67,25 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
     assert metric_value(after, contacts) - metric_value(before, contacts) == 2  # upsert: no
     assert "contacts_api_http_request_duration_seconds_bucket{" in after
     assert "# TYPE contacts_api_rate_limited_total counter" in after
+
+
+async def test_group_commit_batches_are_measured(client: Client, db: Database) -> None:
+    account = await new_account(db)
+    total = "contacts_api_commit_batch_creates_sum"
+    batches = "contacts_api_commit_batch_creates_count"
+    before = (await client.get("/metrics")).text
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/v1/contacts", json={"email": f"b{n}@example.com"}, headers=account.headers
+            )
+            for n in range(20)
+        )
+    )
+    after = (await client.get("/metrics")).text
+    assert [a.status_code for a in answers] == [201] * 20
+    assert metric_value(after, total) - metric_value(before, total) == 20
+    assert 1 <= metric_value(after, batches) - metric_value(before, batches) <= 20
 
 
 async def test_rate_limit_rejections_are_counted(settings: Settings, db: Database) -> None:

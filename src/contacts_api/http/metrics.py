@@ -36,6 +36,11 @@ LATENCY = Histogram(
 CONTACTS_CREATED = Counter(
     "contacts_api_contacts_created_total", "Contacts created (an upsert that updates is not)."
 )
+COMMIT_BATCH_CREATES = Histogram(
+    "contacts_api_commit_batch_creates",
+    "POST /v1/contacts creates per group-commit batch (one transaction, one commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 RATE_LIMITED = Counter(
     "contacts_api_rate_limited_total",
     "Requests answered 429: `account` (over its budget) or `auth_fail` (failed-key throttling).",
