@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from litestar import Request
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from contacts_api.errors import UnsupportedMediaType
 from contacts_api.http.raw_asgi import header
@@ -26,14 +29,49 @@ def _require_json_media_type(request: Request[Any, Any, Any]) -> None:
         raise UnsupportedMediaType("Content-Type must be application/json")
 
 
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The whole body, with the checks of Litestar's `Request.body()`: 413 when the announced
+    length or the bytes received exceed the route handler's limit (the app's 1 MiB).
+
+    Read from the raw ASGI messages: `Request.body()` built Litestar's Headers for the length
+    and an async generator for the chunks, ~6 % of a loaded worker's CPU on POST /v1/contacts.
+    Nothing reads a body before this (no handler takes Litestar's `data`; the idempotency
+    middleware hands its buffered body on through `receive`).
+    """
+    limit = request.route_handler.resolve_request_max_body_size() or math.inf
+    announced = header(request.scope, b"content-length")  # type: ignore[arg-type]
+    if announced is not None:
+        try:
+            length = int(announced)
+        except ValueError:
+            raise ClientException(f"Invalid content-length: {announced!r}") from None
+        if length > limit:
+            raise RequestEntityTooLarge
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+        if chunk:
+            received += len(chunk)
+            if received > limit:
+                raise RequestEntityTooLarge
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 async def read_json(request: Request[Any, Any, Any]) -> Any:
     """The body as any JSON value; 415 for a non-JSON type, 413 (by the app's limit) when too
     large, 400 when malformed."""
     _require_json_media_type(request)
-    return decode_json(await request.body())
+    return decode_json(await read_body(request))
 
 
 async def read_json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The body as a dict; 415 for a non-JSON type, 413 (by the app's limit) when too large."""
     _require_json_media_type(request)
-    return decode_json_object(await request.body())
+    return decode_json_object(await read_body(request))
