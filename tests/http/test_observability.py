@@ -71,8 +71,8 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
 
 async def test_group_commit_batches_are_measured(client: Client, db: Database) -> None:
     account = await new_account(db)
-    total = "contacts_api_commit_batch_creates_sum"
-    batches = "contacts_api_commit_batch_creates_count"
+    total = "contacts_api_commit_batch_size_sum"
+    batches = "contacts_api_commit_batch_size_count"
     before = (await client.get("/metrics")).text
     answers = await asyncio.gather(
         *(

@@ -22,6 +22,7 @@ from contacts_api.http.raw_asgi import ASGIApp, Message, Receive, Scope, Send, h
 from contacts_api.idempotency import service
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
+from contacts_api.storage.outage import log_failure
 from contacts_api.timeutil import utcnow
 
 log = structlog.get_logger(__name__)
@@ -159,7 +160,7 @@ async def _run_and_store(
         return
     try:
         await service.complete(db, claim, service.StoredResponse(status, headers, b"".join(chunks)))
-    except Exception:
+    except Exception as exc:
         # The answer already went out; without a stored copy a retry runs again.
-        log.exception("could not store an idempotent response", status=status)
+        log_failure(log, exc, "could not store an idempotent response", status=status)
         await service.release(db, claim)

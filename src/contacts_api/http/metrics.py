@@ -36,9 +36,10 @@ LATENCY = Histogram(
 CONTACTS_CREATED = Counter(
     "contacts_api_contacts_created_total", "Contacts created (an upsert that updates is not)."
 )
-COMMIT_BATCH_CREATES = Histogram(
-    "contacts_api_commit_batch_creates",
-    "POST /v1/contacts creates per group-commit batch (one transaction, one commit).",
+COMMIT_BATCH_SIZE = Histogram(
+    "contacts_api_commit_batch_size",
+    "POST /v1/contacts requests per group-commit batch (one transaction, one commit), "
+    "counted as the batch starts: updates and batches that fail count too.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 RATE_LIMITED = Counter(

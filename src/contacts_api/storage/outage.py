@@ -7,6 +7,8 @@ exception types that are not about the connection stay errors, with their traceb
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy.exc
 
@@ -21,15 +23,30 @@ UNAVAILABLE_CAUSES = (
 
 
 def unavailable_cause(exc: BaseException) -> BaseException | None:
-    """The driver's error when `exc` means the database cannot be reached, else None."""
-    cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
-    if isinstance(cause, UNAVAILABLE_CAUSES) or (
-        isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
-    ):
-        return cause
-    return None
+    """The driver's error when `exc` means the database cannot be reached, else None.
+
+    Through SQLAlchemy, `exc.orig` is the dialect's DB-API error, whose `__cause__` is the
+    driver's own (asyncpg's "the database system is starting up" arrives that way, and the
+    connection is not marked invalidated); the hot reads on asyncpg raise its errors bare.
+    """
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return exc if isinstance(exc, UNAVAILABLE_CAUSES) else None
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        if isinstance(candidate, UNAVAILABLE_CAUSES):
+            return candidate
+    return exc.orig if exc.connection_invalidated else None
 
 
 def describe(cause: BaseException) -> str:
     """`ConnectionRefusedError: [Errno 111] Connection refused`."""
     return f"{type(cause).__name__}: {cause}"
+
+
+def log_failure(log: Any, exc: BaseException, event: str, **context: object) -> None:
+    """An outage as one warning line (`<event>: database unavailable` with the cause); any
+    other failure as an error with its traceback."""
+    cause = unavailable_cause(exc)
+    if cause is None:
+        log.error(event, exc_info=exc, **context)
+    else:
+        log.warning(f"{event}: database unavailable", error=describe(cause), **context)

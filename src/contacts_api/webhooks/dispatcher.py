@@ -33,7 +33,7 @@ import structlog
 
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
-from contacts_api.storage.outage import describe, unavailable_cause
+from contacts_api.storage.outage import log_failure
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks import delivery, ssrf
 from contacts_api.webhooks import repository as repo
@@ -44,16 +44,6 @@ log = structlog.get_logger(__name__)
 
 BATCH = 50  # messages read per query while draining one endpoint
 CONCURRENCY = 16  # endpoints drained at once by one dispatcher
-
-
-def _log_failure(exc: Exception, event: str, **context: object) -> None:
-    """A database outage as one warning line (every poll meets it); anything else with its
-    traceback."""
-    cause = unavailable_cause(exc)
-    if cause is None:
-        log.error(event, exc_info=exc, **context)
-    else:
-        log.warning(f"{event}: database unavailable", error=describe(cause), **context)
 
 
 def dispatcher_name() -> str:
@@ -154,7 +144,7 @@ class Dispatcher:
                 try:
                     claimed = await self.claim(free)
                 except Exception as exc:
-                    _log_failure(exc, "webhook claim failed")
+                    log_failure(log, exc, "webhook claim failed")
                     claimed = []
                 for endpoint_id in claimed:
                     if endpoint_id in active:
@@ -213,8 +203,8 @@ class Dispatcher:
                     except Exception as exc:
                         # The message was sent but its state did not move: put it off by the
                         # backoff, or every poll would send it again at once.
-                        _log_failure(
-                            exc, "recording a webhook attempt failed", endpoint_id=endpoint_id
+                        log_failure(
+                            log, exc, "recording a webhook attempt failed", endpoint_id=endpoint_id
                         )
                         async with self.db.transaction() as conn:
                             await delivery.postpone_unrecorded(
@@ -224,7 +214,7 @@ class Dispatcher:
                     if not go_on:
                         return attempts
         except Exception as exc:
-            _log_failure(exc, "webhook drain failed", endpoint_id=endpoint_id)
+            log_failure(log, exc, "webhook drain failed", endpoint_id=endpoint_id)
             return attempts
         finally:
             with suppress(Exception):
