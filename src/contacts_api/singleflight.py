@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -21,23 +22,27 @@ class SingleFlight(Generic[K, V]):
     cancels neither the load nor the other callers' wait.
     """
 
-    def __init__(self) -> None:
-        self._running: dict[K, asyncio.Task[V]] = {}
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        # A load older than this is not joined: a caller starts a fresh one instead, so one
+        # load stuck on a dead connection cannot hold every later request for its key.
+        self.max_age = max_age
+        self.clock = clock
+        self._running: dict[K, tuple[float, asyncio.Task[V]]] = {}
 
     async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        task = self._running.get(key)
-        if task is None:
+        now = self.clock()
+        running = self._running.get(key)
+        if running is not None and now - running[0] <= self.max_age:
+            task = running[1]
+        else:
             task = asyncio.ensure_future(load())
-            self._running[key] = task
+            self._running[key] = (now, task)
             task.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(task)
 
     def _finished(self, key: K, task: asyncio.Task[V]) -> None:
-        if self._running.get(key) is task:
+        running = self._running.get(key)
+        if running is not None and running[1] is task:
             del self._running[key]
         if not task.cancelled():
             task.exception()  # retrieved here too, should every caller have gone away
-
-    def running(self) -> int:
-        """How many loads are in flight (for tests)."""
-        return len(self._running)

@@ -84,7 +84,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_shared_lookup(db: Database
         await first
 
 
-async def test_account_rates_refresh_once_per_expiry(db: Database) -> None:
+async def test_requests_in_flight_share_one_account_rate_read(db: Database) -> None:
     account = await new_account(db)
     async with db.transaction() as conn:
         await accounts.set_rate_limit(conn, account.name, Rate(7, 60))

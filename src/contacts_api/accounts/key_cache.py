@@ -30,7 +30,7 @@ class KeyCache:
         self.ttl_s = ttl_s
         self.clock = clock
         self._entries: dict[str, tuple[float, KeyRecord]] = {}
-        self._loads: SingleFlight[str, KeyRecord | None] = SingleFlight()
+        self._loads: SingleFlight[str, KeyRecord | None] = SingleFlight(ttl_s, clock)
 
     async def principal_for(self, key: str, now: datetime) -> Principal:
         """The principal behind `key` at `now`, or Unauthorized with iClosed's message."""
@@ -46,6 +46,8 @@ class KeyCache:
         return record.check(now)
 
     async def _load(self, digest: str) -> KeyRecord | None:
+        # Trusted from when the read began: a revocation it may have missed counts from then.
+        read_at = self.clock()
         try:
             async with self.db.read() as conn:
                 record = await key_record(conn, digest)
@@ -53,5 +55,5 @@ class KeyCache:
             return None  # unknown or revoked: never cached
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
-        self._entries[digest] = (self.clock(), record)
+        self._entries[digest] = (read_at, record)
         return record

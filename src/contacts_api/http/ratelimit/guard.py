@@ -36,7 +36,7 @@ class AccountRates:
         self._db = db
         self._default = default
         self._cache: dict[int, tuple[Rate, float]] = {}
-        self._loads: SingleFlight[int, Rate] = SingleFlight()
+        self._loads: SingleFlight[int, Rate] = SingleFlight(OVERRIDE_TTL_SECONDS)
 
     async def rate_of(self, account_id: int) -> Rate:
         cached = self._cache.get(account_id)
