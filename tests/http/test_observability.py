@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from contacts_api.app import create_app
+from contacts_api.http import observability
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from tests.conftest import make_settings
@@ -67,6 +71,34 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
     assert metric_value(after, contacts) - metric_value(before, contacts) == 2  # upsert: no
     assert "contacts_api_http_request_duration_seconds_bucket{" in after
     assert "# TYPE contacts_api_rate_limited_total counter" in after
+
+
+@pytest.mark.parametrize(("level", "logged"), [(logging.INFO, True), (logging.WARNING, False)])
+async def test_the_access_log_follows_the_log_level(
+    client: Client, db: Database, monkeypatch: pytest.MonkeyPatch, level: int, logged: bool
+) -> None:
+    account = await new_account(db)
+    lines: list[dict[str, Any]] = []
+
+    class Recorder:
+        def info(self, event: str, **fields: Any) -> None:
+            lines.append({"event": event, **fields})
+
+    monkeypatch.setattr(observability, "log", Recorder())
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)  # as configure_logging sets CONTACTS_API_LOG_LEVEL
+    try:
+        response = await client.post(
+            "/v1/contacts", json={"email": "a@example.com"}, headers=account.headers
+        )
+    finally:
+        root.setLevel(before)
+    assert response.status_code == 201
+    access = [line for line in lines if line["event"] == "request"]
+    assert len(access) == (1 if logged else 0)
+    if logged:
+        assert (access[0]["route"], access[0]["status"]) == ("/v1/contacts", 201)
 
 
 async def test_group_commit_batches_are_measured(client: Client, db: Database) -> None:
