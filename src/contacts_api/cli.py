@@ -273,6 +273,8 @@ def serve(
             log_config=None,
             access_log=False,
             server_header=False,
+            # uvicorn's httptools protocol, each response sent in one write (http/one_write.py).
+            http="contacts_api.http.one_write:OneWriteHttpToolsProtocol",
         )
     finally:
         if metrics_dir is not None:
