@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -24,6 +24,7 @@ from contacts_api.storage.raw_read import (
     SqliteInlineReader,
     SqliteThreadReader,
 )
+from contacts_api.storage.writer_turn import WriterTurn
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
@@ -134,6 +135,7 @@ class Database:
         # The group-commit writer's engine: on SQLite one inline connection (no thread
         # hand-offs, see storage/inline_sqlite.py) that never blocks the loop on a lock.
         self.batch_engine = self.engine
+        self._writer_turn: WriterTurn | None = None
         if self.is_sqlite:
             # temp_store=MEMORY here too: a statement journal (kept by any statement a trigger
             # may fire for, such as the live-count update triggers, or inside a savepoint)
@@ -158,6 +160,11 @@ class Database:
             install_sqlite_listeners(
                 self.batch_engine.sync_engine, sqlite_synchronous, 0, memory_temp_store=True
             )
+            path = make_url(url).database
+            if path and path != ":memory:":
+                self._writer_turn = WriterTurn(
+                    f"{path}-writers.lock", SQLITE_BUSY_TIMEOUT_MS / 1000
+                )
         else:
             # PostgreSQL: the writer's connections are busy back to back under load, where a
             # pre-ping is one more round trip per batch (each costing a turn of a busy event
@@ -196,12 +203,15 @@ class Database:
         On SQLite the connection runs inline on the event loop with busy_timeout=0: waiting
         for another writer's lock inside SQLite would block the very loop that writer may
         need, so a busy BEGIN IMMEDIATE is retried here with short asyncio sleeps instead.
+        The batch writers of every worker process first queue for their turn
+        (storage/writer_turn.py), so they rarely find that lock held.
         """
         if not self.is_sqlite:
             async with self.batch_engine.connect() as conn, conn.begin():
                 yield conn
             return
-        async with self.batch_engine.connect() as conn:
+        turn = self._writer_turn.held() if self._writer_turn is not None else nullcontext()
+        async with turn, self.batch_engine.connect() as conn:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             await _begin_when_unlocked(conn)
             try:
@@ -310,6 +320,8 @@ class Database:
                 await asyncio.wait_for(pool.close(), 5)
             except TimeoutError:
                 pool.terminate()
+        if self._writer_turn is not None:
+            self._writer_turn.close()
         if self._inline_reader is not None:
             self._inline_reader.close()
             self._inline_reader = None

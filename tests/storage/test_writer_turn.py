@@ -1,0 +1,177 @@
+"""The batch writers of every worker process take turns at SQLite's write lock
+(storage/writer_turn.py): a writer waits for the turn without stalling its event loop, gets
+it the moment the holder lets go, and never keeps it by accident."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from contacts_api.storage.engine import Database
+from contacts_api.storage.models import tag_table
+from contacts_api.storage.writer_turn import WriterTurn
+from contacts_api.timeutil import utcnow
+from tests.factories import new_account
+
+# Another process holding the turn: it prints "held", waits for a line on stdin (or its
+# timeout), prints the time it lets go, then lets go and exits.
+HOLDER = """
+import fcntl, os, sys, time, select
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+select.select([sys.stdin], [], [], float(sys.argv[2]))
+print(time.time(), flush=True)
+fcntl.flock(fd, fcntl.LOCK_UN)
+"""
+
+# Whether another process can take the turn now (tries for up to two seconds).
+TAKER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+deadline = time.monotonic() + 2
+while True:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        print("taken")
+        break
+    except BlockingIOError:
+        if time.monotonic() > deadline:
+            print("still held")
+            break
+        time.sleep(0.02)
+"""
+
+
+@contextmanager
+def held_elsewhere(lock: Path, seconds: float = 30) -> Iterator[subprocess.Popen[str]]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock), str(seconds)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.communicate()  # reaps it and closes its pipes
+
+
+def let_go(holder: subprocess.Popen[str]) -> float:
+    """Tell the holder to let go; returns when it did (its clock)."""
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    return float(holder.stdout.readline())
+
+
+def taken_by_another_process(lock: Path) -> bool:
+    result = subprocess.run(
+        [sys.executable, "-c", TAKER, str(lock)], capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip() == "taken"
+
+
+@pytest.fixture
+def sqlite_url(database_url: str) -> str:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("turns at SQLite's write lock; PostgreSQL writers do not take them")
+    return database_url
+
+
+def lock_of(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///") + "-writers.lock")
+
+
+async def test_a_batch_waits_its_turn_without_stalling_the_loop(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    account = await new_account(db)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def write_a_tag() -> float:
+        async with db.batch_transaction() as conn:
+            began = time.time()
+            await conn.execute(
+                sa.insert(tag_table).values(
+                    account_id=account.account_id, name="t", created_at=utcnow()
+                )
+            )
+        return began
+
+    try:
+        with held_elsewhere(lock_of(sqlite_url)) as holder:
+            ticker = asyncio.create_task(tick())
+            batch = asyncio.create_task(write_a_tag())
+            await asyncio.sleep(0.3)
+            assert not batch.done()  # still waiting for the turn
+            assert ticks >= 10  # ...while the loop ran on
+            let_go_at = await asyncio.to_thread(let_go, holder)
+            began = await asyncio.wait_for(batch, 5)
+            ticker.cancel()
+        assert began >= let_go_at
+        async with db.read() as conn:
+            names = (await conn.execute(sa.select(tag_table.c.name))).scalars().all()
+        assert names == ["t"]
+        # Given back after the batch: another process takes it at once.
+        assert taken_by_another_process(lock_of(sqlite_url))
+    finally:
+        await db.dispose()
+
+
+async def test_a_cancelled_wait_leaves_the_turn_free(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        with held_elsewhere(lock_of(sqlite_url)) as holder:
+            batch = asyncio.create_task(db.batch_transaction().__aenter__())
+            await asyncio.sleep(0.2)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await batch
+            await asyncio.to_thread(let_go, holder)
+        # The waiting thread took the turn when the holder let go, and gave it back.
+        assert await asyncio.to_thread(taken_by_another_process, lock_of(sqlite_url))
+    finally:
+        await db.dispose()
+
+
+async def test_a_turn_never_handed_over_is_done_without(tmp_path: Path) -> None:
+    lock = tmp_path / "db-writers.lock"
+    turn = WriterTurn(str(lock), wait_seconds=0.3)
+    try:
+        with held_elsewhere(lock) as holder:
+            started = time.monotonic()
+            async with turn.held() as have:
+                assert have is False
+                assert time.monotonic() - started >= 0.3
+            await asyncio.to_thread(let_go, holder)
+        assert await asyncio.to_thread(taken_by_another_process, lock)
+        async with turn.held() as have:  # free again: taken at once
+            assert have is True
+            assert not await asyncio.to_thread(taken_by_another_process_at_once, lock)
+    finally:
+        turn.close()
+
+
+def taken_by_another_process_at_once(lock: Path) -> bool:
+    code = TAKER.replace("time.monotonic() + 2", "time.monotonic()")
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(lock)], capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip() == "taken"
