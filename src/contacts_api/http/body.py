@@ -14,6 +14,11 @@ from contacts_api.http.raw_asgi import header
 from contacts_api.validation import decode_json, decode_json_object
 
 
+class ClientDisconnected(InternalServerException):
+    """The client went away before its whole body arrived: there is no one left to answer,
+    and nothing went wrong here (http/error_handlers.py logs it without a traceback)."""
+
+
 def is_json_media_type(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
     return media_type == "application/json" or (
@@ -53,7 +58,7 @@ async def read_body(request: Request[Any, Any, Any]) -> bytes:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            raise InternalServerException("client disconnected prematurely")
+            raise ClientDisconnected("client disconnected prematurely")
         chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
         if chunk:
             received += len(chunk)

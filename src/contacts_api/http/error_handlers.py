@@ -10,6 +10,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from contacts_api.errors import AppError, InternalError, ServiceUnavailable, ValidationFailed
+from contacts_api.http.body import ClientDisconnected
 from contacts_api.storage.outage import UNAVAILABLE_CAUSES, describe, unavailable_cause
 
 log = structlog.get_logger(__name__)
@@ -65,6 +66,14 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return _render(request, InternalError())
 
 
+def handle_client_disconnected(
+    request: Request[Any, Any, Any], exc: ClientDisconnected
+) -> Response[Any]:
+    # wrk stopping mid-run, a browser tab closed: routine, and the answer reaches no one.
+    log.info("client disconnected before its body arrived", path=request.url.path)
+    return _render(request, InternalError())
+
+
 # The database (or the network to it) is away: the client gets a clean 503 and may retry; the
 # pool's pre-ping replaces dead connections once it is back (storage/outage.py).
 def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -84,6 +93,7 @@ def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception)
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     AppError: handle_app_error,
     HTTPException: handle_http_exception,
+    ClientDisconnected: handle_client_disconnected,
     sqlalchemy.exc.DBAPIError: handle_database_unavailable,
     sqlalchemy.exc.TimeoutError: handle_database_unavailable,
     **dict.fromkeys(UNAVAILABLE_CAUSES, handle_database_unavailable),
