@@ -37,4 +37,4 @@ bench: $(STAMP) ## load benchmarks on loopback; prints ratios against a baseline
 	$(BIN)/python -m bench.run
 
 clean: ## remove the virtual environment and local databases
-	rm -rf $(VENV) contacts.db contacts.db-wal contacts.db-shm
+	rm -rf $(VENV) contacts.db contacts.db-wal contacts.db-shm contacts.db-writers.lock
