@@ -104,6 +104,8 @@ async def test_everything_else_is_the_real_transport() -> None:
 def segments_received(sock: socket.socket) -> int:
     """tcpi_segs_in of Linux's struct tcp_info (at byte 140 since Linux 4.2)."""
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    if len(info) < 144:
+        pytest.skip("this kernel's tcp_info has no tcpi_segs_in")
     return int(struct.unpack_from("I", info, 140)[0])
 
 
@@ -137,4 +139,4 @@ def test_the_real_server_answers_each_request_in_one_tcp_segment(tmp_path: Path)
             get_healthz(sock)
         segments = segments_received(sock) - before
     # Two writes a response (uvicorn's own protocol) arrive as 100 segments or more.
-    assert segments < 75, f"{segments} segments for 50 responses"
+    assert 50 <= segments < 75, f"{segments} segments for 50 responses"

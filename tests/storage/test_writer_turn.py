@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,18 +154,49 @@ async def test_a_cancelled_wait_leaves_the_turn_free(sqlite_url: str) -> None:
 
 async def test_a_turn_never_handed_over_is_done_without(tmp_path: Path) -> None:
     lock = tmp_path / "db-writers.lock"
-    turn = WriterTurn(str(lock), wait_seconds=0.3)
+    turn = WriterTurn(str(lock))
     try:
         with held_elsewhere(lock) as holder:
             started = time.monotonic()
-            async with turn.held() as have:
+            async with turn.held(0.3) as have:
                 assert have is False
                 assert time.monotonic() - started >= 0.3
             await asyncio.to_thread(let_go, holder)
         assert await asyncio.to_thread(taken_by_another_process, lock)
-        async with turn.held() as have:  # free again: taken at once
+        async with turn.held(0.3) as have:  # free again: taken at once
             assert have is True
             assert not await asyncio.to_thread(taken_by_another_process_at_once, lock)
+    finally:
+        turn.close()
+
+
+async def test_a_wait_that_ran_out_is_taken_over_not_left_to_give_the_turn_away(
+    tmp_path: Path,
+) -> None:
+    """The thread of a wait that ran out is still in flock; the next wait must use it, and
+    must keep the turn for its whole block once it has it."""
+    lock = tmp_path / "db-writers.lock"
+    turn = WriterTurn(str(lock))
+    try:
+        with held_elsewhere(lock) as holder:
+            async with turn.held(0.2) as have:
+                assert have is False
+            waiting = [t for t in threading.enumerate() if t.name == "writer-turn"]
+            assert len(waiting) == 1
+
+            async def second_wait() -> bool:
+                async with turn.held(5) as have:
+                    # Held throughout: nothing of the first wait gives it back meanwhile.
+                    await asyncio.sleep(0.2)
+                    held = not await asyncio.to_thread(taken_by_another_process_at_once, lock)
+                    return have and held
+
+            second = asyncio.create_task(second_wait())
+            await asyncio.sleep(0.1)
+            assert len([t for t in threading.enumerate() if t.name == "writer-turn"]) == 1
+            await asyncio.to_thread(let_go, holder)
+            assert await asyncio.wait_for(second, 5)
+        assert await asyncio.to_thread(taken_by_another_process, lock)
     finally:
         turn.close()
 

@@ -14,6 +14,7 @@ from contacts_api.http.body import ClientDisconnected
 from contacts_api.storage.outage import UNAVAILABLE_CAUSES, describe, unavailable_cause
 
 log = structlog.get_logger(__name__)
+CLIENT_CLOSED_REQUEST = 499
 
 _HTTP_MESSAGES = {
     404: "Not found",
@@ -70,8 +71,11 @@ def handle_client_disconnected(
     request: Request[Any, Any, Any], exc: ClientDisconnected
 ) -> Response[Any]:
     # wrk stopping mid-run, a browser tab closed: routine, and the answer reaches no one.
+    # Metrics and the access line count it as 499 (nginx's "client closed request").
     log.info("client disconnected before its body arrived", path=request.url.path)
-    return _render(request, InternalError())
+    error = AppError("Client closed request")
+    error.status = CLIENT_CLOSED_REQUEST
+    return _render(request, error)
 
 
 # The database (or the network to it) is away: the client gets a clean 503 and may retry; the

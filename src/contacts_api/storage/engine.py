@@ -162,9 +162,7 @@ class Database:
             )
             path = make_url(url).database
             if path and path != ":memory:":
-                self._writer_turn = WriterTurn(
-                    f"{path}-writers.lock", SQLITE_BUSY_TIMEOUT_MS / 1000
-                )
+                self._writer_turn = WriterTurn(f"{path}-writers.lock")
         else:
             # PostgreSQL: the writer's connections are busy back to back under load, where a
             # pre-ping is one more round trip per batch (each costing a turn of a busy event
@@ -210,10 +208,16 @@ class Database:
             async with self.batch_engine.connect() as conn, conn.begin():
                 yield conn
             return
-        turn = self._writer_turn.held() if self._writer_turn is not None else nullcontext()
+        # One budget for the turn and SQLite's lock together, as busy_timeout would give.
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        turn = (
+            self._writer_turn.held(SQLITE_BUSY_TIMEOUT_MS / 1000)
+            if self._writer_turn is not None
+            else nullcontext()
+        )
         async with turn, self.batch_engine.connect() as conn:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-            await _begin_when_unlocked(conn)
+            await _begin_when_unlocked(conn, deadline)
             try:
                 yield conn
             except BaseException:
@@ -330,9 +334,10 @@ class Database:
         await self.engine.dispose()
 
 
-async def _begin_when_unlocked(conn: AsyncConnection) -> None:
-    """BEGIN IMMEDIATE, sleeping (not blocking) while another writer holds the lock."""
-    delay, waited = 0.0005, 0.0
+async def _begin_when_unlocked(conn: AsyncConnection, deadline: float) -> None:
+    """BEGIN IMMEDIATE, sleeping (not blocking) while another writer holds the lock, until
+    `deadline` (time.monotonic())."""
+    delay = 0.0005
     while True:
         try:
             await conn.begin()
@@ -341,10 +346,9 @@ async def _begin_when_unlocked(conn: AsyncConnection) -> None:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
             await conn.rollback()
-            if waited >= SQLITE_BUSY_TIMEOUT_MS / 1000:
+            if time.monotonic() >= deadline:
                 raise
             await asyncio.sleep(delay)
-            waited += delay
             # Capped at 1 ms: another worker's group-commit batch holds the lock for a few ms,
             # and a writer that backed off to 20 ms (as before) lost the lock to the other
             # worker's next batch again and again; POST /v1/contacts with two workers went

@@ -6,14 +6,14 @@ each writer found the lock taken about every other batch and slept 0.5-1 ms at a
 past the moment the other worker committed: measured under wrk, each worker's writer spent a
 quarter of the run waiting (~500 ms in every 2 s), with ~190 failed BEGINs a second.
 
-Here those writers queue on an exclusive `flock` of a file beside the database, taken in a
-thread when another process holds it, so the kernel hands it over the moment it is released.
-Not the database file itself: closing any descriptor of a file drops the POSIX locks SQLite
-holds on it. The turn orders our batch writers only: SQLite's lock stays the real guard, and
-any other writer (a request's transaction, an import, the webhook dispatcher) is waited for
-as before. A process that dies holding the turn loses it with its descriptors; a turn not
-handed over within `wait_seconds` is gone without (the batch then meets SQLite's lock as
-before), so a stuck process cannot stall the others for longer than SQLite would.
+Here those writers queue on an exclusive `flock` of a file beside the database. When another
+process holds it, a thread blocks in `flock` and the kernel wakes it as soon as the holder lets
+go. Not the database file itself: closing any descriptor of a file drops the POSIX locks
+SQLite holds on it. The turn orders our batch writers only: SQLite's lock stays the real
+guard, and any other writer (a request's transaction, an import, the webhook dispatcher) is
+waited for as before. A process that dies holding the turn loses it with its descriptors. A
+turn not had within the caller's budget is done without, and the batch then meets SQLite's
+lock as before, within what is left of the same budget (Database.batch_transaction).
 """
 
 from __future__ import annotations
@@ -22,23 +22,35 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import AsyncIterator
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 
 class WriterTurn:
-    """An exclusive turn among the processes that open the same lock file."""
+    """An exclusive turn among the processes that open the same lock file.
 
-    def __init__(self, path: str, wait_seconds: float) -> None:
+    At most one thread waits for the turn at a time: a wait that timed out or was cancelled
+    is taken over by the next one, and gives the turn back at once if nobody wants it by then.
+    """
+
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.wait_seconds = wait_seconds
         self._fd: int | None = None
+        self._unusable = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._wanted = False  # whether a caller is awaiting `_waiter`
+        self._closing = False
 
     @contextlib.asynccontextmanager
-    async def held(self) -> AsyncIterator[bool]:
-        """Hold the turn for the block; yields whether it was had (False: waited too long,
-        or the lock file cannot be opened)."""
+    async def held(self, wait_seconds: float) -> AsyncIterator[bool]:
+        """Hold the turn for the block; yields whether it was had (False: not within
+        `wait_seconds`, or the lock file cannot be opened)."""
         fd = self._open()
-        have = fd is not None and await self._take(fd)
+        have = fd is not None and await self._take(fd, wait_seconds)
         try:
             yield have
         finally:
@@ -46,40 +58,92 @@ class WriterTurn:
                 _unlock(fd)
 
     def close(self) -> None:
-        if self._fd is not None:
+        """Close the lock file (once a thread still waiting in `flock` has returned)."""
+        self._closing = True
+        if self._fd is not None and self._waiter is None:
             os.close(self._fd)
             self._fd = None
 
     def _open(self) -> int | None:
-        if self._fd is None:
+        if self._fd is None and not self._unusable and not self._closing:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError:  # a read-only directory, say: SQLite's lock alone still guards
-                return None
+            except OSError:
+                try:  # made by another user, say: flock works on a read-only descriptor too
+                    self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    self._unusable = True
+                    log.warning(
+                        "writer turn lock file unusable: workers' writers poll SQLite's lock",
+                        path=self.path,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
         return self._fd
 
-    async def _take(self, fd: int) -> bool:
+    async def _take(self, fd: int, wait_seconds: float) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             pass
-        waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = _blocking_flock(fd)
+            waiter.add_done_callback(lambda done: self._waiter_done(fd, done))
+        self._wanted = True
         try:
-            await asyncio.wait_for(asyncio.shield(waiting), self.wait_seconds)
+            await asyncio.wait_for(asyncio.shield(waiter), wait_seconds)
             return True
         except (TimeoutError, asyncio.CancelledError) as exc:
-            # The thread still takes the turn once it is free: give it back at once then.
-            def give_back(done: asyncio.Future[None]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    _unlock(fd)
-
-            waiting.add_done_callback(give_back)
+            self._wanted = False
+            got_it = waiter.done() and not waiter.cancelled() and waiter.exception() is None
+            if got_it and isinstance(exc, TimeoutError):
+                return True  # handed over as the wait ran out
+            if got_it:
+                _unlock(fd)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return False
 
+    def _waiter_done(self, fd: int, done: asyncio.Future[None]) -> None:
+        self._waiter = None
+        took = not done.cancelled() and done.exception() is None
+        if took and not self._wanted:
+            _unlock(fd)  # the caller gave up meanwhile: give the turn back at once
+        if self._closing:
+            self.close()
+
+
+def _blocking_flock(fd: int) -> asyncio.Future[None]:
+    """flock(LOCK_EX) in a thread of its own (not the default executor, which the COMMIT of a
+    batch needs), resolved on the calling loop."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def wait() -> None:
+        error: BaseException | None = None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException as exc:
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop closed meanwhile: nobody will use the turn
+            if error is None:
+                _unlock(fd)
+
+    threading.Thread(target=wait, name="writer-turn", daemon=True).start()
+    return future
+
 
 def _unlock(fd: int) -> None:
-    with contextlib.suppress(OSError):  # closed meanwhile (dispose): the lock went with it
+    with contextlib.suppress(OSError):
         fcntl.flock(fd, fcntl.LOCK_UN)
