@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy.exc
 import typer
@@ -226,6 +226,9 @@ def warn_if_redis_is_away(url: str) -> None:
         client.close()
 
 
+APP_FACTORY = "contacts_api.app:create_app_from_env"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -240,6 +243,7 @@ def serve(
     import uvicorn
 
     from contacts_api.bootstrap import bootstrap_first_run
+    from contacts_api.http import reuse_port
     from contacts_api.logging import configure_logging
 
     settings = Settings()
@@ -263,19 +267,24 @@ def serve(
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="contacts-api-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    options: dict[str, Any] = {
+        "factory": True,
+        "workers": workers,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        # uvicorn's httptools protocol, each response sent in one write (http/one_write.py).
+        "http": "contacts_api.http.one_write:OneWriteHttpToolsProtocol",
+    }
     try:
-        uvicorn.run(
-            "contacts_api.app:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            # uvicorn's httptools protocol, each response sent in one write (http/one_write.py).
-            http="contacts_api.http.one_write:OneWriteHttpToolsProtocol",
-        )
+        if workers > 1 and reuse_port.available():
+            # A listening socket in each worker (http/reuse_port.py).
+            try:
+                reuse_port.run_workers(APP_FACTORY, host, port, **options)
+            except OSError as exc:
+                raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        else:
+            uvicorn.run(APP_FACTORY, host=host, port=port, **options)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
