@@ -43,6 +43,18 @@ class RunningServer:
         return sizes
 
 
+def _listening_sockets(port: int) -> list[str]:
+    """IPv4 TCP sockets listening on `port` (Linux's /proc/net/tcp; none elsewhere)."""
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        return [
+            fields[9]
+            for fields in map(str.split, lines)
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A"
+        ]
+    return []
+
+
 def _descendants(pid: int) -> list[int]:
     found: list[int] = []
     with contextlib.suppress(OSError):
@@ -140,6 +152,10 @@ def running_server(database_url: str, workers: int = WORKERS) -> Iterator[Runnin
                     break
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("server did not become ready")
+            time.sleep(0.2)
+        # /readyz answers once one worker is up; a run started before the others listen would
+        # put every wrk connection on that one (each worker has a socket of its own on Linux).
+        while len(_listening_sockets(port)) < workers and time.monotonic() < deadline:
             time.sleep(0.2)
         yield RunningServer(url, key, database_url, ids["accountId"], ids["userId"], process)
     finally:
