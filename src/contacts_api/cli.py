@@ -280,9 +280,10 @@ def serve(
         if workers > 1 and reuse_port.available():
             # A listening socket in each worker (http/reuse_port.py).
             try:
-                reuse_port.run_workers(APP_FACTORY, host, port, **options)
+                sock = reuse_port.supervisor_socket(host, port)
             except OSError as exc:
                 raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            reuse_port.run_workers(APP_FACTORY, sock, host, **options)
         else:
             uvicorn.run(APP_FACTORY, host=host, port=port, **options)
     finally:

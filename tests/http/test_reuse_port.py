@@ -61,15 +61,19 @@ def healthz(sock: socket.socket) -> None:
         received += chunk
 
 
-def test_each_worker_accepts_on_its_own_socket_and_gets_its_share(
-    database_url: str, redis_prefix: tuple[str, str], tmp_path: Path
-) -> None:
+def settings_env(database_url: str, redis_prefix: tuple[str, str]) -> dict[str, str]:
     redis_url, prefix = redis_prefix
-    env = {
+    return {
         "CONTACTS_API_DATABASE_URL": database_url,
         "CONTACTS_API_REDIS_URL": redis_url,
         "CONTACTS_API_REDIS_PREFIX": prefix,
     }
+
+
+def test_each_worker_accepts_on_its_own_socket_and_gets_its_share(
+    database_url: str, redis_prefix: tuple[str, str], tmp_path: Path
+) -> None:
+    env = settings_env(database_url, redis_prefix)
     with serve(env, workers=2, log=tmp_path / "server.log") as base:
         port = int(base.rsplit(":", 1)[1])
         wait_until(
@@ -111,12 +115,9 @@ def test_a_port_already_taken_is_refused_not_shared(
     database_url: str, redis_prefix: tuple[str, str], tmp_path: Path
 ) -> None:
     """SO_REUSEPORT would let a second server quietly share a port; serve checks it first."""
-    redis_url, prefix = redis_prefix
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CONTACTS_API_")},
-        "CONTACTS_API_DATABASE_URL": database_url,
-        "CONTACTS_API_REDIS_URL": redis_url,
-        "CONTACTS_API_REDIS_PREFIX": prefix,
+        **settings_env(database_url, redis_prefix),
     }
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even one that allows it

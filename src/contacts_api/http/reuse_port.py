@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-from typing import Any
+from typing import Any, TypeVar
+
+S = TypeVar("S", bound=socket.socket)
 
 
 def available() -> bool:
@@ -34,11 +36,12 @@ class WorkerSocket(socket.socket):
     (uvicorn hands its sockets to workers by pickling) gets a fresh one on the same address."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_bound, (self.family, self.getsockname()))
+        return (_bound, (socket.socket, self.family, self.getsockname()))
 
 
-def _bound(family: socket.AddressFamily, address: Any) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def _bound(kind: type[S], family: socket.AddressFamily, address: Any) -> S:
+    """A `kind` socket bound to `address` with SO_REUSEPORT (not listening yet)."""
+    sock = kind(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
@@ -56,21 +59,16 @@ def supervisor_socket(host: str, port: int) -> WorkerSocket:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
         port = probe.getsockname()[1]
-    sock = WorkerSocket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
+    return _bound(WorkerSocket, family, (host, port))
 
 
-def run_workers(app: str, host: str, port: int, **options: Any) -> None:
+def run_workers(app: str, sock: WorkerSocket, host: str, **options: Any) -> None:
     """uvicorn.run's multi-worker path (its Multiprocess supervisor: health checks, restarts,
-    signals), with a socket of its own in each worker. OSError when the port is taken."""
+    signals), with a socket of its own in each worker; closes `sock` at the end."""
     from uvicorn import Config
     from uvicorn.supervisors import Multiprocess
 
-    config = Config(app, host=host, port=port, **options)
-    sock = supervisor_socket(host, port)
+    config = Config(app, host=host, port=sock.getsockname()[1], **options)
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d, a listening socket in each worker (SO_REUSEPORT)",
         host,
