@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -54,3 +55,16 @@ async def count_contacts(db: Database, account_id: int | None = None) -> int:
         query = query.where(contact_table.c.account_id == account_id)
     async with db.read() as conn:
         return int((await conn.execute(query)).scalar_one())
+
+
+async def sqlite_file_with_account(path: Path) -> tuple[str, AccountFixture]:
+    """A migrated SQLite database at `path` holding one account, for a real server to open."""
+    from contacts_api.storage import migrate
+
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    db = Database(url)
+    try:
+        return url, await new_account(db)
+    finally:
+        await db.dispose()

@@ -73,3 +73,15 @@ def serve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def serve_to_exit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `contacts-api serve ARGS` expecting it to refuse to start; its exit and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "contacts_api", "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

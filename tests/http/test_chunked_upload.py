@@ -8,9 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from contacts_api.storage import migrate
-from contacts_api.storage.engine import Database
-from tests.factories import new_account
+from tests.factories import sqlite_file_with_account
 from tests.servers import serve
 
 HEAD, TAIL = b'{"email": "big@b.co", "pad": "', b'"}'
@@ -22,11 +20,7 @@ def upload(chunks: list[bytes]) -> Iterator[bytes]:
 
 
 async def test_a_chunked_body_is_limited_by_the_bytes_received(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    migrate.upgrade(url)
-    db = Database(url)
-    account = await new_account(db)
-    await db.dispose()
+    url, account = await sqlite_file_with_account(tmp_path / "c.db")
     headers = {**account.headers, "Content-Type": "application/json"}
     just_under = b"x" * (1024 * 1024 - len(HEAD) - len(TAIL) - 3 * len(QUARTER))
     with (

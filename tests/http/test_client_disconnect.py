@@ -7,9 +7,7 @@ import json
 import socket
 from pathlib import Path
 
-from contacts_api.storage import migrate
-from contacts_api.storage.engine import Database
-from tests.factories import new_account
+from tests.factories import sqlite_file_with_account
 from tests.servers import serve, wait_until
 
 
@@ -24,11 +22,7 @@ def log_events(log: Path) -> list[dict[str, object]]:
 
 
 async def test_a_client_gone_mid_body_is_logged_without_a_traceback(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'd.db'}"
-    migrate.upgrade(url)
-    db = Database(url)
-    account = await new_account(db)
-    await db.dispose()
+    url, account = await sqlite_file_with_account(tmp_path / "d.db")
     log = tmp_path / "server.log"
     headers = "".join(f"{name}: {value}\r\n" for name, value in account.headers.items())
     with serve(

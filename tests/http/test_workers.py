@@ -17,7 +17,7 @@ import pytest
 from contacts_api.storage.engine import Database
 from tests.factories import new_account
 from tests.redis_service import drop_prefix, shared_redis
-from tests.servers import serve
+from tests.servers import serve, serve_to_exit
 
 LIMIT = 10
 
@@ -96,14 +96,7 @@ def test_several_workers_without_redis_refuse_to_start(tmp_path: Path) -> None:
         **{k: v for k, v in os.environ.items() if not k.startswith("CONTACTS_API_")},
         "CONTACTS_API_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "contacts_api", "serve", "--workers", "2", "--port", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = serve_to_exit(env, "--workers", "2", "--port", "1")
     assert done.returncode == 1
     assert done.stderr.startswith("error: --workers 2 needs CONTACTS_API_REDIS_URL")
     assert len(done.stderr.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ from contacts_api.storage.group_commit import GroupCommitter
 from contacts_api.storage.models import tag_table
 from contacts_api.timeutil import utcnow
 from tests.factories import new_account
+from tests.loop_ticks import LoopTicks
 
 
 async def insert_tags(conn: AsyncConnection, jobs: list[tuple[int, str]]) -> list[object]:
@@ -59,22 +60,11 @@ async def test_a_batch_waits_for_another_writer_without_stalling_the_loop(
     account = await new_account(db)
     writer_db = Database(database_url)
     committer: GroupCommitter[tuple[int, str], object] = GroupCommitter(writer_db, insert_tags)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    async def ten_more_ticks() -> None:
-        start = ticks
-        while ticks < start + 10:
-            await asyncio.sleep(0.005)
-
-    ticking = asyncio.create_task(ticker())
     try:
-        async with db.transaction() as conn:  # BEGIN IMMEDIATE: this test holds the write lock
+        async with (
+            LoopTicks() as ticks,
+            db.transaction() as conn,
+        ):  # BEGIN IMMEDIATE: this test holds the write lock
             await conn.execute(sa.text("SELECT 1"))
             pending = asyncio.create_task(committer.submit((account.account_id, "late")))
             await asyncio.sleep(0.05)  # the writer is trying BEGIN IMMEDIATE by now
@@ -82,11 +72,10 @@ async def test_a_batch_waits_for_another_writer_without_stalling_the_loop(
             # within the time limit (a writer blocking in SQLite's busy handler would hold the
             # loop for seconds at a time). Counted, not timed: a slow or busy machine (a full
             # collection of the suite's heap) only makes this take longer.
-            await asyncio.wait_for(ten_more_ticks(), 5)
+            await asyncio.wait_for(ticks.ten_more(), 5)
             assert not pending.done()  # no commit while another writer holds the lock
         assert await asyncio.wait_for(pending, 5) == "late"
     finally:
-        ticking.cancel()
         await committer.stop()
         await writer_db.dispose()
     assert await tag_names(db) == ["late"]

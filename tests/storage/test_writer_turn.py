@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import tag_table
 from contacts_api.storage.writer_turn import WriterTurn
 from contacts_api.timeutil import utcnow
 from tests.factories import new_account
+from tests.loop_ticks import LoopTicks
 
 # Another process holding the turn: it prints "held", waits for a line on stdin (or its
 # timeout), prints the time it lets go, then lets go and exits.
@@ -98,13 +100,6 @@ def lock_of(url: str) -> Path:
 async def test_a_batch_waits_its_turn_without_stalling_the_loop(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     account = await new_account(db)
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
 
     async def write_a_tag() -> float:
         async with db.batch_transaction() as conn:
@@ -117,15 +112,13 @@ async def test_a_batch_waits_its_turn_without_stalling_the_loop(sqlite_url: str)
         return began
 
     try:
-        with held_elsewhere(lock_of(sqlite_url)) as holder:
-            ticker = asyncio.create_task(tick())
-            batch = asyncio.create_task(write_a_tag())
-            await asyncio.sleep(0.3)
-            assert not batch.done()  # still waiting for the turn
-            assert ticks >= 10  # ...while the loop ran on
-            let_go_at = await asyncio.to_thread(let_go, holder)
-            began = await asyncio.wait_for(batch, 5)
-            ticker.cancel()
+        async with LoopTicks() as ticks:
+            with held_elsewhere(lock_of(sqlite_url)) as holder:
+                batch = asyncio.create_task(write_a_tag())
+                await asyncio.wait_for(ticks.ten_more(), 5)  # the loop runs on meanwhile...
+                assert not batch.done()  # ...while the batch waits for the turn
+                let_go_at = await asyncio.to_thread(let_go, holder)
+                began = await asyncio.wait_for(batch, 5)
         assert began >= let_go_at
         async with db.read() as conn:
             names = (await conn.execute(sa.select(tag_table.c.name))).scalars().all()
@@ -207,3 +200,17 @@ def taken_by_another_process_at_once(lock: Path) -> bool:
         [sys.executable, "-c", code, str(lock)], capture_output=True, text=True, check=True
     )
     return result.stdout.strip() == "taken"
+
+
+async def test_a_lock_file_that_cannot_be_opened_leaves_the_turns_out_with_one_warning(
+    tmp_path: Path,
+) -> None:
+    turn = WriterTurn(str(tmp_path / "no such directory" / "db-writers.lock"))
+    with capture_logs() as logs:
+        for _ in range(3):
+            async with turn.held(1) as have:
+                assert have is False  # SQLite's own lock still guards the batch
+    warnings = [log for log in logs if log["log_level"] == "warning"]
+    assert len(warnings) == 1
+    assert "writer turn lock file unusable" in warnings[0]["event"]
+    turn.close()
