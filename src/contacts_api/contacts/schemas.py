@@ -94,8 +94,9 @@ class ContactCreate(msgspec.Struct, kw_only=True):
     referrerUrl: ReferrerUrl | None = None
 
 
-class ContactRead(msgspec.Struct, kw_only=True, omit_defaults=False):
-    """The contact object: every key present, null where unset."""
+class ContactRead(msgspec.Struct, omit_defaults=False):
+    """The contact object: every key present, null where unset. The fields are in the wire's
+    order; contacts/fast_read.py builds it positionally (twice as fast as by keyword)."""
 
     id: int
     accountId: int

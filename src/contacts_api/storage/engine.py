@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -102,6 +103,14 @@ def install_sqlite_listeners(
 IDLE_PING_SECONDS = 1.0
 
 
+def compact_json(value: Any) -> str:
+    """JSON columns' text as the create paths store it (msgspec: no spaces, UTF-8). The hot
+    reads hand a stored `tracking` to the client as it is (contacts/fast_read.py), so an
+    update must not store it spaced (json.dumps, SQLAlchemy's default) where a create
+    stored it compact."""
+    return msgspec.json.encode(value).decode()
+
+
 def ping_when_idle(engine: sa.Engine, idle_seconds: float) -> None:
     """Ping a pooled connection at checkout only when it sat unused for `idle_seconds`:
     a connection the server dropped meanwhile (a restart, a failover) is replaced before use,
@@ -128,7 +137,7 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = is_sqlite(url)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"json_serializer": compact_json}
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
@@ -152,6 +161,7 @@ class Database:
                 poolclass=AsyncAdaptedQueuePool,
                 pool_size=1,
                 max_overflow=0,
+                json_serializer=compact_json,
             )
             # temp_store=MEMORY: each batch runs in a SAVEPOINT (contacts/create_batch.py),
             # whose statement journal otherwise goes to a temporary file: 53 -> 20 us per
@@ -170,7 +180,9 @@ class Database:
             # Measured, POST /v1/contacts with 2 workers: 2,100-2,250 -> 2,700-2,900 req/s.
             # One connection: a second writer per process was slower (2,600-2,800 against
             # 3,050-3,100 req/s with one), its batches being smaller for the same statements.
-            self.batch_engine = create_async_engine(async_url(url), pool_size=1, max_overflow=0)
+            self.batch_engine = create_async_engine(
+                async_url(url), pool_size=1, max_overflow=0, json_serializer=compact_json
+            )
             ping_when_idle(self.batch_engine.sync_engine, IDLE_PING_SECONDS)
         # Bounded reads on SQLite (raw_read): one sqlite3 connection used on the event loop.
         self._sqlite_synchronous = sqlite_synchronous
