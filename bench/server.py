@@ -63,12 +63,15 @@ def _descendants(pid: int) -> list[int]:
             for child in map(int, children):
                 found.append(child)
                 found.extend(_descendants(child))
-    return [p for p in found if _is_python(p)]
+    return [p for p in found if _is_worker(p)]
 
 
-def _is_python(pid: int) -> bool:
+def _is_worker(pid: int) -> bool:
+    """A Python process other than multiprocessing's resource tracker (a helper of the
+    supervisor's, ~12 MB, which serves no request)."""
     with contextlib.suppress(OSError):
-        return b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"python" in cmdline and b"resource_tracker" not in cmdline
     return False
 
 
