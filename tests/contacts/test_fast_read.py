@@ -247,31 +247,61 @@ async def test_sqlite_busy_inline_read_waits_in_a_thread_not_on_the_loop(
     assert listed.json()["data"]["count"] == 1
 
 
-async def test_tracking_stored_spaced_reads_as_the_same_object(
-    client: Client, db: Database
-) -> None:
-    """The hot reads pass the stored tracking text through: a row written by another tool
-    (json.dumps' spaces, non-ASCII escaped) still answers the same object."""
-    account = await new_account(db)
-    contact = await create(client, account, email="t@x.test")
-    tracking = {"utm_source": "g\u00e9", "utm_medium": "cpc"}
-    spaced = '{"utm_source": "g\\u00e9", "utm_medium": "cpc"}'
+async def store_tracking(db: Database, contact_id: int, text: str) -> None:
+    """Write a tracking column's text as another tool might."""
     if db.is_sqlite:
         with sqlite3.connect(make_url(db.url).database or "") as conn:
-            conn.execute("UPDATE contact SET tracking = ? WHERE id = ?", (spaced, contact["id"]))
+            conn.execute("UPDATE contact SET tracking = ? WHERE id = ?", (text, contact_id))
     else:
         async with db.transaction() as conn:
             await conn.exec_driver_sql(
-                "UPDATE contact SET tracking = CAST($1 AS JSON) WHERE id = $2",
-                (spaced, contact["id"]),
+                "UPDATE contact SET tracking = CAST($1 AS JSON) WHERE id = $2", (text, contact_id)
             )
+
+
+@pytest.mark.parametrize(
+    ("stored", "wire"),
+    [
+        # json.dumps' spaces, non-ASCII escaped: the same object, keys in their order.
+        ('{"utm_source": "g\\u00e9", "utm_medium": "cpc"}',
+         {"utm_source": "g\u00e9", "utm_medium": "cpc"}),
+        ("null", {}),  # as the Core path: no tracking is an empty object
+    ],
+)  # fmt: skip
+async def test_tracking_stored_by_another_tool_reads_as_the_core_path_reads_it(
+    client: Client, db: Database, stored: str, wire: dict[str, str]
+) -> None:
+    """The hot reads pass the stored tracking text through when it is a JSON object."""
+    account = await new_account(db)
+    contact = await create(client, account, email="t@x.test")
+    await store_tracking(db, contact["id"], stored)
     listed = (await list_contacts(client, account)).json()["data"]["contacts"]
     detail = await client.get(
         "/v1/contacts/detail", params={"contactId": contact["id"]}, headers=account.headers
     )
-    assert listed[0]["tracking"] == tracking
-    assert list(listed[0]["tracking"]) == ["utm_source", "utm_medium"]
-    assert detail.json()["data"]["tracking"] == tracking
+    assert listed[0]["tracking"] == wire
+    assert list(listed[0]["tracking"]) == list(wire)
+    assert detail.json()["data"]["tracking"] == wire
+
+
+@pytest.mark.parametrize("stored", ["{bad", '{"a": "b"', "", "[1]"])
+async def test_tracking_stored_broken_is_a_500_never_a_broken_body(
+    client: Client, db: Database, stored: str
+) -> None:
+    """Text no writer of ours stores (SQLite cannot stop another tool): the Core path's 500,
+    not a 200 whose body is not JSON."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL's json type refuses malformed text itself")
+    account = await new_account(db)
+    contact = await create(client, account, email="t@x.test")
+    await store_tracking(db, contact["id"], stored)
+    listed = await list_contacts(client, account)
+    detail = await client.get(
+        "/v1/contacts/detail", params={"contactId": contact["id"]}, headers=account.headers
+    )
+    for response in (listed, detail):
+        assert response.status_code == 500
+        assert response.json() == {"message": "Internal server error"}
 
 
 @pytest.mark.parametrize(

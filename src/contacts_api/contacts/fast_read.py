@@ -16,6 +16,8 @@ went from 4,255-4,331 to 4,930-5,062 req/s, 440 -> 377 us of CPU per request.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -63,13 +65,13 @@ def _positions(query: sa.Select[Any]) -> dict[str, int]:
 
 
 _DETAIL_AT = _positions(DETAIL)
-# ContactRead's fields in order, by the column each is read from.
-_FIELD_COLUMNS = (
-    "id", "account_id", "user_id", "email", "first_name", "last_name", "status",
-    "phone_number", "preview_id", "tag_id", "blocked_by_recaptcha", "joined_time", "country",
-    "time_zone", "ip_address", "blocked_id", "referrer_url", "created_at", "updated_at",
-    "deleted_at", "tracking",
-)  # fmt: skip
+# ContactRead's fields in order, by the column each is read from (`createdAt`: created_at).
+_FIELD_COLUMNS = tuple(
+    re.sub("([A-Z])", r"_\1", field).lower() for field in ContactRead.__struct_fields__
+)
+assert all(column in contact_table.c for column in _FIELD_COLUMNS), _FIELD_COLUMNS
+_raw_json = msgspec.json.Decoder(msgspec.Raw)
+_any_json = msgspec.json.Decoder()
 
 
 def _sqlite_time(value: Any) -> str | None:
@@ -95,11 +97,18 @@ def _postgresql_time(value: Any) -> str | None:
 
 
 def _tracking(value: Any) -> Any:
-    """The stored JSON object's text as it is (msgspec.Raw: neither decoded nor re-encoded;
-    asyncpg hands jsonb over as text too), or an empty object."""
+    """The stored JSON object's text as it is (msgspec.Raw: checked, neither decoded into
+    objects nor re-encoded; asyncpg hands json over as text too). Anything else stored (by
+    another tool) is answered as the Core path answers it: null as an empty object, and
+    what is not an object or not JSON fails."""
     if value is None:
         return {}
-    return msgspec.Raw(value) if type(value) is str else dict(value)
+    if type(value) is not str:
+        return dict(value)
+    if value[:1] == "{":
+        with contextlib.suppress(msgspec.DecodeError):
+            return _raw_json.decode(value)  # the syntax checked (~0.1 us), no objects made
+    return dict(_any_json.decode(value) or {})
 
 
 def _reader(dialect_name: str, at: dict[str, int]) -> Callable[[Sequence[Any]], ContactRead]:
