@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect as mi
@@ -42,8 +43,24 @@ def js_type_name(value: Any) -> str:
     return "object"
 
 
-# An absolute URI: a scheme, then something, and no whitespace anywhere.
-_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s]+", re.ASCII)
+# An absolute URI: a scheme, then something, and no whitespace anywhere. "Whitespace" is
+# JavaScript's \s (the published pattern's \S is read by ECMAScript engines), so Unicode
+# spaces, U+2028 and U+FEFF count, and U+0085 does not, as there.
+_JS_WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_ABSOLUTE_URI = re.compile(f"[A-Za-z][A-Za-z0-9+.\\-]*:[^{_JS_WHITESPACE}]+")
+
+
+def is_absolute_uri(value: str) -> bool:
+    """The pattern above, and a URL that Python's urlsplit can take apart (the referrer's
+    query feeds attribution): `http://[::1` or a netloc that NFKC turns into a separator
+    is no URL to read a query from, and a 400 rather than a 500 later."""
+    if not _ABSOLUTE_URI.fullmatch(value):
+        return False
+    try:
+        urlsplit(value)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +105,7 @@ class FieldRule:
             errors.append(f"String must contain at most {self.max_length} character(s)")
         if self.pattern is not None and not self.pattern.fullmatch(value):
             errors.append(self.pattern_message)
-        if self.format == "uri" and not _ABSOLUTE_URI.fullmatch(value):
+        if self.format == "uri" and not is_absolute_uri(value):
             errors.append("Invalid url")
         if self.format == "date-time" and not errors and not _converts_to_datetime(value):
             # [choice] The vendor pattern admits year 0000, which no datetime can hold.
@@ -127,7 +144,7 @@ class FieldRule:
                 return False
         if self.pattern is not None and not all(map(self.pattern.fullmatch, texts)):
             return False
-        if self.format == "uri" and not all(map(_ABSOLUTE_URI.fullmatch, texts)):
+        if self.format == "uri" and not all(map(is_absolute_uri, texts)):
             return False
         return self.format != "date-time" or all(map(_converts_to_datetime, texts))
 
@@ -203,12 +220,13 @@ _decoder = msgspec.json.Decoder()
 def decode_json(raw: bytes) -> Any:
     """Decode a request body of any JSON type, or fail with the "Malformed JSON" form error.
 
-    Nesting too deep for the decoder (`[[[[...`) raises RecursionError, not DecodeError: it is
-    bad input all the same, never a 5xx.
+    Nesting too deep for the decoder (`[[[[...`) raises RecursionError, and bytes inside a
+    string that are not UTF-8 raise UnicodeDecodeError, not DecodeError: bad input all the
+    same, never a 5xx.
     """
     try:
         return _decoder.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         raise ValidationFailed(["Malformed JSON in request body"]) from None
 
 

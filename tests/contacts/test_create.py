@@ -293,6 +293,7 @@ async def test_referrer_url_utm_parameters_count(client: Client, db: Database) -
     tracking = response.json()["data"]["contact"]["tracking"]
     assert tracking["utm_source"] == "fb"
     assert tracking["utm_term"] == "boots"  # the explicit utm wins over the referrer
+    assert tracking["first_utm_term"] == "boots"  # for the first touch too: one touch, one value
     assert "fbclid" not in tracking.values()  # only utm_* parameters of the referrer count
 
 

@@ -225,8 +225,17 @@ async def test_referrer_url_accepts_absolute_uris(
 
 
 @pytest.mark.parametrize(
-    "url", ["example.com/signup", "/signup", "https://example.com/a b", "https:"]
-)
+    "url",
+    [
+        "example.com/signup", "/signup", "https://example.com/a b", "https:",
+        # JavaScript's whitespace, as the published pattern's \S reads it
+        "https://x.com/a\u00a0b", "https://x.com/a\u2028b", "https://x.com/a\u3000b",
+        "https://x.com/a\ufeffb",
+        # no URL that can be taken apart: once a 500 when attribution read its query
+        "http://[::1", "http://[::1/p?utm_source=x", "http://]x", "http://x]/a",
+        "http://[x]/?utm_source=a", "http://\u2100.com/?utm_source=a",
+    ],
+)  # fmt: skip
 async def test_referrer_url_rejects_non_uris(
     client: Client, account: AccountFixture, url: str
 ) -> None:
@@ -299,6 +308,9 @@ NEITHER = "Either email or phoneNumber is required"
         (b'{"a":' * 5000, "Malformed JSON in request body"),
         (b"[" * 5000 + b"]" * 5000, "Malformed JSON in request body"),
         (b"", "Malformed JSON in request body"),
+        # bytes inside a string that are not UTF-8: once a 500 (UnicodeDecodeError)
+        (b'{"phoneNumber": "1", "firstName": "\xff\xfe"}', "Malformed JSON in request body"),
+        (b'{"phoneNumber": "1", "firstName": "\xed\xa0\x80"}', "Malformed JSON in request body"),
         (b'[{"email": "a@b.co"}]', "Expected object, received array"),
         (b'"a@b.co"', "Expected object, received string"),
         (b"null", "Expected object, received null"),

@@ -31,6 +31,55 @@ def post_raw(client: Client, account: AccountFixture, path: str, raw: bytes) -> 
     return client.post(path, content=raw, headers=headers)
 
 
+# Bytes inside a JSON string that are not UTF-8: msgspec raises UnicodeDecodeError there,
+# not DecodeError, once a 500 on every route with a JSON body.
+NOT_UTF8 = b'"\xff\xfe"'
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        ("POST", "/v1/contacts", b'{"phoneNumber": "1", "firstName": ' + NOT_UTF8 + b"}"),
+        ("PUT", "/v1/contacts", b'{"id": 1, "firstName": ' + NOT_UTF8 + b"}"),
+        ("POST", "/v1/contacts/notes", b'{"contactId": 1, "note": ' + NOT_UTF8 + b"}"),
+        ("POST", "/v1/contacts/bulk", b'{"contacts": [{"phoneNumber": ' + NOT_UTF8 + b"}]}"),
+        ("POST", "/v1/webhooks", b'{"url": ' + NOT_UTF8 + b', "events": ["newContactCreated"]}'),
+    ],
+)
+@pytest.mark.parametrize("idempotent", [False, True])
+async def test_strings_that_are_not_utf8_are_malformed_json(
+    client: Client, account: AccountFixture, method: str, path: str, raw: bytes, idempotent: bool
+) -> None:
+    headers = {**account.headers, "Content-Type": "application/json"}
+    if idempotent:
+        headers["Idempotency-Key"] = f"not-utf8-{method}-{path}"
+    response = await client.request(method, path, content=raw, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"]["details"] == MALFORMED
+
+
+@pytest.mark.parametrize("path", ["/v1/contacts", "/v1/contacts/bulk"])
+async def test_referrer_url_that_cannot_be_split_is_a_400_on_the_field(
+    client: Client, account: AccountFixture, db: Database, path: str
+) -> None:
+    item = {"phoneNumber": "5551", "referrerUrl": "http://[::1/p?utm_source=x"}
+    body = {"contacts": [item]} if path.endswith("bulk") else item
+    response = await post_raw(client, account, path, json.dumps(body).encode())
+    if path.endswith("bulk"):  # the item fails alone, with the create's error
+        assert response.status_code == 200, response.text
+        [result] = response.json()["data"]["results"]
+        assert result["status"] == 400
+        assert result["error"]["message"]["details"]["fieldErrors"] == {
+            "referrerUrl": ["Invalid url"]
+        }
+    else:
+        assert response.status_code == 400, response.text
+        assert response.json()["message"]["details"]["fieldErrors"] == {
+            "referrerUrl": ["Invalid url"]
+        }
+    assert await count_contacts(db) == 0
+
+
 @pytest.mark.parametrize("raw", DEEP)
 async def test_bulk_deeply_nested_json_is_malformed_json(
     client: Client, account: AccountFixture, raw: bytes

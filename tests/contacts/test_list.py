@@ -219,6 +219,23 @@ async def test_search_is_case_insensitive_over_names_email_and_phone(
     assert await found("%") == set()
 
 
+async def test_search_folds_case_beyond_ascii(client: Client, db: Database) -> None:
+    """SQLite's own lower() folds ASCII letters only; "éva" must still find "Éva"."""
+    account = await new_account(db)
+    eva = await create(client, account, firstName="Éva", lastName="Ödegård", email="e@x.test")
+    await create(client, account, firstName="Eva", email="plain@x.test")
+    dash = await create(client, account, firstName="Ça_va", email="c@x.test")
+
+    async def found(term: str) -> set[int]:
+        return set(ids(await list_contacts(client, account, search=term)))
+
+    assert await found("éva") == {eva["id"]}
+    assert await found("ÉVA") == {eva["id"]}
+    assert await found("ödegÅrd") == {eva["id"]}
+    assert await found("ça_") == {dash["id"]}
+    assert await found("ça%") == set()  # wildcards stay plain characters here too
+
+
 async def test_time_range_filter_is_inclusive_on_joined_time(client: Client, db: Database) -> None:
     account = await new_account(db)
     early = await create(client, account, email="a@x.test", joinedTime="2024-01-01T00:00:00Z")

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.contacts.repository import ContactRow
 from contacts_api.paging import Page
+from contacts_api.storage.functions import unicode_lower
 from contacts_api.storage.models import (
     contact_live_count_table,
     contact_table,
@@ -81,14 +82,16 @@ def _conditions(account_id: Any, where: ContactFilter) -> list[sa.ColumnElement[
         conditions.append(c.joined_time <= where.time_to)
     if where.search:
         pattern = f"%{_escape_like(where.search)}%"
-        conditions.append(
-            sa.or_(
-                *(
-                    column.ilike(pattern, escape="\\")
-                    for column in (c.first_name, c.last_name, c.email, c.phone_number)
-                )
-            )
-        )
+        columns = (c.first_name, c.last_name, c.email, c.phone_number)
+        if where.search.isascii():
+            matches = [column.ilike(pattern, escape="\\") for column in columns]
+        else:
+            # SQLite's lower() and LIKE fold ASCII letters only: "éva" would miss "Éva".
+            # A term with other letters compares Unicode lower case (storage.unicode_lower);
+            # ASCII terms keep SQLite's own lower(), which needs no call into Python per row.
+            lowered = pattern.lower()
+            matches = [unicode_lower(column).like(lowered, escape="\\") for column in columns]
+        conditions.append(sa.or_(*matches))
     return conditions
 
 

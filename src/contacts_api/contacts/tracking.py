@@ -18,9 +18,11 @@ def clean_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
     """Parameters seen on one touch: `utm_*` from the referrer's query, then the `utm` string.
 
-    Later pairs win, so an explicit `utm` value beats the same key in the referrer URL.
-    `+` decodes to a space, as in any query string. [choice] A pair whose key or value decodes
-    to a control character (`%00`, `%0A`, ...) is dropped.
+    One value per key, the later one, so an explicit `utm` value beats the same key in the
+    referrer URL, for the first touch's `first_*` as for the last touch. Keys keep the order
+    they first appear in. `+` decodes to a space, as in any query string. [choice] A pair
+    whose key or value decodes to a control character (`%00`, `%0A`, ...) is dropped.
+    `referrer_url` is one that validation accepted (`validation.is_absolute_uri`).
     """
     pairs: list[tuple[str, str]] = []
     if referrer_url:
@@ -28,7 +30,7 @@ def utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]
         pairs.extend((k, v) for k, v in parse_qsl(query) if k.startswith("utm_"))
     if utm:
         pairs.extend(parse_qsl(utm.removeprefix("?")))
-    return clean_pairs(pairs)
+    return list(dict(clean_pairs(pairs)).items())
 
 
 def merge_tracking(current: dict[str, str], pairs: list[tuple[str, str]]) -> dict[str, str]:

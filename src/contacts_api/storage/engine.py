@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from contacts_api.storage.functions import register_sqlite_functions
 from contacts_api.storage.inline_sqlite import inline_creator
 from contacts_api.storage.raw_read import (
     AsyncpgReader,
@@ -74,6 +75,7 @@ def apply_sqlite_pragmas(
     if memory_temp_store:
         cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
+    register_sqlite_functions(dbapi_connection)
 
 
 def install_sqlite_listeners(
