@@ -212,6 +212,8 @@ async def test_rotate_secret_answers_a_new_secret(client: Client, db: Database) 
         "http://[::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
         "http://0.0.0.0/hook",
+        "http://[::ffff:0:7f00:1]/hook",
+        "http://[fec0::1]/hook",
     ],
 )
 async def test_private_destinations_are_refused_without_the_setting(
@@ -228,6 +230,26 @@ async def test_private_destinations_are_refused_without_the_setting(
     assert response.status_code == 400
     [message] = response.json()["message"]["details"]["fieldErrors"]["url"]
     assert "non-public address" in message
+    assert "(" not in message  # which address it was is not said
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a..com/hook", "http://.com/", f"http://{'a' * 64}.com/", "http://\u00ad/"]
+)
+async def test_host_names_idna_refuses_are_a_400_on_url(
+    database_url: str, db: Database, url: str
+) -> None:
+    """Once a 500: the resolver's IDNA encoding raised UnicodeError, not OSError."""
+    account = await new_account(db)
+    app = create_app(make_settings(database_url))
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post(
+            "/v1/webhooks",
+            json={"url": url, "events": ["newContactCreated"]},
+            headers=account.headers,
+        )
+    assert response.status_code == 400, response.text
+    assert list(response.json()["message"]["details"]["fieldErrors"]) == ["url"]
 
 
 def test_public_addresses_pass_and_special_ones_do_not() -> None:
@@ -253,5 +275,7 @@ def test_public_addresses_pass_and_special_ones_do_not() -> None:
         "2002:7f00:1::1",
         "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, client 192.0.2.45
         "2001:0:a9fe:a9fe::1",  # Teredo via server 169.254.169.254
+        "::ffff:0:7f00:1",  # IPv4-translated (SIIT) 127.0.0.1
+        "fec0::1",  # site-local, deprecated but routed in some networks
     ):
         assert not is_public(ipaddress.ip_address(special)), special

@@ -20,11 +20,13 @@ class UnsafeUrl(Exception):
 
 
 # IPv6 ranges that carry an IPv4 address the network may route to: NAT64 (well-known and
-# local-use prefixes) and the deprecated IPv4-compatible ::/96 (::127.0.0.1).
+# local-use prefixes), the deprecated IPv4-compatible ::/96 (::127.0.0.1) and the
+# IPv4-translated ::ffff:0:0:0/96 of SIIT (::ffff:0:7f00:1 is 127.0.0.1).
 _IPV4_CARRIERS = (
     ipaddress.ip_network("64:ff9b::/96"),
     ipaddress.ip_network("64:ff9b:1::/48"),
     ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("::ffff:0:0:0/96"),
 )
 
 
@@ -39,7 +41,8 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address
 
 
 def is_public(address: IPAddress) -> bool:
-    """False for loopback, private, link-local (cloud metadata), shared, reserved, multicast.
+    """False for loopback, private, link-local (cloud metadata), shared, reserved, multicast,
+    and IPv6 site-local (fec0::/10: deprecated, yet still routed inside some networks).
 
     An IPv6 address that wraps an IPv4 one (mapped, 6to4, Teredo) passes only when the IPv4
     address does too; NAT64 and IPv4-compatible addresses are refused outright.
@@ -50,6 +53,8 @@ def is_public(address: IPAddress) -> bool:
         if address.ipv4_mapped is not None:
             return is_public(address.ipv4_mapped)
         if not all(is_public(v4) for v4 in _embedded_ipv4(address)):
+            return False
+        if address.is_site_local:
             return False
     return address.is_global and not address.is_multicast
 
@@ -75,10 +80,13 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
+    # The resolver's own words are not passed on: the API is no probe of internal DNS.
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise UnsafeUrl(f"cannot resolve {host}: {exc}") from None
+    except OSError:
+        raise UnsafeUrl(f"cannot resolve {host}") from None
+    except UnicodeError:  # IDNA refuses the name: an empty or over-long label ("a..com")
+        raise UnsafeUrl(f"invalid host name {host!r}") from None
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
@@ -100,5 +108,6 @@ async def checked_address(url: str, *, allow_private: bool) -> IPAddress:
     if not allow_private:
         refused = [a for a in addresses if not is_public(a)]
         if refused:
-            raise UnsafeUrl(f"{host} resolves to a non-public address ({refused[0]})")
+            # Which address is not said: the API is no map of internal addresses.
+            raise UnsafeUrl(f"{host} resolves to a non-public address")
     return addresses[0]
