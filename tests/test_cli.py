@@ -35,6 +35,56 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/cli.db"
 
 
+def run_with(db_url: str, settings: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": db_url, **settings}
+    return subprocess.run(
+        [sys.executable, "-m", "contacts_api", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("RATE_LIMIT", "abc", "expected POINTS/SECONDS such as 20/1, got 'abc'"),
+        ("SQLITE_SYNCHRONOUS", "normal", "Input should be 'FULL' or 'NORMAL'"),
+        ("DUPLICATE_EMAIL", "Reject", "Input should be 'upsert', 'reject' or 'allow'"),
+        ("DATABASE_URL", "mysql://x@127.0.0.1/db", "expected sqlite:///PATH or postgresql://"),
+    ],
+)
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("keys", "list", "--account", "a")])
+def test_a_bad_setting_is_one_line_naming_it(
+    db_url: str, name: str, value: str, reason: str, command: tuple[str, ...]
+) -> None:
+    done = run_with(db_url, {f"CONTACTS_API_{name}": value}, *command)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: invalid setting CONTACTS_API_{name}: {reason}")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_taken_link_prefix_is_one_clear_line(db_url: str) -> None:
+    assert run_cli(db_url, "db", "upgrade").returncode == 0
+    assert run_cli(db_url, "accounts", "create", "acme").returncode == 0
+    event = ("events", "create", "--account", "acme", "--name", "Demo", "--link-prefix", "acme/d")
+    assert run_cli(db_url, *event).returncode == 0
+    again = run_cli(db_url, *event)
+    assert again.returncode == 1
+    assert again.stderr == (
+        "error: account 'acme' already has an event with link prefix 'acme/d'\n"
+    )
+
+
+def test_an_empty_setting_is_its_default(db_url: str) -> None:
+    """`CONTACTS_API_X=`, as a .env or compose file writes "unset", was once a traceback."""
+    empty = {"CONTACTS_API_WEBHOOKS_ALLOW_PRIVATE": "", "CONTACTS_API_RATE_LIMIT": ""}
+    done = run_with(db_url, empty, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+
+
 def test_account_key_event_round_trip(db_url: str, tmp_path: Path) -> None:
     assert run_cli(db_url, "db", "upgrade").returncode == 0
     created = run_cli(db_url, "accounts", "create", "acme", "--owner-email", "boss@acme.test")

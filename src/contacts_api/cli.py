@@ -10,8 +10,10 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pydantic
 import sqlalchemy.exc
 import typer
 from rich.console import Console
@@ -244,16 +246,11 @@ def serve(
 
     from contacts_api.bootstrap import bootstrap_first_run
     from contacts_api.http import reuse_port
+    from contacts_api.http.ratelimit import shared_file
     from contacts_api.logging import configure_logging
 
     settings = Settings()
     configure_logging(settings)
-    if workers > 1 and not settings.redis_url:
-        # Each worker would count on its own and the budget would silently multiply.
-        raise fail(
-            f"--workers {workers} needs CONTACTS_API_REDIS_URL so that every worker shares one "
-            "rate-limit budget; set it, or serve with --workers 1"
-        )
     if settings.redis_url:
         warn_if_redis_is_away(settings.redis_url)
     upgrade_database(settings)
@@ -267,6 +264,14 @@ def serve(
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="contacts-api-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    # Several workers and no Redis: one rate-limit budget all the same, counted in a file the
+    # workers share (http/ratelimit/shared_file.py); each worker counting alone would let
+    # N times the limit through.
+    limits_dir = None
+    if workers > 1 and not settings.redis_url:
+        limits_dir = tempfile.mkdtemp(prefix="contacts-api-limits-")
+        shared_file.create_file(Path(limits_dir) / "rate-limits")
+        os.environ[shared_file.SHARED_FILE_ENV] = str(Path(limits_dir) / "rate-limits")
     options: dict[str, Any] = {
         "factory": True,
         "workers": workers,
@@ -287,8 +292,9 @@ def serve(
         else:
             uvicorn.run(APP_FACTORY, host=host, port=port, **options)
     finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        for made in (metrics_dir, limits_dir):
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
 
 
 # Registered last: the webhooks commands reuse this module's helpers.
@@ -302,3 +308,14 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except pydantic.ValidationError as exc:  # a setting's value, from the environment or .env
+        fail(settings_error(exc))
+        sys.exit(1)
+
+
+def settings_error(exc: pydantic.ValidationError) -> str:
+    """One line naming the first refused setting by its variable, and why."""
+    error = exc.errors()[0]
+    name = f"CONTACTS_API_{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    return f"invalid setting {name}: {reason}"

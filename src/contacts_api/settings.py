@@ -6,6 +6,8 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class Rate(NamedTuple):
@@ -36,8 +38,14 @@ DuplicateEmailMode = Literal["upsert", "reject", "allow"]
 class Settings(BaseSettings):
     """Server settings; build one and pass it to create_app()."""
 
+    # env_ignore_empty: `CONTACTS_API_X=` (as a .env or a compose file writes "unset") is the
+    # default, not a value to refuse.
     model_config = SettingsConfigDict(
-        env_prefix="CONTACTS_API_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="CONTACTS_API_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,
     )
 
     database_url: str = "sqlite:///./contacts.db"
@@ -63,6 +71,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     # How long a process trusts a verified key before checking it again (revocation delay).
     key_cache_seconds: float = 2.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            backend = None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"expected sqlite:///PATH or postgresql://USER@HOST/DB, got {value!r}")
+        return value
 
     @field_validator("rate_limit", "auth_fail_limit")
     @classmethod

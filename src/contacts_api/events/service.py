@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.accounts.service import account_id_by_name
-from contacts_api.errors import ValidationFailed
+from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.events import repository as repo
 from contacts_api.events.schemas import EventListQuery, EventRead
 from contacts_api.paging import Page
@@ -27,14 +28,19 @@ async def create_event(
     event_type: str = "ONE_ON_ONE",
 ) -> int:
     account_id = await account_id_by_name(conn, account_name)
-    return await repo.insert_event(
-        conn,
-        account_id=account_id,
-        name=name,
-        link_prefix=link_prefix,
-        event_type=event_type,
-        now=now,
-    )
+    try:
+        return await repo.insert_event(
+            conn,
+            account_id=account_id,
+            name=name,
+            link_prefix=link_prefix,
+            event_type=event_type,
+            now=now,
+        )
+    except sqlalchemy.exc.IntegrityError:  # the one unique rule: a link prefix per account
+        raise UserError(
+            f"account {account_name!r} already has an event with link prefix {link_prefix!r}"
+        ) from None
 
 
 def parse_event_list_query(params: Mapping[str, str]) -> Page:
