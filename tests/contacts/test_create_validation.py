@@ -8,7 +8,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from contacts_api.app import create_app
 from contacts_api.storage.engine import Database
+from tests.conftest import make_settings
 from tests.factories import AccountFixture, count_contacts, new_account
 
 Client = AsyncTestClient[Litestar]
@@ -338,7 +340,24 @@ async def test_body_over_one_mebibyte_is_413(client: Client, account: AccountFix
         headers={**account.headers, "Content-Type": "application/json"},
     )
     assert response.status_code == 413
-    assert set(response.json()) == {"message"}
+    assert response.json() == {"message": "Request body too large (limit 1 MiB)"}
+
+
+@pytest.mark.parametrize(
+    ("limit", "shown"), [(2000, "2,000 bytes"), (64 * 1024, "64 KiB"), (3 << 20, "3 MiB")]
+)
+async def test_the_413_names_the_limit_in_force(
+    database_url: str, account: AccountFixture, limit: int, shown: str
+) -> None:
+    app = create_app(make_settings(database_url, max_body_bytes=limit))
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post(
+            "/v1/contacts",
+            content=b'{"email": "a@b.co", "pad": "' + b"x" * limit + b'"}',
+            headers={**account.headers, "Content-Type": "application/json"},
+        )
+    assert response.status_code == 413
+    assert response.json() == {"message": f"Request body too large (limit {shown})"}
 
 
 async def test_body_just_under_the_limit_is_read(client: Client, account: AccountFixture) -> None:

@@ -34,6 +34,21 @@ def _require_json_media_type(request: Request[Any, Any, Any]) -> None:
         raise UnsupportedMediaType("Content-Type must be application/json")
 
 
+def body_too_large(limit: float) -> RequestEntityTooLarge:
+    """The 413, naming the limit in force (CONTACTS_API_MAX_BODY_BYTES)."""
+    size = int(limit)
+    if size % (1 << 20) == 0:
+        shown = f"{size >> 20} MiB"
+    elif size % (1 << 10) == 0:
+        shown = f"{size >> 10} KiB"
+    else:
+        shown = f"{size:,} bytes"
+    return RequestEntityTooLarge(detail=f"{TOO_LARGE} (limit {shown})")
+
+
+TOO_LARGE = "Request body too large"
+
+
 async def read_body(request: Request[Any, Any, Any]) -> bytes:
     """The whole body, with the checks of Litestar's `Request.body()`: 413 when the announced
     length or the bytes received exceed the route handler's limit (the app's 1 MiB).
@@ -52,7 +67,7 @@ async def read_body(request: Request[Any, Any, Any]) -> bytes:
         except ValueError:
             raise ClientException(f"Invalid content-length: {announced!r}") from None
         if length > limit:
-            raise RequestEntityTooLarge
+            raise body_too_large(limit)
     chunks: list[bytes] = []
     received = 0
     while True:
@@ -63,7 +78,7 @@ async def read_body(request: Request[Any, Any, Any]) -> bytes:
         if chunk:
             received += len(chunk)
             if received > limit:
-                raise RequestEntityTooLarge
+                raise body_too_large(limit)
             chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -10,7 +10,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from contacts_api.errors import AppError, InternalError, ServiceUnavailable, ValidationFailed
-from contacts_api.http.body import ClientDisconnected
+from contacts_api.http.body import TOO_LARGE, ClientDisconnected
 from contacts_api.storage.outage import UNAVAILABLE_CAUSES, describe, unavailable_cause
 
 log = structlog.get_logger(__name__)
@@ -19,7 +19,6 @@ CLIENT_CLOSED_REQUEST = 499
 _HTTP_MESSAGES = {
     404: "Not found",
     405: "Method not allowed",
-    413: "Request body too large (limit 1 MiB)",
 }
 
 
@@ -46,7 +45,10 @@ def _from_litestar(exc: HTTPException) -> AppError:
         if not field_errors and not form_errors:
             form_errors.append(exc.detail)
         return ValidationFailed(form_errors, field_errors)
-    error = AppError(_HTTP_MESSAGES.get(exc.status_code, exc.detail))
+    message = _HTTP_MESSAGES.get(exc.status_code, exc.detail)
+    if exc.status_code == 413 and not message.startswith(TOO_LARGE):
+        message = TOO_LARGE  # Litestar's own 413, without our limit in its words
+    error = AppError(message)
     error.status = exc.status_code
     error.headers = dict(exc.headers or {})
     return error

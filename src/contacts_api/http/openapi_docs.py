@@ -40,7 +40,7 @@ AUTH_RESPONSES: dict[int, ResponseSpec] = {
     503: message_response("The database is unreachable; retry later"),
 }
 BODY_RESPONSES: dict[int, ResponseSpec] = {
-    413: message_response("Body over 1 MiB"),
+    413: message_response("Body over CONTACTS_API_MAX_BODY_BYTES (1 MiB by default)"),
     415: message_response("Content-Type is not application/json"),
 }
 
