@@ -1,4 +1,5 @@
-"""Real `contacts-api serve --workers 2` processes sharing one Redis budget."""
+"""Real `contacts-api serve --workers 2` processes sharing one rate-limit budget: through Redis,
+or without it through the file `serve` shares between its workers."""
 
 from __future__ import annotations
 
@@ -17,29 +18,31 @@ import pytest
 from contacts_api.storage.engine import Database
 from tests.factories import new_account
 from tests.redis_service import drop_prefix, shared_redis
-from tests.servers import serve, serve_to_exit
+from tests.servers import serve
 
 LIMIT = 10
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[tuple[str, str]]:
+@pytest.fixture(params=["redis", "shared-file"])
+def limiter_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The settings that pick the store; for the file, TMPDIR too, to see it cleaned up."""
+    if request.param == "shared-file":
+        yield {"TMPDIR": str(tmp_path)}
+        return
     url, prefix = shared_redis()
-    yield url, prefix
+    yield {"CONTACTS_API_REDIS_URL": url, "CONTACTS_API_REDIS_PREFIX": prefix}
     drop_prefix(url, prefix)
 
 
 async def test_a_burst_over_the_limit_gets_exactly_the_excess_rejected_across_two_workers(
-    database_url: str, db: Database, redis_prefix: tuple[str, str], tmp_path: Path
+    database_url: str, db: Database, limiter_env: dict[str, str], tmp_path: Path
 ) -> None:
-    redis_url, prefix = redis_prefix
     busy = await new_account(db, "busy", "owner@busy.test")
     quiet = await new_account(db, "quiet", "owner@quiet.test")
     env = {
         "CONTACTS_API_DATABASE_URL": database_url,
-        "CONTACTS_API_REDIS_URL": redis_url,
-        "CONTACTS_API_REDIS_PREFIX": prefix,
         "CONTACTS_API_RATE_LIMIT": f"{LIMIT}/60",
+        **limiter_env,
     }
     log = tmp_path / "server.log"
     with serve(env, workers=2, log=log) as base:
@@ -89,18 +92,8 @@ async def test_a_burst_over_the_limit_gets_exactly_the_excess_rejected_across_tw
     logged = access[rejected.headers["X-Request-Id"]]
     assert logged["status"] == 429
     assert logged["route"] == "/v1/contacts"
-
-
-def test_several_workers_without_redis_refuse_to_start(tmp_path: Path) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CONTACTS_API_")},
-        "CONTACTS_API_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
-    }
-    done = serve_to_exit(env, "--workers", "2", "--port", "1")
-    assert done.returncode == 1
-    assert done.stderr.startswith("error: --workers 2 needs CONTACTS_API_REDIS_URL")
-    assert len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "c.db").exists()
+    # The shared file goes with the server that made it.
+    assert not list(tmp_path.glob("contacts-api-limits-*"))
 
 
 def test_a_workers_startup_objects_are_kept_out_of_the_collectors_full_passes(

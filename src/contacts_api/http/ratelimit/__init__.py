@@ -1,6 +1,7 @@
 """Fixed-window rate limiting: the Decision every store returns, and how it is told to a client.
 
-Two stores share one interface: `memory.MemoryLimiter` (one process) and
+Three stores share one interface: `memory.MemoryLimiter` (one process),
+`shared_file.SharedFileLimiter` (the workers of one `serve --workers N`, without Redis) and
 `redis.RedisLimiter` (every worker on every host shares one budget). A window opens at the
 first hit on a key and lasts `rate.window` seconds; its key names the rate too, so changing an
 account's limit starts a fresh window.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -67,11 +69,16 @@ class Limiter(Protocol):
 
 
 def limiter_for(redis_url: str | None, prefix: str) -> Limiter:
-    """Redis when configured (shared by every process), else in-process counters."""
+    """Redis when configured (shared by every process); else the file `serve` shares between
+    its workers, when it made one; else in-process counters."""
     if redis_url:
         from contacts_api.http.ratelimit.redis import RedisLimiter
 
         return RedisLimiter(redis_url, prefix)
+    from contacts_api.http.ratelimit.shared_file import SHARED_FILE_ENV, SharedFileLimiter
+
+    if path := os.environ.get(SHARED_FILE_ENV):
+        return SharedFileLimiter(path)
     from contacts_api.http.ratelimit.memory import MemoryLimiter
 
     return MemoryLimiter()
