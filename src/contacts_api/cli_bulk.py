@@ -6,6 +6,7 @@ stdout carries only the summary (import) or the file (export); progress and hint
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -110,12 +111,20 @@ def export_command(
     if output is None:
         _run(lambda db: export_contacts(db, account, sys.stdout, file_format))  # type: ignore[arg-type]
         return
+    # Written beside PATH and renamed over it once complete: a failed or interrupted export (an
+    # unknown account, Ctrl-C, a full disk) leaves a file already at PATH as it was.
+    partial = output.with_name(output.name + ".partial")
     try:
-        out = open(output, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        out = open(partial, "w", newline="", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
-    with out:
-        count = _run(lambda db: export_contacts(db, account, out, file_format))  # type: ignore[arg-type]
+    try:
+        with out:
+            count = _run(lambda db: export_contacts(db, account, out, file_format))  # type: ignore[arg-type]
+        os.replace(partial, output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     stderr.print(
         f"exported {count} contacts to {output}", markup=False, highlight=False, soft_wrap=True
     )

@@ -74,6 +74,23 @@ async def test_user_errors_exit_1_with_one_line(
         assert "Traceback" not in result.stderr
 
 
+async def test_a_failed_export_leaves_the_output_file_as_it_was(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    await new_account(db)
+    (tmp_path / "exports").mkdir()
+    out = tmp_path / "exports" / "contacts.csv"
+    out.write_text("last week's export\n")
+    failed = await run_cli(database_url, "export", "--account", "nobody", "--output", str(out))
+    assert failed.exit_code == 1
+    assert out.read_text() == "last week's export\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["contacts.csv"]  # no partial left
+    done = await run_cli(database_url, "export", "--account", "acme", "--output", str(out))
+    assert done.exit_code == 0, done.stderr
+    assert out.read_text().startswith("id,accountId,")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["contacts.csv"]
+
+
 async def test_bad_usage_exits_2(database_url: str, tmp_path: Path) -> None:
     no_account = await run_cli(database_url, "import", str(tmp_path / "x.csv"))
     assert no_account.exit_code == 2
