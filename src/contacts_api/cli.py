@@ -47,6 +47,12 @@ register_bulk_commands(app)
 stderr = Console(stderr=True)
 
 
+def table_console() -> Console:
+    """Where a command prints its table: the terminal's width on a terminal; piped, wide
+    enough that no cell is cut short or wrapped (`| grep`, `> file`)."""
+    return Console(width=None if sys.stdout.isatty() else 1000)
+
+
 def fail(message: str) -> typer.Exit:
     stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
@@ -180,7 +186,7 @@ def keys_list(account: Annotated[str, typer.Option(help="Account name")]) -> Non
             row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-",
         )
     # A pipe gets full, unwrapped lines rather than a table squeezed to 80 columns.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    table_console().print(table)
 
 
 @keys_app.command("revoke")

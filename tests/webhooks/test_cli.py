@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from typer.testing import CliRunner
 
@@ -30,8 +31,14 @@ def test_webhook_commands_manage_subscriptions(database_url: str) -> None:
     created = json.loads(out)
     assert created["secret"].startswith("whsec_")
 
+    long_url = "http://127.0.0.1:9/" + "hooks/" * 30
+    run(database_url, "webhooks", "create", "--account", "acme", "--url", long_url)
     code, out, _ = run(database_url, "webhooks", "list", "--account", "acme")
     assert code == 0 and url in out and created["secret"] not in out
+    # Piped, nothing is cut short or wrapped: the events, the time and a long URL, whole.
+    assert "newContactCreated" in out
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", out)
+    assert long_url in out
 
     code, out, _ = run(
         database_url, "webhooks", "rotate-secret", "--account", "acme", str(created["id"])

@@ -8,7 +8,6 @@ import signal
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,17 +65,17 @@ def webhooks_create(
 @webhooks_app.command("list")
 def webhooks_list(account: Account) -> None:
     """The account's webhooks (never their secrets)."""
-    from contacts_api.cli import in_transaction
+    from contacts_api.cli import in_transaction, table_console
 
     async def work(conn: AsyncConnection) -> list[WebhookRead]:
         return await service.list_webhooks(conn, await account_id_by_name(conn, account))
 
     table = Table("id", "events", "created", "disabled")
-    table.add_column("url", overflow="fold")  # wrapped, never cut short
+    table.add_column("url", overflow="fold")  # on a narrow terminal wrapped, never cut short
     for row in in_transaction(work):
         disabled = f"{row.disabledAt} ({row.disabledReason})" if row.disabledAt else "-"
         table.add_row(str(row.id), ", ".join(row.events), row.createdAt, disabled, row.url)
-    Console().print(table)
+    table_console().print(table)
 
 
 @webhooks_app.command("delete")
