@@ -279,6 +279,23 @@ async def test_tracking_keeps_first_touch_and_moves_last_touch(
     }
 
 
+async def test_tracking_keeps_at_most_fifty_other_keys(client: Client, db: Database) -> None:
+    """Each touch may bring new keys; a contact's tracking must not grow without end."""
+    account = await new_account(db)
+    for touch in range(3):  # 3 x 30 new keys
+        utm = "&".join(f"k{touch}_{n}=v" for n in range(30))
+        await post(client, account, {"email": "t@example.com", "utm": utm})
+    response = await post(
+        client, account, {"email": "t@example.com", "utm": "utm_source=x&k0_0=new&k2_29=no"}
+    )
+    tracking = response.json()["data"]["contact"]["tracking"]
+    names = [value for key, value in tracking.items() if key.startswith("utmKey_")]
+    assert len(names) == 50  # the first 50 keys seen; later new ones are dropped
+    assert names[-1] == "k1_19" and "k2_0" not in names
+    assert tracking["utmKey_1"] == "k0_0" and tracking["utmValue_1"] == "new"  # still updated
+    assert tracking["utm_source"] == "x"  # the standard keys are not counted
+
+
 async def test_referrer_url_utm_parameters_count(client: Client, db: Database) -> None:
     account = await new_account(db)
     response = await post(

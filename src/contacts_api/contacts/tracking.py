@@ -6,6 +6,10 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 
 STANDARD_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# [choice] A contact keeps at most this many other keys (utmKey_N/utmValue_N): every touch may
+# bring new ones, and without a bound a client could grow one contact's tracking (and every
+# webhook body about it) without end. Keys it already holds keep taking new values.
+MAX_OTHER_KEYS = 50
 # C0 and C1 control characters (NUL among them: PostgreSQL JSON cannot hold it).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -48,6 +52,8 @@ def merge_tracking(current: dict[str, str], pairs: list[tuple[str, str]]) -> dic
             continue
         slot = other_slots.get(key)
         if slot is None:
+            if len(other_slots) >= MAX_OTHER_KEYS:
+                continue
             slot = str(len(other_slots) + 1)
             other_slots[key] = slot
             result[f"utmKey_{slot}"] = key
