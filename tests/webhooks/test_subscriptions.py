@@ -252,6 +252,30 @@ async def test_host_names_idna_refuses_are_a_400_on_url(
     assert list(response.json()["message"]["details"]["fieldErrors"]) == ["url"]
 
 
+async def test_an_account_has_at_most_25_webhooks(database_url: str, db: Database) -> None:
+    account = await new_account(db)
+    other = await new_account(db, "other", "owner@other.test")
+    app = create_app(make_settings(database_url, webhooks_allow_private=True))
+    body = {"url": "http://127.0.0.1:9/hook", "events": ["newContactCreated"]}
+    async with AsyncTestClient(app=app) as client:
+        made = [
+            await client.post("/v1/webhooks", json=body, headers=account.headers) for _ in range(25)
+        ]
+        over = await client.post("/v1/webhooks", json=body, headers=account.headers)
+        elsewhere = await client.post("/v1/webhooks", json=body, headers=other.headers)
+        first = made[0].json()["data"]["webhook"]["id"]
+        await client.delete(f"/v1/webhooks?id={first}", headers=account.headers)
+        room = await client.post("/v1/webhooks", json=body, headers=account.headers)
+    assert [r.status_code for r in made] == [201] * 25
+    assert over.status_code == 400
+    assert over.json()["message"]["details"] == {
+        "formErrors": ["An account can have at most 25 webhooks"],
+        "fieldErrors": {},
+    }
+    assert elsewhere.status_code == 201  # per account
+    assert room.status_code == 201  # a deleted one makes room
+
+
 def test_public_addresses_pass_and_special_ones_do_not() -> None:
     assert is_public(ipaddress.ip_address("93.184.216.34"))
     assert is_public(ipaddress.ip_address("2606:2800:220:1:248:1893:25c8:1946"))

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contacts_api.storage.models import account_table
 from contacts_api.storage.models import (
     webhook_attempt_table as attempts,
 )
@@ -30,6 +31,17 @@ PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 async def insert_endpoint(conn: AsyncConnection, values: dict[str, Any]) -> Row:
     return (await conn.execute(sa.insert(endpoints).values(**values).returning(*endpoints.c))).one()
+
+
+async def count_endpoints_locked(conn: AsyncConnection, account_id: int) -> int:
+    """How many webhooks the account has, its account row locked till the transaction ends
+    (PostgreSQL; SQLite's writers run one at a time), so that two subscriptions at once
+    cannot both see room for one more."""
+    await conn.execute(
+        sa.select(account_table.c.id).where(account_table.c.id == account_id).with_for_update()
+    )
+    query = sa.select(sa.func.count()).where(endpoints.c.account_id == account_id)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def list_endpoints(conn: AsyncConnection, account_id: int) -> list[Row]:

@@ -149,6 +149,13 @@ async def check_destination(url: str, *, allow_private: bool) -> None:
         raise ValidationFailed(field_errors={"url": [str(exc)]}) from None
 
 
+# [choice] Every change of a contact writes one outbox row per subscribed webhook: without a
+# bound, an account could multiply each change without end. Disabled webhooks count too
+# (delete one to make room).
+MAX_WEBHOOKS_PER_ACCOUNT = 25
+TOO_MANY_WEBHOOKS = f"An account can have at most {MAX_WEBHOOKS_PER_ACCOUNT} webhooks"
+
+
 async def create_webhook(
     conn: AsyncConnection, account_id: int, subscription: NewSubscription, now: datetime
 ) -> WebhookWithSecret:
@@ -156,6 +163,8 @@ async def create_webhook(
 
     Call `check_destination` first, outside the transaction (it waits on DNS).
     """
+    if await repo.count_endpoints_locked(conn, account_id) >= MAX_WEBHOOKS_PER_ACCOUNT:
+        raise ValidationFailed([TOO_MANY_WEBHOOKS])
     row = await repo.insert_endpoint(
         conn,
         {
