@@ -30,7 +30,7 @@ from contacts_api.http.hot_routes import HotRoute, HotRoutes
 from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.metrics import metrics_endpoint
 from contacts_api.http.observability import ObservabilityMiddleware
-from contacts_api.http.ops import docs, healthz, openapi_json, readyz
+from contacts_api.http.ops import docs, healthz, healthz_head, openapi_json, readyz, readyz_head
 from contacts_api.http.ratelimit import limiter_for
 from contacts_api.http.ratelimit.guard import AccountRates, Gate, provide_gated_principal
 from contacts_api.notes.router import NOTE_ROUTES
@@ -86,7 +86,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     startup = [dispatcher.start] if settings.webhooks_dispatch_in_server else []
 
     app = Litestar(
-        route_handlers=[v1, healthz, readyz, metrics_endpoint, openapi_json, docs],
+        route_handlers=[
+            v1,
+            healthz,
+            healthz_head,
+            readyz,
+            readyz_head,
+            metrics_endpoint,
+            openapi_json,
+            docs,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         on_startup=startup,

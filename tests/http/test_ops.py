@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -15,6 +17,13 @@ async def test_healthz_and_readyz_need_no_key(client: Client) -> None:
     assert response.json() == {"status": "ready"}
 
 
+async def test_healthz_and_readyz_answer_head_as_get_without_a_body(client: Client) -> None:
+    for path in ("/healthz", "/readyz"):
+        response = await client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b"", path
+
+
 async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: object) -> None:
     from contacts_api.app import create_app
     from tests.conftest import make_settings
@@ -22,8 +31,10 @@ async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: object) -> None
     app = create_app(make_settings(f"sqlite:///{tmp_path}/empty.db"))
     async with AsyncTestClient(app=app) as client:
         response = await client.get("/readyz")
+        probe = await client.head("/readyz")
     assert response.status_code == 503
     assert "message" in response.json()
+    assert probe.status_code == 503 and probe.content == b""
 
 
 async def test_unknown_route_is_a_json_404(client: Client) -> None:
@@ -55,3 +66,11 @@ async def test_docs_page(client: Client) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
     assert "/openapi.json" in response.text
+    # Every script and stylesheet from elsewhere is pinned to one release and its bytes checked
+    # (Subresource Integrity): a key typed into the page's "Authorize" box is in its reach.
+    tags = re.findall(r"<(?:script|link)\b[^>]*>", response.text)
+    remote = [tag for tag in tags if re.search(r'(?:src|href)="https://', tag)]
+    assert len(remote) == 2
+    for tag in remote:
+        assert re.search(r'integrity="sha384-[A-Za-z0-9+/]{64}"', tag), tag
+        assert re.search(r"@\d+\.\d+\.\d+/", tag), tag

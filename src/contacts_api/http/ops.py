@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from litestar import MediaType, Request, Response, get
+from litestar import MediaType, Request, Response, get, head
 
 from contacts_api.http.openapi_docs import openapi_document
 from contacts_api.http.state import app_db
@@ -21,6 +21,23 @@ async def healthz() -> dict[str, str]:
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     """The database answers and carries the newest schema."""
+    return await _readiness(request)
+
+
+# HEAD as well as GET: load balancers and uptime checks often probe with HEAD, and HTTP asks
+# that a resource answering GET answer HEAD too (the same status, no body).
+@head("/healthz", include_in_schema=False)
+async def healthz_head() -> None:
+    """The process is up."""
+
+
+@head("/readyz", include_in_schema=False)
+async def readyz_head(request: Request[Any, Any, Any]) -> Response[None]:
+    """As GET /readyz, without the body."""
+    return Response(None, status_code=(await _readiness(request)).status_code)
+
+
+async def _readiness(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     db = app_db(request)
     try:
         async with db.read() as conn:
@@ -43,12 +60,21 @@ async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return document
 
 
-SWAGGER_PAGE = """<!doctype html>
+# Swagger UI from a CDN, pinned to one release and checked by Subresource Integrity: a key
+# typed into "Authorize" is seen by this script, so the browser runs only these very bytes
+# (the hashes are sha384 of the files in the npm package swagger-ui-dist 5.35.0, which the
+# CDN serves as published). To move to another release, take its files' hashes the same way.
+SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"
+SWAGGER_CSS_SRI = "sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I"
+SWAGGER_JS_SRI = "sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9"
+SWAGGER_PAGE = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>contacts-api</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<link rel="stylesheet" href="{SWAGGER_CDN}/swagger-ui.css"
+ integrity="{SWAGGER_CSS_SRI}" crossorigin="anonymous">
 </head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<script src="{SWAGGER_CDN}/swagger-ui-bundle.js"
+ integrity="{SWAGGER_JS_SRI}" crossorigin="anonymous"></script>
+<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#ui"}});</script>
 </body></html>"""
 
 
