@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, post
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.contacts import bulk, service
 from contacts_api.contacts.bulk_schemas import (
@@ -37,15 +38,19 @@ async def create_contacts_bulk(
     items = bulk.batch_items(await read_json(request))
     db = app_db(request)
     settings = app_settings(request)
-    async with db.transaction() as conn:
-        results = await bulk.create_contacts(
+    now = utcnow()
+
+    async def work(conn: AsyncConnection) -> list[bulk.ItemResult]:
+        return await bulk.create_contacts(
             conn,
             principal,
             items,
             duplicate_email=settings.duplicate_email,
-            now=utcnow(),
+            now=now,
             record_change=record_contact_changes,
         )
+
+    results = await db.transaction_retrying(work, "POST /v1/contacts/bulk")
     analyzer: GrowthAnalyzer | None = request.app.state.analyzer
     if analyzer is not None:  # PostgreSQL's planner must see the table grow
         analyzer.created_contacts(sum(1 for r in results if r.outcome == "created"))

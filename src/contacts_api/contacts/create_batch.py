@@ -24,6 +24,7 @@ from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.errors import Conflict
 from contacts_api.http import metrics
 from contacts_api.settings import DuplicateEmailMode
+from contacts_api.storage import retry
 from contacts_api.storage.outage import log_failure
 
 log = structlog.get_logger(__name__)
@@ -80,13 +81,21 @@ class CreateBatchHandler:
         # The savepoint as plain SQL: SQLAlchemy's begin_nested() compiles a fresh SAVEPOINT
         # clause each time (~4 % of a loaded worker's samples); this runs once per batch.
         await conn.exec_driver_sql("SAVEPOINT create_batch")
-        try:
-            outcomes = await self._batched(conn, jobs, pending)
-        except Exception as exc:
-            log_failure(log, exc, "batched create failed; retrying one by one", jobs=len(jobs))
-            await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT create_batch")
-            pending.clear()  # the tags it created were rolled back with the savepoint
-            outcomes = [await self._one(conn, job) for job in jobs]
+        for attempt in range(1, retry.ATTEMPTS + 1):
+            try:
+                outcomes = await self._batched(conn, jobs, pending)
+                break
+            except Exception as exc:
+                await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT create_batch")
+                pending.clear()  # the tags it created were rolled back with the savepoint
+                if retry.is_retryable(exc) and attempt < retry.ATTEMPTS:
+                    # A deadlock's victim (PostgreSQL): its locks went with the rollback, so
+                    # the other writer goes on, and the same batch runs again after it.
+                    await retry.before_retry(exc, attempt, "create batch")
+                    continue
+                log_failure(log, exc, "batched create failed; retrying one by one", jobs=len(jobs))
+                outcomes = [await self._one(conn, job) for job in jobs]
+                break
         # No RELEASE SAVEPOINT on success: the batch's COMMIT follows at once and releases it,
         # and a RELEASE would be one more round trip to PostgreSQL (or thread hop on SQLite).
         created = sum(1 for o in outcomes if isinstance(o, service.CreateOutcome) and o.created)
@@ -134,6 +143,16 @@ class CreateBatchHandler:
         return outcomes
 
     async def _one(
+        self, conn: AsyncConnection, job: CreateJob
+    ) -> service.CreateOutcome | Exception:
+        for attempt in range(1, retry.ATTEMPTS):
+            outcome = await self._one_attempt(conn, job)
+            if not (isinstance(outcome, Exception) and retry.is_retryable(outcome)):
+                return outcome
+            await retry.before_retry(outcome, attempt, "create")
+        return await self._one_attempt(conn, job)
+
+    async def _one_attempt(
         self, conn: AsyncConnection, job: CreateJob
     ) -> service.CreateOutcome | Exception:
         try:

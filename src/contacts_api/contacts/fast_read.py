@@ -31,6 +31,7 @@ from contacts_api.contacts.manage_schemas import ContactDetail, ContactList, Eve
 from contacts_api.contacts.schemas import ContactRead
 from contacts_api.errors import NotFound
 from contacts_api.paging import Page
+from contacts_api.storage import pg_timestamps
 from contacts_api.storage.models import contact_table
 from contacts_api.storage.raw_read import RawReader
 from contacts_api.timeutil import format_time
@@ -88,6 +89,9 @@ def _postgresql_time(value: Any) -> str | None:
     the fraction's trailing zeros dropped (`10:00:00.12+00`)."""
     if value is None:
         return None
+    extreme = pg_timestamps.TEXT_EXTREMES.get(value)
+    if extreme is not None:  # stored by an earlier version for the extreme instants
+        return format_time(extreme)
     if value.endswith("+00") and value[10] == " ":
         if len(value) == 22:
             return f"{value[:10]}T{value[11:19]}.000Z"

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, delete, get, put
 from litestar.openapi import ResponseSpec
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import fast_read
@@ -125,7 +126,8 @@ async def update_contact(
     data = service.parse_contact_update(await read_json_object(request))
     settings = app_settings(request)
     now = utcnow()
-    async with app_db(request).transaction() as conn:
+
+    async def work(conn: AsyncConnection) -> service.UpdateOutcome:
         outcome = await service.update_contact(
             conn, principal, data, duplicate_email=settings.duplicate_email, now=now
         )
@@ -138,6 +140,9 @@ async def update_contact(
                 updated_attributes=outcome.changed,
                 now=now,
             )
+        return outcome
+
+    outcome = await app_db(request).transaction_retrying(work, "PUT /v1/contacts")
     return ContactExtendedEnvelope(ContactExtendedPayload(service.extended_read(outcome.contact)))
 
 

@@ -178,6 +178,10 @@ async def update_contact(
     `updatedAt` moves only when some value actually changed.
     """
     account_id = principal.account_id
+    # The tag before the contact's row, in the order creates take them (a create inserts its
+    # tag, then locks the contact): the other order deadlocked with them on PostgreSQL. A tag
+    # made for a contact that turns out missing goes with the 404's rollback.
+    tag_id = await tag_id_for(conn, account_id, data.tag, now) if data.tag is not None else None
     existing = await repo.lock_live_contact(conn, account_id, data.id)
     if existing is None:
         raise NotFound(CONTACT_NOT_FOUND)
@@ -187,8 +191,8 @@ async def update_contact(
         for wire, column in fields.items()
         if hasattr(data, wire) and getattr(data, wire) is not None
     }
-    if data.tag is not None:
-        wanted["tag_id"] = await tag_id_for(conn, account_id, data.tag, now)
+    if tag_id is not None:
+        wanted["tag_id"] = tag_id
     pairs = utm_pairs(data.utm, data.referrerUrl)
     if pairs:
         wanted["tracking"] = merge_tracking(dict(existing.tracking or {}), pairs)

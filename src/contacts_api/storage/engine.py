@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from contacts_api.storage import pg_timestamps, retry
 from contacts_api.storage.functions import register_sqlite_functions
 from contacts_api.storage.inline_sqlite import inline_creator
 from contacts_api.storage.raw_read import (
@@ -186,6 +187,8 @@ class Database:
                 async_url(url), pool_size=1, max_overflow=0, json_serializer=compact_json
             )
             ping_when_idle(self.batch_engine.sync_engine, IDLE_PING_SECONDS)
+            for engine in (self.engine, self.batch_engine):
+                pg_timestamps.install(engine.sync_engine)
         # Bounded reads on SQLite (raw_read): one sqlite3 connection used on the event loop.
         self._sqlite_synchronous = sqlite_synchronous
         self._inline_reader: sqlite3.Connection | None = None
@@ -201,6 +204,22 @@ class Database:
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             async with conn.begin():
                 yield conn
+
+    async def transaction_retrying(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], what: str
+    ) -> T:
+        """`work` in a write transaction, run again (up to storage.retry.ATTEMPTS in all)
+        when PostgreSQL aborts it to break a deadlock. `work` must keep no state of its own
+        across runs: all it did went with the rollback."""
+        for attempt in range(1, retry.ATTEMPTS + 1):
+            try:
+                async with self.transaction() as conn:
+                    return await work(conn)
+            except sa.exc.DBAPIError as exc:
+                if attempt == retry.ATTEMPTS or not retry.is_retryable(exc):
+                    raise
+                await retry.before_retry(exc, attempt, what)
+        raise AssertionError("unreachable")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
