@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.contacts.repository import ContactRow
 from contacts_api.paging import Page
-from contacts_api.storage.functions import unicode_lower
+from contacts_api.storage.functions import fold_case
 from contacts_api.storage.models import (
     contact_live_count_table,
     contact_table,
@@ -87,10 +87,12 @@ def _conditions(account_id: Any, where: ContactFilter) -> list[sa.ColumnElement[
             matches = [column.ilike(pattern, escape="\\") for column in columns]
         else:
             # SQLite's lower() and LIKE fold ASCII letters only: "éva" would miss "Éva".
-            # A term with other letters compares Unicode lower case (storage.unicode_lower);
+            # A term with other letters is compared with its case folded by Unicode's rules
+            # (storage.functions.fold_case), the term by the same function as the column
+            # (Python's lower() ends "ΟΔΟΣ" in a final sigma, PostgreSQL's in a plain one).
             # ASCII terms keep SQLite's own lower(), which needs no call into Python per row.
-            lowered = pattern.lower()
-            matches = [unicode_lower(column).like(lowered, escape="\\") for column in columns]
+            term = fold_case(sa.literal(pattern, sa.String()))
+            matches = [fold_case(column).like(term, escape="\\") for column in columns]
         conditions.append(sa.or_(*matches))
     return conditions
 
