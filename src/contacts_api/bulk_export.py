@@ -24,7 +24,9 @@ async def export_contacts(
     """Write every live contact of the account, page by page (constant memory); returns count."""
     async with db.read() as conn:
         account_id = await account_id_by_name(conn, account_name)
-    writer = csv.writer(out, lineterminator="\n") if file_format == "csv" else None
+    # CRLF, as RFC 4180 has it: with "\n" as the line end, csv left a cell holding a bare "\r"
+    # unquoted, and reading the file back split that row in two.
+    writer = csv.writer(out, lineterminator="\r\n") if file_format == "csv" else None
     if writer is not None:
         writer.writerow(bulk_output.EXPORT_COLUMNS)
     encoder = msgspec.json.Encoder()

@@ -48,6 +48,9 @@ def _run(work: Callable[[Database], Any]) -> Any:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         detail = exc.args[0] if exc.args else exc
         raise _fail(f"database error: {exc.__class__.__name__}: {detail}") from None
+    except OSError as exc:  # the error report or the export cannot be written: a full disk...
+        where = f" {exc.filename}" if exc.filename else ""
+        raise _fail(f"cannot write{where}: {exc.strerror or exc}") from None
 
 
 def import_command(

@@ -91,6 +91,46 @@ async def test_a_failed_export_leaves_the_output_file_as_it_was(
     assert sorted(p.name for p in out.parent.iterdir()) == ["contacts.csv"]
 
 
+async def test_a_csv_opening_with_blank_lines_and_a_huge_cell_imports_the_rest(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """Blank lines before the header once made every row fail; a cell over csv's 128 KiB
+    default once stopped the whole import. The huge cell is now its own row's failure."""
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text("\n\nemail,firstName\na@x.test,Ann\nb@x.test," + "x" * 200_000 + "\n")
+    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "created 1, updated 0, failed 1, unchanged 0\n"
+    report = (tmp_path / "leads.csv.errors.csv").read_text().splitlines()
+    assert report[1].startswith("5,firstName,String must contain at most 25 character(s),")
+
+
+async def test_a_cell_past_the_bound_stops_the_import_with_its_line(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text('email,firstName\na@x.test,"' + "x" * (33 << 20) + "\n")  # a quote left open
+    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot read ") and result.stderr.count("\n") == 1
+    assert "line 2" in result.stderr and "a quote left open" in result.stderr
+
+
+async def test_an_error_report_that_cannot_be_written_is_one_line(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text("email\nbad@\n")
+    (tmp_path / "leads.csv.errors.csv").mkdir()  # where the report goes: a directory
+    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot write ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
 async def test_bad_usage_exits_2(database_url: str, tmp_path: Path) -> None:
     no_account = await run_cli(database_url, "import", str(tmp_path / "x.csv"))
     assert no_account.exit_code == 2

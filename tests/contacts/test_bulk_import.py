@@ -272,15 +272,17 @@ async def test_export_then_import_into_a_new_account_reproduces_every_contact(
     await create(db, source, {"email": "jane@example.com", "utm": "utm_source=bing&ref=x"})
     await create(db, source, {"phoneNumber": "+15550000001"})
     await create(db, source, {"email": "plain@example.com", "tag": "other"})
+    # A bare CR in a cell: once written unquoted to CSV, and read back as two rows.
+    await create(db, source, {"email": "cr@example.com", "firstName": "a\rb", "lastName": "c\r\nd"})
     out = io.StringIO()
     exported = await export_contacts(db, source.name, out, file_format)  # type: ignore[arg-type]
-    assert exported == 3
+    assert exported == 4
     path = tmp_path / f"export.{file_format}"
     path.write_text(out.getvalue())
 
     target = await new_account(db, "target", "t@target.test")
     summary = await import_file(db, path, target.name)
-    assert (summary.created, summary.failed) == (3, 0)
+    assert (summary.created, summary.failed) == (4, 0)
 
     original = await comparable(db, source.account_id)
     assert await comparable(db, target.account_id) == original
@@ -292,5 +294,5 @@ async def test_export_then_import_into_a_new_account_reproduces_every_contact(
     # Importing the export back into its own account changes nothing.
     before = await snapshot(db, source.account_id)
     back = await import_file(db, path, source.name)
-    assert (back.created, back.updated, back.unchanged) == (0, 0, 3)
+    assert (back.created, back.updated, back.unchanged) == (0, 0, 4)
     assert await snapshot(db, source.account_id) == before

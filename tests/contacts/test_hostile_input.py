@@ -166,6 +166,21 @@ async def test_import_reports_deep_json_and_year_zero_rows(
     ]
 
 
+async def test_import_tracking_with_a_lone_surrogate_fails_its_row_alone(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    """json.loads let "\\ud800" through and the import stopped half-way, exit 1."""
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        'email,tracking\na@example.com,"{""utm_source"":""\\ud800""}"\nb@example.com,\n',
+        encoding="utf-8",
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 1)
+    report = read_report(tmp_path / "leads.csv.errors.csv")
+    assert [(r["row"], r["field"]) for r in report] == [("2", "tracking")]
+
+
 async def test_import_csv_event_id_of_unicode_digits_is_a_validation_error(
     db: Database, account: AccountFixture, tmp_path: Path
 ) -> None:

@@ -3,13 +3,12 @@ more than one row (a quick first pass). Kept free of SQLAlchemy (the reader proc
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from typing import IO, Any
 
 import msgspec
 
-from contacts_api.contacts.bulk_files import FileFormat, csv_column_key
+from contacts_api.contacts.bulk_files import FileFormat, csv_column_key, csv_records
 
 
 class _Keys(msgspec.Struct):
@@ -47,8 +46,8 @@ def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set
             else:
                 seen.add(key)
         return repeated
-    reader = csv.reader(text, delimiter=delimiter)
-    keys = [csv_column_key(h) for h in next(reader, [])]
+    reader, headers = csv_records(text, delimiter)
+    keys = [csv_column_key(h) for h in headers or []]
     email = keys.index("email") if "email" in keys else len(keys) + 1
     phone = keys.index("phoneNumber") if "phoneNumber" in keys else len(keys) + 1
     # dedupe_key inlined for CSV cells (always strings): this pass runs before the first batch

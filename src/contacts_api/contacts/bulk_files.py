@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -154,9 +153,47 @@ def _jsonl_taker(text: IO[str]) -> Callable[[int], list[CheckedRow]]:
     return take
 
 
+# Python's csv refuses a cell over 128 KiB, which stopped a whole import. A cell this large
+# is no contact's, but it is one row's problem (too long for its field, in the report); only
+# beyond this bound, where a quote left open swallows the file, does the import stop.
+CSV_CELL_LIMIT = 32 << 20
+csv.field_size_limit(CSV_CELL_LIMIT)
+
+
+def csv_records(text: IO[str], delimiter: str) -> tuple[Any, list[str] | None]:
+    """A csv reader over `text` and the header: the first record not blank (a file may open
+    with blank lines), or None for a file of none. A cell over CSV_CELL_LIMIT is a UserError
+    naming its line, whenever the reader meets it."""
+    reader = _CheckedReader(csv.reader(text, delimiter=delimiter))
+    for record in reader:
+        if any(record):
+            return reader, record
+    return reader, None
+
+
+class _CheckedReader:
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    @property
+    def line_num(self) -> int:
+        return int(self._reader.line_num)
+
+    def __iter__(self) -> _CheckedReader:
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            return next(self._reader)  # type: ignore[no-any-return]
+        except csv.Error as exc:
+            raise UserError(
+                f"line {self._reader.line_num}: {exc} (a cell over {CSV_CELL_LIMIT >> 20} MiB:"
+                " is a quote left open?)"
+            ) from None
+
+
 def _csv_taker(text: IO[str], delimiter: str) -> Callable[[int], list[CheckedRow]]:
-    reader = csv.reader(text, delimiter=delimiter)
-    headers = next(reader, None)
+    reader, headers = csv_records(text, delimiter)
     if headers is None:
         return lambda count: []
     layout = _CsvLayout([csv_column_key(h) for h in headers])
@@ -198,8 +235,7 @@ def _read_jsonl(text: IO[str]) -> Iterator[SourceRow]:
 
 
 def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
-    reader = csv.reader(text, delimiter=delimiter)
-    headers = next(reader, None)
+    reader, headers = csv_records(text, delimiter)
     if headers is None:
         return
     layout = _CsvLayout([csv_column_key(h) for h in headers])
@@ -320,9 +356,11 @@ def _tracking(value: Any) -> tuple[dict[str, str] | None, list[str]]:
     if value is None or value == "" or value == {}:
         return None, []
     if isinstance(value, str):
+        # msgspec, not json.loads: json.loads lets a lone surrogate ("\ud800") through, which
+        # no UTF-8 can carry on, and the import stopped half-way when writing its batch.
         try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
+            value = msgspec.json.decode(value)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             return None, ["Expected a JSON object"]
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()

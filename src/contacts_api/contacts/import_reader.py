@@ -30,7 +30,7 @@ from contacts_api.contacts import bulk_dedupe, bulk_files, bulk_output
 from contacts_api.contacts.rules import PLAIN_FIELDS, new_contact_values, new_preview_ids
 from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.contacts.tracking import merge_tracking, pairs_from_tracking, utm_pairs
-from contacts_api.errors import ValidationFailed
+from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.timeutil import parse_zulu, utcnow
 
 FRAME_HEADER = struct.Struct(">I")
@@ -359,6 +359,8 @@ def main() -> int:
         send(ReaderError(f"cannot read {options.path}: not UTF-8 text ({exc.reason})"))
     except OSError as exc:
         send(ReaderError(f"cannot read {options.path}: {exc.strerror or exc}"))
+    except UserError as exc:  # the file's own fault, said in one line
+        send(ReaderError(f"cannot read {options.path}: {exc}"))
     except Exception as exc:  # a bug: still one clear line for the operator, no traceback
         send(ReaderError(f"import reader failed: {exc.__class__.__name__}: {exc}"))
         return 1
