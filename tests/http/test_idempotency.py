@@ -258,3 +258,50 @@ async def test_replays_are_rate_limited_and_counted_once(database_url: str, db: 
     assert limited.status_code == 429
     assert limited.json()["code"] == "RATE_LIMIT_EXCEEDED"
     assert "Idempotent-Replayed" not in limited.headers
+
+
+async def test_the_answer_is_stored_before_it_is_sent(database_url: str, db: Database) -> None:
+    """A client that retries the moment its answer arrives must get the replay: once, ~1 try
+    in 10 got 409 "still in progress", the answer having gone out before it was stored."""
+    account = await new_account(db)
+    app = create_app(make_settings(database_url, rate_limit="100000/1"))
+    body = b'{"email": "first@example.com"}'
+    stored_when_sent: list[int | None] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            async with db.read() as conn:
+                query = sa.select(idempotency_table.c.response_status)
+                stored_when_sent.append((await conn.execute(query)).scalar_one())
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/contacts", "raw_path": b"/v1/contacts",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 4000),
+        "headers": [
+            (b"host", b"test"), (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", account.headers["Authorization"].encode()),
+            (b"idempotency-key", b"sent-after-stored"),
+        ],
+    }  # fmt: skip
+    # The app's startup and shutdown, driven on this loop (the test client runs the app on
+    # a loop of its own).
+    to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, to_app.get, from_app.put)  # type: ignore[arg-type]
+    )
+    await to_app.put({"type": "lifespan.startup"})
+    assert (await from_app.get())["type"] == "lifespan.startup.complete"
+    try:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    finally:
+        await to_app.put({"type": "lifespan.shutdown"})
+        await from_app.get()
+        await lifespan
+    assert stored_when_sent == [201]

@@ -136,6 +136,10 @@ async def _run_and_store(
     status = 500
     headers: list[list[str]] = []
     chunks: list[bytes] = []
+    # The answer is held back until it is stored: a client that retries the moment it has its
+    # answer must get the replay, not "still in progress" (409), as it did ~1 time in 10 when
+    # the answer went out first.
+    held: list[Message] = []
 
     async def capture(message: Message) -> None:
         nonlocal status
@@ -148,7 +152,7 @@ async def _run_and_store(
             )
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
-        await send(message)
+        held.append(message)
 
     try:
         await app(scope, receive, capture)
@@ -157,10 +161,13 @@ async def _run_and_store(
         raise
     if status >= 500 or status == 429:
         await service.release(db, claim)
-        return
-    try:
-        await service.complete(db, claim, service.StoredResponse(status, headers, b"".join(chunks)))
-    except Exception as exc:
-        # The answer already went out; without a stored copy a retry runs again.
-        log_failure(log, exc, "could not store an idempotent response", status=status)
-        await service.release(db, claim)
+    else:
+        stored = service.StoredResponse(status, headers, b"".join(chunks))
+        try:
+            await service.complete(db, claim, stored)
+        except Exception as exc:
+            # Without a stored copy a retry runs again; the answer goes out all the same.
+            log_failure(log, exc, "could not store an idempotent response", status=status)
+            await service.release(db, claim)
+    for message in held:
+        await send(message)
