@@ -56,4 +56,7 @@ def parse_iso(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; add Z or an offset such as +00:00")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is a time before the year 1 in UTC
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None

@@ -64,7 +64,10 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
     await client.post("/v1/contacts", json={"email": "b@example.com"}, headers=account.headers)
     await client.post("/v1/contacts", json={"email": "a@example.com"}, headers=account.headers)
     await client.get("/no-such-route")
-    after = (await client.get("/metrics")).text
+    scrape = await client.get("/metrics")
+    after = scrape.text
+    # Prometheus's text format, its charset said once (Litestar adds it to any text type).
+    assert scrape.headers["content-type"] == "text/plain; version=1.0.0; charset=utf-8"
 
     assert metric_value(after, created_201) - metric_value(before, created_201) == 2
     assert metric_value(after, unmatched) - metric_value(before, unmatched) == 1

@@ -78,4 +78,6 @@ def exposition() -> bytes:
 @get("/metrics", include_in_schema=False, sync_to_thread=False)
 def metrics_endpoint() -> Response[bytes]:
     """Prometheus metrics of every worker process."""
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+    # Litestar appends "; charset=utf-8" to a text type itself: given prometheus-client's
+    # full type, the header carried the charset twice.
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8"))
