@@ -17,8 +17,15 @@ from contacts_api.bootstrap import SEED_BODY
 from tests.servers import free_port
 
 
-def run_cli(db_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONTACTS_API_DATABASE_URL": db_url, "CONTACTS_API_LOG_FORMAT": "json"}
+def run_cli(
+    db_url: str, *args: str, cwd: Path | None = None, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CONTACTS_API_DATABASE_URL": db_url,
+        "CONTACTS_API_LOG_FORMAT": "json",
+        **(settings or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "contacts_api", *args],
         capture_output=True,
@@ -35,18 +42,6 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/cli.db"
 
 
-def run_with(db_url: str, settings: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONTACTS_API_DATABASE_URL": db_url, **settings}
-    return subprocess.run(
-        [sys.executable, "-m", "contacts_api", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("name", "value", "reason"),
     [
@@ -60,7 +55,7 @@ def run_with(db_url: str, settings: dict[str, str], *args: str) -> subprocess.Co
 def test_a_bad_setting_is_one_line_naming_it(
     db_url: str, name: str, value: str, reason: str, command: tuple[str, ...]
 ) -> None:
-    done = run_with(db_url, {f"CONTACTS_API_{name}": value}, *command)
+    done = run_cli(db_url, *command, settings={f"CONTACTS_API_{name}": value})
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: invalid setting CONTACTS_API_{name}: {reason}")
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -81,7 +76,7 @@ def test_a_taken_link_prefix_is_one_clear_line(db_url: str) -> None:
 def test_an_empty_setting_is_its_default(db_url: str) -> None:
     """`CONTACTS_API_X=`, as a .env or compose file writes "unset", was once a traceback."""
     empty = {"CONTACTS_API_WEBHOOKS_ALLOW_PRIVATE": "", "CONTACTS_API_RATE_LIMIT": ""}
-    done = run_with(db_url, empty, "db", "upgrade")
+    done = run_cli(db_url, "db", "upgrade", settings=empty)
     assert done.returncode == 0, done.stderr
 
 

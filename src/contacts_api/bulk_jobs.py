@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,9 +64,16 @@ class ImportSummary:
 
 def _open_source(path: Path) -> tuple[IO[bytes], bulk_files.FileFormat, str]:
     try:
+        # A named pipe would block this open until a writer came (Ctrl-C unheard meanwhile),
+        # and the import reads its file twice: a regular file only.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UserError(f"cannot read {path}: not a regular file")
+        str(path).encode()  # the name goes to the reader process as UTF-8 text
         raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeEncodeError:
+        raise UserError(f"cannot read {path!r}: its name is not UTF-8; rename it") from None
     try:
         sample = raw.read(bulk_files.SAMPLE_BYTES)
         raw.seek(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 from typer.testing import CliRunner, Result
@@ -57,8 +58,18 @@ async def test_user_errors_exit_1_with_one_line(
     prose.write_text("Dear team,\nhere are the leads we talked about.\n")
     array = tmp_path / "leads.json"
     array.write_text('[{"email": "a@example.com"}]')
+    fifo = tmp_path / "leads.fifo"
+    os.mkfifo(fifo)
+    odd_name = os.fsencode(tmp_path) + b"/leads\xe9.csv"
+    with open(odd_name, "wb") as f:
+        f.write(b"email\na@example.com\n")
+    pretty = tmp_path / "leads-pretty.json"
+    pretty.write_text('{\n  "contacts": [\n    {"email": "a@example.com"}\n  ]\n}\n')
     cases = {
         "a JSON array": ["import", str(array), "--account", "acme"],
+        "a pretty-printed JSON document": ["import", str(pretty), "--account", "acme"],
+        "a named pipe (once: a hang)": ["import", str(fifo), "--account", "acme"],
+        "a name that is not UTF-8": ["import", os.fsdecode(odd_name), "--account", "acme"],
         "missing file": ["import", str(tmp_path / "nope.csv"), "--account", "acme"],
         "a directory": ["import", str(tmp_path), "--account", "acme"],
         "binary": ["import", str(binary), "--account", "acme"],
@@ -129,6 +140,19 @@ async def test_an_error_report_that_cannot_be_written_is_one_line(
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot write ") and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+async def test_repeated_rows_count_as_what_each_did(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """A row repeating the one before changes nothing: unchanged, not updated."""
+    await new_account(db)
+    path = tmp_path / "same.csv"
+    path.write_text("email,firstName\na@x.test,Ann\na@x.test,Ann\nA@X.TEST,\n")
+    first = await run_cli(database_url, "import", str(path), "--account", "acme")
+    assert first.stdout == "created 1, updated 1, failed 0, unchanged 1\n"  # the 3rd: email case
+    again = await run_cli(database_url, "import", str(path), "--account", "acme")
+    assert again.stdout == "created 0, updated 0, failed 0, unchanged 3\n"
 
 
 async def test_bad_usage_exits_2(database_url: str, tmp_path: Path) -> None:

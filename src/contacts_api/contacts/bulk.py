@@ -87,6 +87,8 @@ class _Group:
     email_key: str | None
     phone_key: str | None = None
     touches: list[_Touch] = field(default_factory=list)
+    # Per touch, once folded: whether it changed what the touches before it left.
+    changed: list[bool] = field(default_factory=list)
 
 
 @lru_cache(maxsize=8192)
@@ -121,6 +123,11 @@ class KnownIds:
             self.tags.clear()
             self.events.clear()
         self.tags.update(pending)
+
+
+def _outcome(changed: bool) -> Outcome:
+    """A touch of a contact that exists (in the database, or by an earlier touch)."""
+    return "updated" if changed else "unchanged"
 
 
 class BulkUpserter:
@@ -201,9 +208,9 @@ class BulkUpserter:
             else:
                 row = by_phone.get(group.phone_key) if group.phone_key is not None else None
             if row is not None:
-                updates.append((group, *self._fold_onto(row._mapping, group.touches, now)))
+                updates.append((group, *self._fold_onto(row._mapping, group, now)))
             else:
-                values = self._new_contact(group.touches, now)
+                values = self._new_contact(group, now)
                 new_rows[values["preview_id"]] = (group, values)
 
         inserted = await bulk_repo.insert_contacts(
@@ -217,7 +224,7 @@ class BulkUpserter:
             for group in lost:
                 assert group.email_key is not None
                 updates.append(
-                    (group, *self._fold_onto(winners[group.email_key]._mapping, group.touches, now))
+                    (group, *self._fold_onto(winners[group.email_key]._mapping, group, now))
                 )
         await bulk_repo.update_contacts(conn, [state for _, state, changed in updates if changed])
 
@@ -229,14 +236,15 @@ class BulkUpserter:
                 changes.append(ContactChange(contact_id, created=True, changed=()))
                 snapshot = ContactSnapshot.of({**values, "id": contact_id})
             for n, touch in enumerate(group.touches):
-                outcome: Outcome = "created" if n == 0 else "updated"
+                outcome: Outcome = "created" if n == 0 else _outcome(group.changed[n])
                 self._settle(results, positions, touch, outcome, contact_id, snapshot)
         for group, state, changed in updates:
             if changed:
                 changes.append(ContactChange(state["id"], created=False, changed=changed))
             snapshot = ContactSnapshot.of(state) if self.want_ids else None
-            for touch in group.touches:
-                outcome = "updated" if changed else "unchanged"
+            for touch, touch_changed in zip(group.touches, group.changed, strict=True):
+                # Touches whose changes the later ones undid leave the contact as it was.
+                outcome = _outcome(bool(changed) and touch_changed)
                 self._settle(results, positions, touch, outcome, state["id"], snapshot)
         if self.record_change is not None and changes:
             # Webhooks: the single call site (webhooks.outbox.record_contact_changes).
@@ -268,8 +276,10 @@ class BulkUpserter:
         else:
             results[position] = ItemResult(touch.item.index, outcome, contact_id, contact=contact)
 
-    def _new_contact(self, touches: list[_Touch], now: datetime) -> dict[str, Any]:
+    def _new_contact(self, group: _Group, now: datetime) -> dict[str, Any]:
         """A new contact from its first touch, with the later ones applied as updates."""
+        touches = group.touches
+        group.changed = [True] + [False] * (len(touches) - 1)
         first = touches[0]
         values = service.new_contact_values(
             account_id=self.account_id,
@@ -280,19 +290,24 @@ class BulkUpserter:
             now=now,
         )
         if self.duplicate_email != "reject":
-            for touch in touches[1:]:
-                values.update(service.changed_columns(values, touch.columns, touch.pairs))
+            for n, touch in enumerate(touches[1:], start=1):
+                delta = service.changed_columns(values, touch.columns, touch.pairs)
+                values.update(delta)
+                group.changed[n] = bool(delta)
         return values
 
     def _fold_onto(
-        self, current: Any, touches: list[_Touch], now: datetime
+        self, current: Any, group: _Group, now: datetime
     ) -> tuple[dict[str, Any], tuple[str, ...]]:
         """The contact after every touch, and the columns that differ from before (net)."""
         state = dict(current)
+        group.changed = [False] * len(group.touches)
         if self.duplicate_email == "reject":
             return state, ()
-        for touch in touches:
-            state.update(service.changed_columns(state, touch.columns, touch.pairs))
+        for n, touch in enumerate(group.touches):
+            delta = service.changed_columns(state, touch.columns, touch.pairs)
+            state.update(delta)
+            group.changed[n] = bool(delta)
         changed = tuple(c for c in bulk_repo.MUTABLE_COLUMNS if state[c] != current[c])
         if changed:
             state["updated_at"] = now

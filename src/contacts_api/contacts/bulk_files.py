@@ -91,6 +91,13 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither."""
     text = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"{"):
+        if text.split(b"\n", 1)[0].rstrip().endswith((b"{", b"[")):
+            # `{` then `"contacts": [` on the next lines: one JSON document, pretty-printed;
+            # read as JSON Lines it was one failed row per line and a few imported.
+            raise UserError(
+                "unrecognised format: a JSON document spread over lines; use JSON Lines "
+                "(one object a line)"
+            )
         return "jsonl", ""
     if text.startswith(b"["):
         raise UserError("unrecognised format: a JSON array; use JSON Lines (one object a line)")
