@@ -10,7 +10,7 @@ from litestar.testing import AsyncTestClient
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.app import create_app
-from contacts_api.contacts import bulk as bulk_service
+from contacts_api.contacts import bulk_request as bulk_service
 from contacts_api.contacts import service
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow

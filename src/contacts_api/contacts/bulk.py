@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts import service
 from contacts_api.contacts.repository import ContactRow, ContactSnapshot
@@ -28,7 +27,6 @@ from contacts_api.contacts.tracking import pairs_from_tracking, utm_pairs
 from contacts_api.errors import AppError, Conflict, ValidationFailed
 from contacts_api.events.repository import find_event_id
 from contacts_api.settings import DuplicateEmailMode
-from contacts_api.validation import js_type_name
 
 Outcome = Literal["created", "updated", "unchanged", "failed"]
 
@@ -365,50 +363,3 @@ async def contacts_by_ids(
 ) -> dict[int, ContactRow]:
     """The stored contacts a batch touched, by id (to answer with them)."""
     return {row.id: row for row in await bulk_repo.contacts_by_ids(conn, set(contact_ids))}
-
-
-MAX_BATCH_ITEMS = 1000
-
-
-def batch_items(body: Any) -> list[Any]:
-    """The items of a POST /v1/contacts/bulk body: `{"contacts": [...]}` or a bare array."""
-    items = body.get("contacts") if isinstance(body, dict) else body
-    if not isinstance(items, list):
-        received = js_type_name(items)
-        raise ValidationFailed(field_errors={"contacts": [f"Expected array, received {received}"]})
-    if len(items) > MAX_BATCH_ITEMS:
-        message = f"Array must contain at most {MAX_BATCH_ITEMS} element(s)"
-        raise ValidationFailed(field_errors={"contacts": [message]})
-    return items
-
-
-async def create_contacts(
-    conn: AsyncConnection,
-    principal: Principal,
-    items: list[Any],
-    *,
-    duplicate_email: DuplicateEmailMode,
-    now: datetime,
-    record_change: ChangeRecorder | None = None,
-) -> list[ItemResult]:
-    """Create or update each item as POST /v1/contacts would; an invalid item fails alone.
-
-    Each successful result carries its contact as the batch left it (`ItemResult.contact`)."""
-    results: dict[int, ItemResult] = {}
-    valid: list[BulkItem] = []
-    for index, body in enumerate(items):
-        try:
-            if not isinstance(body, dict):
-                raise ValidationFailed([f"Expected object, received {js_type_name(body)}"])
-            valid.append(BulkItem(index, service.parse_contact_create(body)))
-        except ValidationFailed as exc:
-            results[index] = ItemResult(index, "failed", error=exc)
-    upserter = BulkUpserter(
-        principal.account_id,
-        principal.user_id,
-        duplicate_email=duplicate_email,
-        record_change=record_change,
-    )
-    for result in await upserter.upsert(conn, valid, now):
-        results[result.index] = result
-    return [results[index] for index in range(len(items))]

@@ -1,4 +1,4 @@
-"""POST /v1/contacts/bulk: translate the request to `bulk.create_contacts` and back."""
+"""POST /v1/contacts/bulk: translate the request to `bulk_request.create_contacts` and back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, post
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contacts_api.contacts import bulk, service
+from contacts_api.contacts import bulk, bulk_request, service
 from contacts_api.contacts.bulk_schemas import (
     BulkCreateBody,
     BulkEnvelope,
@@ -35,13 +35,13 @@ async def create_contacts_bulk(
     request: Request[Any, Any, Any], principal: CurrentPrincipal
 ) -> Response[BulkEnvelope]:
     """Create or update up to 1,000 contacts; one result per item (an invalid item fails alone)."""
-    items = bulk.batch_items(await read_json(request))
+    items = bulk_request.batch_items(await read_json(request))
     db = app_db(request)
     settings = app_settings(request)
     now = utcnow()
 
     async def work(conn: AsyncConnection) -> list[bulk.ItemResult]:
-        return await bulk.create_contacts(
+        return await bulk_request.create_contacts(
             conn,
             principal,
             items,

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from contacts_api.storage import pg_timestamps, retry
-from contacts_api.storage.functions import register_sqlite_functions
 from contacts_api.storage.inline_sqlite import inline_creator
 from contacts_api.storage.raw_read import (
     AsyncpgReader,
@@ -27,9 +26,13 @@ from contacts_api.storage.raw_read import (
     SqliteInlineReader,
     SqliteThreadReader,
 )
+from contacts_api.storage.sqlite_setup import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    apply_sqlite_pragmas,
+    install_sqlite_listeners,
+)
 from contacts_api.storage.writer_turn import WriterTurn
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
 # PostgreSQL connections per process for Database.raw_read, besides the engine's pool.
 READ_POOL_SIZE = 10
@@ -59,48 +62,6 @@ def sync_url(url: str) -> URL:
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+psycopg")
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
-
-
-def apply_sqlite_pragmas(
-    dbapi_connection: Any,
-    synchronous: str,
-    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
-    memory_temp_store: bool = False,
-) -> None:
-    """WAL, foreign keys, busy timeout and the chosen durability on every new SQLite connection."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-    cursor.execute(f"PRAGMA synchronous={synchronous}")
-    if memory_temp_store:
-        cursor.execute("PRAGMA temp_store=MEMORY")
-    cursor.close()
-    register_sqlite_functions(dbapi_connection)
-
-
-def install_sqlite_listeners(
-    sync_engine: sa.Engine,
-    synchronous: str,
-    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
-    memory_temp_store: bool = False,
-) -> None:
-    """Pragmas on connect, and explicit BEGIN so writers can take the lock up front.
-
-    pysqlite's own transaction handling is switched off (isolation_level=None) so that
-    SQLAlchemy's BEGIN is the real one: a write transaction starts with BEGIN IMMEDIATE,
-    which waits on busy_timeout instead of failing at lock upgrade with SQLITE_BUSY.
-    """
-
-    @event.listens_for(sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        apply_sqlite_pragmas(dbapi_connection, synchronous, busy_timeout_ms, memory_temp_store)
-
-    @event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 IDLE_PING_SECONDS = 1.0

@@ -10,7 +10,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from contacts_api.storage.engine import apply_sqlite_pragmas, is_sqlite, sync_url
+from contacts_api.storage.engine import is_sqlite, sync_url
+from contacts_api.storage.sqlite_setup import apply_sqlite_pragmas
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
