@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,8 @@ def _run(work: Callable[[Database], Any]) -> Any:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         detail = exc.args[0] if exc.args else exc
         raise _fail(f"database error: {exc.__class__.__name__}: {detail}") from None
+    except (ConnectionError, socket.gaierror, TimeoutError) as exc:  # before OSError: its kin
+        raise _fail(f"cannot reach the database: {exc}") from None
     except OSError as exc:  # the error report or the export cannot be written: a full disk...
         where = f" {exc.filename}" if exc.filename else ""
         raise _fail(f"cannot write{where}: {exc.strerror or exc}") from None
@@ -114,9 +117,14 @@ def export_command(
     if output is None:
         _run(lambda db: export_contacts(db, account, sys.stdout, file_format))  # type: ignore[arg-type]
         return
-    # Written beside PATH and renamed over it once complete: a failed or interrupted export (an
-    # unknown account, Ctrl-C, a full disk) leaves a file already at PATH as it was.
-    partial = output.with_name(output.name + ".partial")
+    if output.is_dir():
+        raise _fail(f"cannot write {output}: Is a directory")
+    output = output.resolve()  # through a symbolic link to its file, which the rename replaces
+    # A file is written beside PATH and renamed over it once complete: a failed or interrupted
+    # export (an unknown account, Ctrl-C, a full disk) leaves a file already at PATH as it
+    # was. What is not a file (/dev/stdout, a pipe) is written to as it is.
+    in_place = output.exists() and not output.is_file()
+    partial = output if in_place else output.with_name(output.name + ".partial")
     try:
         out = open(partial, "w", newline="", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -124,10 +132,13 @@ def export_command(
     try:
         with out:
             count = _run(lambda db: export_contacts(db, account, out, file_format))  # type: ignore[arg-type]
-        os.replace(partial, output)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        if not in_place:
+            os.replace(partial, output)
+    except OSError as exc:
+        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    finally:
+        if not in_place:
+            partial.unlink(missing_ok=True)
     stderr.print(
         f"exported {count} contacts to {output}", markup=False, highlight=False, soft_wrap=True
     )

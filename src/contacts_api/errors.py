@@ -63,10 +63,6 @@ class Conflict(AppError):
     status = 409
 
 
-class PayloadTooLarge(AppError):
-    status = 413
-
-
 class UnsupportedMediaType(AppError):
     status = 415
 

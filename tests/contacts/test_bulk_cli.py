@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from contacts_api.cli import app
+from contacts_api.contacts.bulk_files import SAMPLE_BYTES
 from contacts_api.storage.engine import Database
 from tests.factories import new_account
 
@@ -76,6 +79,7 @@ async def test_user_errors_exit_1_with_one_line(
         "no known columns": ["import", str(prose), "--account", "acme"],
         "unknown account": ["import", str(good), "--account", "nobody"],
         "export, unknown account": ["export", "--account", "nobody"],
+        "export to a directory": ["export", "--account", "acme", "--output", str(tmp_path)],
     }
     for name, args in cases.items():
         result = await run_cli(database_url, *args)
@@ -153,6 +157,44 @@ async def test_repeated_rows_count_as_what_each_did(
     assert first.stdout == "created 1, updated 1, failed 0, unchanged 1\n"  # the 3rd: email case
     again = await run_cli(database_url, "import", str(path), "--account", "acme")
     assert again.stdout == "created 0, updated 0, failed 0, unchanged 3\n"
+
+
+async def test_export_to_a_device_or_a_link_writes_through_it(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """The rename over PATH is for files: a device (/dev/null, /dev/stdout) is written to as
+    it is, never replaced by a file; a link keeps pointing at its file, which gets the export."""
+    await new_account(db)
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    done = await run_cli(database_url, "export", "--account", "acme", "--output", str(device))
+    assert done.exit_code == 0, done.stderr
+    assert stat.S_ISCHR(device.stat().st_mode)
+    target, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    done = await run_cli(database_url, "export", "--account", "acme", "--output", str(link))
+    assert done.exit_code == 0, done.stderr
+    assert link.is_symlink() and target.read_text().startswith("id,accountId,")
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+
+async def test_json_lines_whose_first_record_outgrows_the_sample_are_json_lines(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """The pretty-printed-document check reads the first line; cut short by the format sample
+    (here right after a `[`), that line is no line at all, and the file is JSON Lines."""
+    await new_account(db)
+    head = '{"email": "a@x.test", "note": "'
+    filler = "x" * (SAMPLE_BYTES - len(head) - 1) + "["
+    path = tmp_path / "leads.jsonl"
+    path.write_text(head + filler + '"}\n{"email": "b@x.test"}\n')
+    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "created 2, updated 0, failed 0, unchanged 0\n"
 
 
 async def test_bad_usage_exits_2(database_url: str, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The shared-file rate-limit store: one budget for every process mapping the file, exact under
-concurrency, windows that end and restart, and a full table that fails open."""
+concurrency, windows that end and restart, and a crowded table that still counts every hit."""
 
 from __future__ import annotations
 
@@ -56,9 +56,11 @@ async def test_a_window_that_ended_opens_a_new_one(table: Path) -> None:
     await limiter.close()
 
 
-async def test_a_full_table_lets_hits_through_and_reuses_ended_windows(
+async def test_a_crowded_table_gives_a_new_key_the_window_that_ends_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Never a hit let through uncounted: with every slot near a new key live, the key takes
+    over the window ending first (that key starts afresh); ended windows are reused."""
     monkeypatch.setattr(shared_file, "SLOTS", 4)
     monkeypatch.setattr(shared_file, "MAX_PROBES", 4)
     path = tmp_path / "small"
@@ -66,14 +68,29 @@ async def test_a_full_table_lets_hits_through_and_reuses_ended_windows(
     clock = Clock()
     limiter = SharedFileLimiter(path, clock)
     rate = Rate(points=1, window=10)
-    for n in range(4):
-        assert await limiter.hit(f"k{n}", rate) is not None
-    assert await limiter.hit("k-new", rate) is None  # no slot: through, without headers
-    limited = await limiter.hit("k0", rate)  # the keys it holds are still counted
-    assert limited is not None and not limited.allowed
-    clock.now += 10  # every window ended: their slots serve new keys
-    assert [await limiter.hit(f"n{n}", rate) is not None for n in range(4)] == [True] * 4
+    for n in range(4):  # windows ending at +10, +11, +12, +13
+        assert (await limiter.hit(f"k{n}", rate)).allowed
+        clock.now += 1
+    newcomer = await limiter.hit("k-new", rate)
+    assert newcomer.allowed and newcomer.remaining == 0
+    assert (await limiter.hit("k-new", rate)).allowed is False  # counted in its slot
+    assert (await limiter.hit("k1", rate)).allowed is False  # the later windows stay
+    assert (await limiter.hit("k0", rate)).allowed  # k0's window, ending first, was taken
+    clock.now += 20  # every window ended: their slots serve new keys
+    assert all([(await limiter.hit(f"n{n}", rate)).allowed for n in range(4)])
     await limiter.close()
+
+
+def test_each_file_places_keys_by_a_salt_of_its_own(tmp_path: Path) -> None:
+    """Where a key's slot lies cannot be worked out from the key alone (a client could
+    otherwise pick addresses or routes that crowd its own account's slot)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    create_file(first)
+    create_file(second)
+    salts = [path.read_bytes()[:16] for path in (first, second)]
+    assert salts[0] != salts[1]
+    places = [shared_file._key_hash("rl:1:POST:/v1/contacts:20/1", salt) for salt in salts]
+    assert places[0] != places[1]
 
 
 def _hammer(path: str, hits: int, start: multiprocessing.synchronize.Event) -> int:

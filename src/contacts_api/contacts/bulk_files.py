@@ -91,7 +91,8 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither."""
     text = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"{"):
-        if text.split(b"\n", 1)[0].rstrip().endswith((b"{", b"[")):
+        opening, newline, _ = text.partition(b"\n")
+        if newline and opening.rstrip().endswith((b"{", b"[")):
             # `{` then `"contacts": [` on the next lines: one JSON document, pretty-printed;
             # read as JSON Lines it was one failed row per line and a few imported.
             raise UserError(

@@ -89,14 +89,14 @@ def _postgresql_time(value: Any) -> str | None:
     the fraction's trailing zeros dropped (`10:00:00.12+00`)."""
     if value is None:
         return None
-    extreme = pg_timestamps.TEXT_EXTREMES.get(value)
-    if extreme is not None:  # stored by an earlier version for the extreme instants
-        return format_time(extreme)
     if value.endswith("+00") and value[10] == " ":
         if len(value) == 22:
             return f"{value[:10]}T{value[11:19]}.000Z"
         if value[19] == ".":
             return f"{value[:10]}T{value[11:19]}.{(value[20:-3] + '00')[:3]}Z"
+    extreme = pg_timestamps.TEXT_EXTREMES.get(value)
+    if extreme is not None:  # stored by an earlier version for the extreme instants
+        return format_time(extreme)
     return format_time(datetime.fromisoformat(value))
 
 

@@ -37,8 +37,12 @@ async def count_endpoints_locked(conn: AsyncConnection, account_id: int) -> int:
     """How many webhooks the account has, its account row locked till the transaction ends
     (PostgreSQL; SQLite's writers run one at a time), so that two subscriptions at once
     cannot both see room for one more."""
+    # FOR NO KEY UPDATE: it queues subscribers behind each other, not the foreign-key checks
+    # (FOR KEY SHARE) of every contact, note and outbox row the account's writers insert.
     await conn.execute(
-        sa.select(account_table.c.id).where(account_table.c.id == account_id).with_for_update()
+        sa.select(account_table.c.id)
+        .where(account_table.c.id == account_id)
+        .with_for_update(key_share=True)
     )
     query = sa.select(sa.func.count()).where(endpoints.c.account_id == account_id)
     return int((await conn.execute(query)).scalar_one())
