@@ -24,13 +24,18 @@ async def run_cli(database_url: str, *args: str) -> Result:
     return await asyncio.to_thread(runner.invoke, app, list(args), env=env)
 
 
+async def import_into_acme(database_url: str, path: Path) -> Result:
+    """`contacts-api import PATH --account acme`."""
+    return await run_cli(database_url, "import", str(path), "--account", "acme")
+
+
 async def test_import_prints_only_the_summary_and_exits_0_with_failed_rows(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:
     await new_account(db)
     path = tmp_path / "leads.csv"
     path.write_text("Email,Phone\na@example.com,\nbad@,\n,+15550001111\n")
-    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    result = await import_into_acme(database_url, path)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "created 2, updated 0, failed 1, unchanged 0\n"
     assert "leads.csv.errors.csv" in result.stderr
@@ -114,7 +119,7 @@ async def test_a_csv_opening_with_blank_lines_and_a_huge_cell_imports_the_rest(
     await new_account(db)
     path = tmp_path / "leads.csv"
     path.write_text("\n\nemail,firstName\na@x.test,Ann\nb@x.test," + "x" * 200_000 + "\n")
-    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    result = await import_into_acme(database_url, path)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "created 1, updated 0, failed 1, unchanged 0\n"
     report = (tmp_path / "leads.csv.errors.csv").read_text().splitlines()
@@ -127,7 +132,7 @@ async def test_a_cell_past_the_bound_stops_the_import_with_its_line(
     await new_account(db)
     path = tmp_path / "leads.csv"
     path.write_text('email,firstName\na@x.test,"' + "x" * (33 << 20) + "\n")  # a quote left open
-    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    result = await import_into_acme(database_url, path)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot read ") and result.stderr.count("\n") == 1
     assert "line 2" in result.stderr and "a quote left open" in result.stderr
@@ -140,7 +145,7 @@ async def test_an_error_report_that_cannot_be_written_is_one_line(
     path = tmp_path / "leads.csv"
     path.write_text("email\nbad@\n")
     (tmp_path / "leads.csv.errors.csv").mkdir()  # where the report goes: a directory
-    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    result = await import_into_acme(database_url, path)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: cannot write ") and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
@@ -153,9 +158,9 @@ async def test_repeated_rows_count_as_what_each_did(
     await new_account(db)
     path = tmp_path / "same.csv"
     path.write_text("email,firstName\na@x.test,Ann\na@x.test,Ann\nA@X.TEST,\n")
-    first = await run_cli(database_url, "import", str(path), "--account", "acme")
+    first = await import_into_acme(database_url, path)
     assert first.stdout == "created 1, updated 1, failed 0, unchanged 1\n"  # the 3rd: email case
-    again = await run_cli(database_url, "import", str(path), "--account", "acme")
+    again = await import_into_acme(database_url, path)
     assert again.stdout == "created 0, updated 0, failed 0, unchanged 3\n"
 
 
@@ -192,7 +197,7 @@ async def test_json_lines_whose_first_record_outgrows_the_sample_are_json_lines(
     filler = "x" * (SAMPLE_BYTES - len(head) - 1) + "["
     path = tmp_path / "leads.jsonl"
     path.write_text(head + filler + '"}\n{"email": "b@x.test"}\n')
-    result = await run_cli(database_url, "import", str(path), "--account", "acme")
+    result = await import_into_acme(database_url, path)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "created 2, updated 0, failed 0, unchanged 0\n"
 
