@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import service as accounts
 from contacts_api.cli_bulk import register_bulk_commands
+from contacts_api.cli_lengths import fits
 from contacts_api.contacts import live_count
 from contacts_api.errors import UserError
 from contacts_api.events import service as events
@@ -29,6 +30,7 @@ from contacts_api.paging import MAX_ID
 from contacts_api.settings import Rate, Settings
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
+from contacts_api.storage.models import account_table, event_table, user_table
 from contacts_api.timeutil import parse_iso, utcnow
 
 T = TypeVar("T")
@@ -115,9 +117,10 @@ def db_recount() -> None:
 
 @accounts_app.command("create")
 def accounts_create(
-    name: str,
+    name: Annotated[str, typer.Argument(callback=fits(account_table.c.name))],
     owner_email: Annotated[
-        str, typer.Option(help="Email of the account's first user")
+        str,
+        typer.Option(help="Email of the account's first user", callback=fits(user_table.c.email)),
     ] = "owner@localhost",
 ) -> None:
     """Create an account with one user; prints {"accountId":…,"userId":…}."""
@@ -204,9 +207,17 @@ def keys_revoke(
 @events_app.command("create")
 def events_create(
     account: Annotated[str, typer.Option(help="Account name")],
-    name: Annotated[str, typer.Option(help="Event name (what eventName matches)")],
-    link_prefix: Annotated[str | None, typer.Option(help="e.g. acme/product-demo")] = None,
-    type_: Annotated[str, typer.Option("--type", help="Event type")] = "ONE_ON_ONE",
+    name: Annotated[
+        str,
+        typer.Option(help="Event name (what eventName matches)", callback=fits(event_table.c.name)),
+    ],
+    link_prefix: Annotated[
+        str | None,
+        typer.Option(help="e.g. acme/product-demo", callback=fits(event_table.c.link_prefix)),
+    ] = None,
+    type_: Annotated[
+        str, typer.Option("--type", help="Event type", callback=fits(event_table.c.event_type))
+    ] = "ONE_ON_ONE",
 ) -> None:
     """Create a bookable event; prints {"eventId":…}."""
     event_id = in_transaction(

@@ -1,0 +1,41 @@
+"""Refuse a CLI value longer than the column that stores it, before any database work.
+
+PostgreSQL rejects such a value with a raw driver error and SQLite stores it whole; either
+way the operator should instead see bad usage (exit 2) naming the option and its limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+import typer
+
+LengthCheck = Callable[[typer.Context, typer.CallbackParam, str | None], str | None]
+
+
+def column_length(column: sa.Column[Any]) -> int:
+    """The most characters `column` holds (its String length)."""
+    if not isinstance(column.type, sa.String) or column.type.length is None:
+        raise TypeError(f"column {column} has no length limit")
+    return column.type.length
+
+
+def fits(column: sa.Column[Any]) -> LengthCheck:
+    """A typer callback refusing a value longer than `column` holds."""
+    limit = column_length(column)
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is not None and len(value) > limit and not ctx.resilient_parsing:
+            raise typer.BadParameter(f"at most {limit} characters", param_hint=shown_name(param))
+        return value
+
+    return check
+
+
+def shown_name(param: typer.CallbackParam) -> str:
+    """How the operator wrote the parameter: `--link-prefix` for an option, `NAME` otherwise."""
+    if param.param_type_name == "option":
+        return max(param.opts, key=len)
+    return (param.name or "value").upper()

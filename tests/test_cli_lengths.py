@@ -1,0 +1,86 @@
+"""CLI values longer than their column: refused as bad usage naming the option, on both
+backends, before anything is stored (PostgreSQL once printed its driver's error, SQLite stored
+the value whole)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from contacts_api.storage import migrate
+from contacts_api.storage.models import account_table, event_table, user_table
+from tests.test_cli import run_cli
+
+Command = Callable[[str], tuple[str, ...]]
+EVENT = ("events", "create", "--account", "acme")
+
+# The value's parameter as the message names it -> the column storing it, the command giving it.
+STORED_VALUES: dict[str, tuple[sa.Column[str], Command]] = {
+    "NAME": (account_table.c.name, lambda value: ("accounts", "create", value)),
+    "--owner-email": (
+        user_table.c.email,
+        lambda value: ("accounts", "create", "beta", "--owner-email", value),
+    ),
+    "--name": (event_table.c.name, lambda value: (*EVENT, "--name", value)),
+    "--link-prefix": (
+        event_table.c.link_prefix,
+        lambda value: (*EVENT, "--name", "Demo", "--link-prefix", value),
+    ),
+    "--type": (event_table.c.event_type, lambda value: (*EVENT, "--name", "Demo", "--type", value)),
+}
+
+
+def row_counts(database_url: str) -> dict[str, int]:
+    engine = migrate.sync_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                for table in (account_table, user_table, event_table)
+            }
+    finally:
+        engine.dispose()
+
+
+def stored(database_url: str, column: sa.Column[str], value: str) -> bool:
+    engine = migrate.sync_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            found = sa.select(sa.func.count()).select_from(column.table).where(column == value)
+            return conn.execute(found).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def error_box_text(stderr: str) -> str:
+    """The text inside typer's error box, its wrapped lines joined (the width may vary)."""
+    inside = [line.strip("│ ") for line in stderr.splitlines() if line.startswith("│")]
+    return " ".join(inside)
+
+
+@pytest.mark.parametrize("parameter", STORED_VALUES)
+def test_a_value_longer_than_its_column_is_bad_usage_and_nothing_is_stored(
+    database_url: str, parameter: str
+) -> None:
+    column, command = STORED_VALUES[parameter]
+    assert isinstance(column.type, sa.String) and column.type.length is not None
+    limit = column.type.length
+    assert run_cli(database_url, "accounts", "create", "acme").returncode == 0
+    before = row_counts(database_url)
+
+    refused = run_cli(database_url, *command("é" * (limit + 1)))
+
+    assert refused.returncode == 2, refused.stderr
+    assert error_box_text(refused.stderr) == (
+        f"Invalid value for {parameter}: at most {limit} characters"
+    )
+    assert refused.stdout == ""
+    assert "Traceback" not in refused.stderr and "database error" not in refused.stderr
+    assert row_counts(database_url) == before
+
+    longest = "é" * limit  # characters, not bytes: a column holds `limit` of them
+    accepted = run_cli(database_url, *command(longest))
+    assert accepted.returncode == 0, accepted.stderr
+    assert stored(database_url, column, longest)
