@@ -25,7 +25,7 @@ from contacts_api.contacts import bulk_files, bulk_output, import_pipe, import_r
 from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts import import_repository as import_repo
 from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder
-from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.contacts.schemas import ContactCreate, ContactImport
 from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.events.repository import find_event_id
 from contacts_api.storage.engine import Database
@@ -232,7 +232,7 @@ class _FastWriter:
         self._items = msgspec.msgpack.Decoder(list[import_reader.Item])
 
     def bulk_item(self, item: import_reader.Item) -> BulkItem:
-        return BulkItem(item.row, ContactCreate(**item.data), item.tracking)
+        return BulkItem(item.row, ContactImport(**item.data), item.tracking)
 
     def original(self, row: int, raw: str | list[str]) -> str:
         return bulk_files.SourceRow(row, raw, None, delimiter=self.delimiter).original

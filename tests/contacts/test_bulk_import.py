@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from contacts_api.accounts.schemas import Principal
 from contacts_api.bulk_export import export_contacts
 from contacts_api.bulk_jobs import import_file
-from contacts_api.contacts import service
+from contacts_api.contacts import manage_service, service
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, tag_table
 from contacts_api.timeutil import utcnow
@@ -24,6 +24,7 @@ from tests.factories import AccountFixture, count_contacts, new_account, new_eve
 HEADER = [
     "First Name", "last_name", "Email", "Phone", "status", "tag", "joinedTime", "Event",
     "utm", "country", "timeZone", "ipAddress", "referrerUrl", "eventId",
+    "Secondary Email", "secondary_phoneNumber",
 ]  # fmt: skip
 
 # One row per seed rule (and a few of ours), with the field(s) the report must name.
@@ -48,6 +49,9 @@ INVALID_ROWS: list[tuple[dict[str, str], str]] = [
     ({"Email": "r17@example.com", "joinedTime": "0000-01-01T00:00Z"}, "joinedTime"),
     ({"First Name": "Nobody"}, "(row)"),
     ({"Email": "bad@", "Phone": "abc"}, "email; phoneNumber"),
+    # PUT's rules for the secondary email and phone (export writes them, import reads them)
+    ({"Email": "r18@example.com", "Secondary Email": "nope@"}, "secondary_email"),
+    ({"Email": "r19@example.com", "secondary_phoneNumber": "+1 555"}, "secondary_phoneNumber"),
 ]
 
 
@@ -85,10 +89,29 @@ async def create(db: Database, account: AccountFixture, body: dict[str, Any]) ->
         )
 
 
+async def put(db: Database, account: AccountFixture, body: dict[str, Any]) -> None:
+    """PUT /v1/contacts's change of the live contact holding body's email."""
+    principal = Principal(account.account_id, account.user_id, 0)
+    async with db.transaction() as conn:
+        contact_id = (
+            await conn.execute(
+                sa.select(contact_table.c.id).where(
+                    contact_table.c.account_id == account.account_id,
+                    contact_table.c.email_key == body["email"].lower(),
+                )
+            )
+        ).scalar_one()
+        update = manage_service.parse_contact_update({**body, "id": contact_id})
+        await manage_service.update_contact(
+            conn, principal, update, duplicate_email="upsert", now=utcnow()
+        )
+
+
 async def comparable(db: Database, account_id: int) -> list[dict[str, Any]]:
     """The account's contacts as a user sees them (no ids or times of ours), by email."""
     keep = ("email", "first_name", "last_name", "phone_number", "status", "joined_time",
-            "country", "time_zone", "ip_address", "referrer_url", "tracking")  # fmt: skip
+            "country", "time_zone", "ip_address", "referrer_url", "tracking",
+            "secondary_email", "secondary_phone_number")  # fmt: skip
     async with db.read() as conn:
         tag_names = dict((await conn.execute(sa.select(tag_table.c.id, tag_table.c.name))).all())
     return sorted(
@@ -160,13 +183,16 @@ async def test_import_counts_report_duplicates_and_idempotent_rerun(
             "Event": "Product Demo",
             "utm": "utm_source=google&utm_medium=cpc",
             "referrerUrl": "https://example.com/?utm_campaign=spring",
+            "secondary_phoneNumber": f"+1666000{i:04d}",
         }
         for i in range(30)
     ]
     rows: list[dict[str, str]] = valid[:10]
     rows.append({"Email": "dup@example.com", "First Name": "A", "utm": "utm_source=first"})
     rows += [r for r, _ in INVALID_ROWS[:9]]
-    rows.append({"Email": "EXISTING@example.com", "last_name": "New"})
+    rows.append(
+        {"Email": "EXISTING@example.com", "last_name": "New", "Secondary Email": "alt@example.com"}
+    )
     rows += valid[10:]
     rows.append({"Email": "DUP@example.com", "last_name": "Z", "utm": "utm_source=second"})
     rows += [r for r, _ in INVALID_ROWS[9:]]
@@ -200,7 +226,9 @@ async def test_import_counts_report_duplicates_and_idempotent_rerun(
     assert dup["tracking"] == {"utm_source": "second", "first_utm_source": "first"}
     existing = contacts["existing@example.com"]
     assert (existing["first_name"], existing["last_name"]) == ("Old", "New")
+    assert existing["secondary_email"] == "alt@example.com"
     lead = contacts["lead3@example.com"]
+    assert lead["secondary_phone_number"] == "+16660000003"
     assert lead["status"] == "QUALIFIED" and lead["event_id"] is not None
     assert lead["tracking"]["first_utm_campaign"] == "spring"
     async with db.read() as conn:
@@ -270,6 +298,13 @@ async def test_export_then_import_into_a_new_account_reproduces_every_contact(
     )
     # A later touch: last-touch differs from first-touch now.
     await create(db, source, {"email": "jane@example.com", "utm": "utm_source=bing&ref=x"})
+    # The secondary email and phone only PUT sets (the contact object does not show them).
+    await put(
+        db,
+        source,
+        {"email": "jane@example.com", "secondary_email": "jd@alt.example",
+         "secondary_phoneNumber": "+15557654321"},
+    )  # fmt: skip
     await create(db, source, {"phoneNumber": "+15550000001"})
     await create(db, source, {"email": "plain@example.com", "tag": "other"})
     # A bare CR in a cell: once written unquoted to CSV, and read back as two rows.
@@ -287,6 +322,10 @@ async def test_export_then_import_into_a_new_account_reproduces_every_contact(
     original = await comparable(db, source.account_id)
     assert await comparable(db, target.account_id) == original
     jane = next(c for c in original if c["email"] == "jane@example.com")
+    assert (jane["secondary_email"], jane["secondary_phone_number"]) == (
+        "jd@alt.example",
+        "+15557654321",
+    )
     assert jane["tracking"]["first_utm_source"] == "google"
     assert jane["tracking"]["utm_source"] == "bing"
     assert jane["tracking"]["utmKey_1"] == "ref" and jane["tracking"]["utmValue_1"] == "x"

@@ -12,8 +12,8 @@ import pytest
 
 from contacts_api.contacts import import_reader
 from contacts_api.contacts.bulk_files import csv_column_key, read_checked, read_rows, validate
-from contacts_api.contacts.rules import given_columns, new_contact_values, parse_contact_create
-from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.contacts.rules import given_columns, new_contact_values, parse_contact_import
+from contacts_api.contacts.schemas import ContactImport
 from contacts_api.contacts.tracking import merge_tracking, pairs_from_tracking, utm_pairs
 from contacts_api.errors import ValidationFailed
 from contacts_api.validation import rules_for
@@ -30,12 +30,14 @@ SHAPED: list[tuple[dict[str, Any], dict[str, str] | None]] = [
     ({"email": "t@example.com", "utm": "utm_source=b&x=1"}, {"utm_source": "a", "x": "y"}),
     ({"phoneNumber": "+1", "joinedTime": "0999-01-01T00:00:00.5Z"}, {"first_utm_term": "t"}),
     ({"phoneNumber": "+12", "status": "DISQUALIFIED", "joinedTime": "2024-01-15T10:00Z"}, None),
+    ({"email": "s@example.com", "secondary_email": "s2@example.com"}, None),
+    ({"phoneNumber": "+13", "secondary_phoneNumber": "+14", "secondary_email": None}, None),
 ]
 
 
 def _expected(
     options: import_reader.Options,
-    data: ContactCreate,
+    data: ContactImport,
     tracking: dict[str, str] | None,
     email_key: str | None,
     now: datetime,
@@ -76,7 +78,7 @@ def test_shaped_rows_are_new_contact_values(dialect: str) -> None:
     seen: set[str] = set()
     for now in (datetime(2025, 1, 2, 3, 4, 5, 6000, UTC), datetime(2025, 1, 2, 3, 4, 6, 0, UTC)):
         for body, tracking in SHAPED:
-            data = parse_contact_create(body)
+            data = parse_contact_import(body)
             key = data.email.lower() if data.email else None
             row = shaper.values(data, tracking, key, now)
             assert row[preview].startswith("contact_") and len(row[preview]) == 20
@@ -86,7 +88,7 @@ def test_shaped_rows_are_new_contact_values(dialect: str) -> None:
             assert row == _expected(options, data, tracking, key, now)
 
 
-# Texts at the edges of ContactCreate's rules: lengths in UTF-16 units around each maximum,
+# Texts at the edges of ContactImport's rules: lengths in UTF-16 units around each maximum,
 # NUL, non-ASCII digits and letters, trailing newlines that `$` would admit, year 0000, ...
 TEXTS = [
     "Ann", "x" * 2, "x" * 3, "x" * 25, "x" * 26, "é" * 25, "é" * 26, "😀" * 12, "😀" * 13,
@@ -115,7 +117,7 @@ def _refused_by_check(rule: Any, texts: list[str]) -> set[int]:
 
 def test_refused_texts_are_those_check_refuses() -> None:
     rnd = random.Random(5)
-    for rule in rules_for(ContactCreate):
+    for rule in rules_for(ContactImport):
         for text in ["", *TEXTS]:  # alone: a column that passes whole
             assert rule.refused([text]) == _refused_by_check(rule, [text]), (rule.name, text)
         accepted = [t for t in TEXTS if not _refused_by_check(rule, [t])]
@@ -132,6 +134,7 @@ def _csv_file(path: Path, header: list[str], rows: int, seed: int, clean: float)
         "joinedTime": "2024-02-29T10:00Z", "utm": "utm_source=a&x=1", "country": "DE",
         "timeZone": "Europe/Berlin", "ipAddress": "::1", "referrerUrl": "https://x.com/?a=b",
         "eventName": "Demo", "linkPrefix": "acme/demo", "eventId": "7", "utm_term": "t",
+        "secondary_email": "Alt@Example.com", "secondary_phoneNumber": "+49301234567",
         "tracking": '{"utm_source":"s","first_utm_source":"f","utmKey_1":"k","utmValue_1":"v"}',
     }  # fmt: skip
     trackings = ["", "{}", "[1]", "{bad", '{"a":1}', '{"x":"\\u0001"}', '{"utm_medium":"m"}']
@@ -172,7 +175,7 @@ HEADERS = [
     ["firstName", "lastName", "email", "phoneNumber", "status", "tag", "joinedTime", "utm",
      "country", "timeZone"],
     ["First Name", "E-mail", "Phone", "eventId", "eventName", "linkPrefix", "ipAddress",
-     "Referer", "tz", "tracking", "Unknown"],
+     "Referer", "tz", "tracking", "Unknown", "Secondary Email", "secondary phone"],
     ["email", "phoneNumber", "utm", "utm_term", "status"],  # utm_* columns: row by row
     ["email", "Email Address", "phoneNumber", "tag"],  # one field twice: row by row
 ]  # fmt: skip

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import msgspec
 
-from contacts_api.contacts.schemas import ContactRead
+from contacts_api.contacts.manage_schemas import ContactExtendedRead
 from contacts_api.errors import ValidationFailed
 
 
@@ -65,15 +65,18 @@ def describe(error: Exception) -> tuple[list[str], list[str]]:
     return fields, messages
 
 
-# Export: the contact object's keys, plus the tag's name so an import elsewhere recreates it.
-EXPORT_COLUMNS = (*(f.encode_name for f in msgspec.structs.fields(ContactRead)), "tag")
+# Export: the contact object's keys with the secondary email and phone (as the detail route
+# shows them; the import reads them back), plus the tag's name so an import elsewhere
+# recreates it.
+EXPORT_COLUMNS = (*(f.encode_name for f in msgspec.structs.fields(ContactExtendedRead)), "tag")
 
 
 def export_record(row: Any) -> dict[str, Any]:
-    """One exported contact: the contact object (with tracking) and `tag`, the tag's name."""
-    from contacts_api.contacts.service import contact_read
+    """One exported contact: the contact object (with tracking, the secondary email and phone)
+    and `tag`, the tag's name."""
+    from contacts_api.contacts.manage_service import extended_read
 
-    record = msgspec.structs.asdict(contact_read(row))
+    record = msgspec.structs.asdict(extended_read(row))
     record["tag"] = row.tag_name
     return record
 

@@ -24,6 +24,8 @@ MUTABLE_COLUMNS = (
     "last_name",
     "status",
     "phone_number",
+    "secondary_email",
+    "secondary_phone_number",
     "tag_id",
     "event_id",
     "joined_time",

@@ -27,8 +27,13 @@ from typing import IO, Any
 import msgspec
 
 from contacts_api.contacts import bulk_dedupe, bulk_files, bulk_output
-from contacts_api.contacts.rules import PLAIN_FIELDS, new_contact_values, new_preview_ids
-from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.contacts.rules import (
+    PLAIN_FIELDS,
+    SECONDARY_FIELDS,
+    new_contact_values,
+    new_preview_ids,
+)
+from contacts_api.contacts.schemas import ContactImport
 from contacts_api.contacts.tracking import merge_tracking, pairs_from_tracking, utm_pairs
 from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.timeutil import parse_zulu, utcnow
@@ -96,7 +101,7 @@ class Item(msgspec.Struct, array_like=True):
     """A valid row for the writer's general path: what `BulkItem` is built from."""
 
     row: int
-    data: Any  # a ContactCreate; the writer decodes a dict and builds it (no re-validation)
+    data: Any  # a ContactImport; the writer decodes a dict and builds it (no re-validation)
     tracking: dict[str, str] | None
     raw: str | list[str]  # to write the original record back if the writer rejects it
 
@@ -162,10 +167,10 @@ class _Shaper:
         self.tag = self.columns.index("tag_id")
         self.email_key = self.columns.index("email_key")
         self.preview_id = self.columns.index("preview_id")
-        fields = ContactCreate.__struct_fields__
-        # (position in ContactCreate, position in the row) of each field given_columns copies.
+        fields = ContactImport.__struct_fields__
+        # (position in ContactImport, position in the row) of each field given_columns copies.
         self.plain = [(fields.index(wire), self.columns.index(column))
-                      for wire, column in PLAIN_FIELDS.items()]  # fmt: skip
+                      for wire, column in (PLAIN_FIELDS | SECONDARY_FIELDS).items()]  # fmt: skip
         self.joined_at = fields.index("joinedTime")
         self.joined_time = self.columns.index("joined_time")
         self._joined_text: dict[str, str] = {}  # joinedTime as given -> as the database takes it
@@ -197,7 +202,7 @@ class _Shaper:
             self._template, self._now = values, now
         return self._template
 
-    def values(self, data: ContactCreate, tracking: dict[str, str] | None, email_key: Any,
+    def values(self, data: ContactImport, tracking: dict[str, str] | None, email_key: Any,
                now: datetime) -> list[Any]:  # fmt: skip
         if tracking:
             first, last = pairs_from_tracking(tracking)

@@ -25,7 +25,13 @@ from contacts_api.contacts.manage_schemas import (
     EventSummary,
 )
 from contacts_api.contacts.repository import ContactRow, tag_id_for
-from contacts_api.contacts.service import EMAIL_TAKEN, PLAIN_FIELDS, WIRE_NAME, contact_read
+from contacts_api.contacts.service import (
+    EMAIL_TAKEN,
+    PLAIN_FIELDS,
+    SECONDARY_FIELDS,
+    WIRE_NAME,
+    contact_read,
+)
 from contacts_api.contacts.tracking import merge_tracking, utm_pairs
 from contacts_api.errors import Conflict, NotFound, ValidationFailed
 from contacts_api.paging import Page
@@ -44,12 +50,6 @@ ORDER_COLUMN = {
     "lastName": "last_name",
     "email": "email",
 }
-# Update fields beyond create's plain ones -> their column.
-SECONDARY_FIELDS = {
-    "secondary_email": "secondary_email",
-    "secondary_phoneNumber": "secondary_phone_number",
-}
-UPDATE_WIRE_NAME = WIRE_NAME | {column: wire for wire, column in SECONDARY_FIELDS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +210,7 @@ async def update_contact(
     row = await repo.update_contact_unless_email_taken(conn, existing.id, values)
     if row is None:
         raise Conflict(EMAIL_TAKEN)
-    return UpdateOutcome(row, tuple(UPDATE_WIRE_NAME[column] for column in changed))
+    return UpdateOutcome(row, tuple(WIRE_NAME[column] for column in changed))
 
 
 async def delete_contact(

@@ -10,11 +10,11 @@ import base64
 import secrets
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from contacts_api.contacts.schemas import ContactCreate
+from contacts_api.contacts.schemas import ContactCreate, ContactImport
 from contacts_api.contacts.tracking import merge_tracking
 from contacts_api.errors import ValidationFailed
 from contacts_api.timeutil import parse_zulu
@@ -32,18 +32,40 @@ PLAIN_FIELDS = {
     "ipAddress": "ip_address",
     "referrerUrl": "referrer_url",
 }
+# Fields beyond the create's that PUT sets and an import may give (ContactImport) -> column.
+SECONDARY_FIELDS = {
+    "secondary_email": "secondary_email",
+    "secondary_phoneNumber": "secondary_phone_number",
+}
 # (position in ContactCreate, column) of the plain fields: one astuple() instead of getattr()s.
 _PLAIN_AT = tuple(
     (ContactCreate.__struct_fields__.index(wire), column) for wire, column in PLAIN_FIELDS.items()
+)
+_CREATE_WIDTH = len(ContactCreate.__struct_fields__)
+_SECONDARY_AT = tuple(
+    (ContactImport.__struct_fields__.index(wire), column)
+    for wire, column in SECONDARY_FIELDS.items()
 )
 _JOINED_AT = ContactCreate.__struct_fields__.index("joinedTime")
 # Imports repeat joined times; datetimes are immutable, so parsed ones can be shared.
 _parse_joined_time = lru_cache(maxsize=4096)(parse_zulu)
 
 
+Create = TypeVar("Create", bound=ContactCreate)
+
+
 def parse_contact_create(body: dict[str, Any]) -> ContactCreate:
     """Validate a create body with the vendor's rules; every failing field is reported."""
-    values, field_errors = check_fields(body, rules_for(ContactCreate))
+    return _parse(body, ContactCreate)
+
+
+def parse_contact_import(body: dict[str, Any]) -> ContactImport:
+    """An import's row: the create's rules, and PUT's for the secondary email and phone."""
+    return _parse(body, ContactImport)
+
+
+def _parse(body: dict[str, Any], schema: type[Create]) -> Create:
+    values, field_errors = check_fields(body, rules_for(schema))
     form_errors = []
     if (
         "email" not in values
@@ -53,7 +75,7 @@ def parse_contact_create(body: dict[str, Any]) -> ContactCreate:
         form_errors.append("Either email or phoneNumber is required")
     if field_errors or form_errors:
         raise ValidationFailed(form_errors, field_errors)
-    return ContactCreate(**values)
+    return schema(**values)
 
 
 def new_preview_id() -> str:
@@ -80,6 +102,8 @@ def given_columns(
     columns = {column: given[n] for n, column in _PLAIN_AT if given[n] is not None}
     if given[_JOINED_AT] is not None:
         columns["joined_time"] = _parse_joined_time(given[_JOINED_AT])
+    if len(given) > _CREATE_WIDTH:  # a ContactImport
+        columns.update((column, given[n]) for n, column in _SECONDARY_AT if given[n] is not None)
     if event_id is not None:
         columns["event_id"] = event_id
     if tag_id is not None:

@@ -94,6 +94,15 @@ class ContactCreate(msgspec.Struct, kw_only=True):
     referrerUrl: ReferrerUrl | None = None
 
 
+class ContactImport(ContactCreate, kw_only=True):
+    """A row of `contacts-api import`: a create body plus the secondary email and phone that
+    PUT sets and `export` writes, so that an exported contact imports back whole. Its fields
+    extend ContactCreate's at the end, so positions in a ContactCreate tuple hold for it."""
+
+    secondary_email: Email | None = None
+    secondary_phoneNumber: Phone | None = None
+
+
 class ContactRead(msgspec.Struct, omit_defaults=False):
     """The contact object: every key present, null where unset. The fields are in the wire's
     order; contacts/fast_read.py builds it positionally (twice as fast as by keyword)."""

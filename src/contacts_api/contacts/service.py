@@ -18,6 +18,7 @@ from contacts_api.contacts import repository as repo
 from contacts_api.contacts.rules import (  # re-exported: the create's pure rules
     PLAIN_FIELDS as PLAIN_FIELDS,
 )
+from contacts_api.contacts.rules import SECONDARY_FIELDS as SECONDARY_FIELDS
 from contacts_api.contacts.rules import given_columns as given_columns
 from contacts_api.contacts.rules import new_contact_values as new_contact_values
 from contacts_api.contacts.rules import new_preview_id as new_preview_id
@@ -29,8 +30,9 @@ from contacts_api.events.repository import find_event_id
 from contacts_api.settings import DuplicateEmailMode
 from contacts_api.timeutil import format_time
 
-# Column -> the wire name reported in a webhook's updatedAttributes.
-WIRE_NAME = {column: wire for wire, column in PLAIN_FIELDS.items()} | {
+# Column -> the wire name reported in a webhook's updatedAttributes (the secondary email and
+# phone: set by PUT, and by an import's row).
+WIRE_NAME = {column: wire for wire, column in (PLAIN_FIELDS | SECONDARY_FIELDS).items()} | {
     "tag_id": "tagId",
     "event_id": "eventId",
     "joined_time": "joinedTime",
