@@ -24,7 +24,7 @@ from contacts_api.accounts.service import account_id_by_name
 from contacts_api.contacts import bulk_files, bulk_output, import_pipe, import_reader, service
 from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts import import_repository as import_repo
-from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder
+from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder, ItemResult
 from contacts_api.contacts.schemas import ContactCreate, ContactImport
 from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.events.repository import find_event_id
@@ -32,6 +32,7 @@ from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 
 BATCH_SIZE = 5000
+Record = tuple[int, str, str, str]  # a record of the error report (bulk_output.render)
 # SQLite page cache of the import's connection (default 2 MiB). The random-order indexes
 # (email, names, preview_id...) outgrow 2 MiB within 100,000 contacts. Measured on 100,000
 # rows, alternating runs: the writer's CPU 3.05-3.21 s -> 2.61-2.68 s, its peak memory
@@ -144,20 +145,34 @@ async def import_file(
 
     async def apply(batch: import_reader.Batch | None, slow: list[import_reader.Item]) -> None:
         records = list(batch.failures) if batch is not None else []
-        async with db.transaction() as conn:
+        raws = {item.row: item.raw for item in slow}
+        runs = 0
+
+        async def write(conn: AsyncConnection) -> tuple[int, list[Record], list[ItemResult]]:
+            """The batch's transaction: run again whole when PostgreSQL picks it as a
+            deadlock's victim (a concurrent create or bulk request holding rows it needs,
+            and needing rows it holds), so the import goes on instead of stopping."""
+            nonlocal runs
+            runs += 1
+            if runs > 1:  # tags the rolled-back run made went with it
+                writer.forget_tags()
+                upserter.forget_tags()
             if db.is_sqlite:
                 await import_repo.set_sqlite_cache(conn, IMPORT_SQLITE_CACHE_KIB)
             now = utcnow()
             items = [writer.bulk_item(item) for item in slow]
-            raws = {item.row: item.raw for item in slow}
+            created, failed = 0, list[Record]()
             if batch is not None and batch.fast:
                 created, moved, failed = await writer.write(conn, batch, now)
-                summary.created += created
-                records.extend(failed)
                 for item in moved:
                     items.append(writer.bulk_item(item))
                     raws[item.row] = item.raw
             results = await upserter.upsert(conn, items, now) if items else []
+            return created, failed, results
+
+        created, failed, results = await db.transaction_retrying(write, "import batch")
+        summary.created += created
+        records.extend(failed)
         for result in results:
             if result.error is not None:
                 original = writer.original(result.index, raws[result.index])
@@ -230,6 +245,10 @@ class _FastWriter:
         self._events: dict[tuple[Any, ...], tuple[str, int | None]] = {}
         self._rows = msgspec.json.Decoder(list[list[Any]])
         self._items = msgspec.msgpack.Decoder(list[import_reader.Item])
+
+    def forget_tags(self) -> None:
+        """Made tags are no longer known to exist (their transaction rolled back)."""
+        self._tags_made.clear()
 
     def bulk_item(self, item: import_reader.Item) -> BulkItem:
         return BulkItem(item.row, ContactImport(**item.data), item.tracking)

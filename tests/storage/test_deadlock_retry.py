@@ -7,6 +7,7 @@ deadlock_timeout, 1 s) and the other goes on."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from structlog.testing import capture_logs
 
 from contacts_api.accounts.schemas import Principal
+from contacts_api.bulk_jobs import import_file
 from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
 from contacts_api.contacts.rules import parse_contact_create
 from contacts_api.contacts.service import CreateOutcome
 from contacts_api.storage.engine import Database
-from contacts_api.storage.models import account_table, contact_table
+from contacts_api.storage.models import account_table, contact_table, tag_table
 from contacts_api.timeutil import utcnow
 from tests.factories import AccountFixture, new_account
 
@@ -120,3 +122,70 @@ async def test_a_create_batch_chosen_as_victim_runs_again_whole(pg: Database) ->
 
 def parse(**body: Any) -> Any:
     return parse_contact_create(body)
+
+
+async def test_an_import_batch_chosen_as_victim_runs_again_and_the_import_completes(
+    pg: Database, tmp_path: Path
+) -> None:
+    """The import's batch inserts b@ then waits on a@, which another writer inserted and has
+    not committed; that writer then inserts b@. The import, waiting first, is the victim, and
+    its second run must not trust the tag its first run made (it went with the rollback)."""
+    account = await new_account(pg)
+    path = tmp_path / "leads.csv"
+    path.write_text("email,firstName,tag\nb@x.test,B,vip\na@x.test,A,vip\nc@x.test,C,vip\n")
+    now = utcnow()
+
+    def contact(email: str) -> dict[str, Any]:
+        return dict(
+            account_id=account.account_id, user_id=account.user_id, email=email,
+            email_key=email, status="POTENTIAL", preview_id=f"contact_dl{email[0]}",
+            blocked_by_recaptcha=False, joined_time=now, tracking={}, created_at=now,
+            updated_at=now,
+        )  # fmt: skip
+
+    async def other_writer(import_started: asyncio.Event) -> None:
+        async with pg.transaction() as conn:
+            await conn.execute(sa.insert(contact_table).values(contact("a@x.test")))
+            inserted.set()
+            await import_started.wait()
+            await wait_for_a_blocked_writer(pg)  # the import, on our uncommitted a@
+            await conn.execute(sa.insert(contact_table).values(contact("b@x.test")))
+
+    inserted, started = asyncio.Event(), asyncio.Event()
+
+    async def run_import() -> Any:
+        await inserted.wait()
+        started.set()
+        return await import_file(pg, path, account.name)
+
+    with capture_logs() as logs:
+        summary, _ = await asyncio.wait_for(
+            asyncio.gather(run_import(), other_writer(started)), timeout=60
+        )
+    assert ("deadlock victim; running it again", "import batch") in [
+        (e["event"], e.get("work")) for e in logs
+    ]
+    # Run again after the other writer committed a@ and b@: those rows updated them.
+    assert (summary.created, summary.updated, summary.failed) == (1, 2, 0)
+    async with pg.read() as conn:
+        query = sa.select(contact_table.c.email, contact_table.c.first_name, tag_table.c.name)
+        rows = (await conn.execute(query.outerjoin(tag_table))).all()
+    assert sorted(map(tuple, rows)) == [
+        ("a@x.test", "A", "vip"),
+        ("b@x.test", "B", "vip"),
+        ("c@x.test", "C", "vip"),
+    ]
+
+
+async def wait_for_a_blocked_writer(db: Database) -> None:
+    """Until a session of this database waits on a lock (PostgreSQL's own view of it)."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for _ in range(600):
+        async with db.read() as conn:
+            if (await conn.execute(query)).scalar():
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no writer ever waited on a lock")

@@ -163,6 +163,12 @@ class BulkUpserter:
         # the concurrent-create path (SQLite only, see contacts/create_batch.py).
         self.insert_first = insert_first
 
+    def forget_tags(self) -> None:
+        """Tag ids cached since the caller's last commit may be gone (their transaction rolled
+        back, to be run again): look every tag up anew."""
+        self._tag_ids.clear()
+        self.pending_tags.clear()
+
     async def upsert(
         self, conn: AsyncConnection, items: Sequence[BulkItem], now: datetime
     ) -> list[ItemResult]:
