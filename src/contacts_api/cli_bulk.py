@@ -66,21 +66,11 @@ def import_command(
     """Import contacts; prints `created N, updated N, failed N, unchanged N`."""
     settings = Settings()
     total = file.stat().st_size if file.is_file() else 0
-    progress = Progress(
-        TextColumn("importing"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rows]:,} rows  {task.fields[rate]:,.0f} rows/s"),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=not stderr.is_terminal,
-    )
-    task = progress.add_task("import", total=total or None, rows=0, rate=0.0)
+    # The bar measures bytes of the file read (rows are not known up front); it shows rows.
+    progress, update = _progress_bar("importing", "rows", total, enabled=stderr.is_terminal)
 
     def on_progress(consumed: int, rows: int) -> None:
-        elapsed = progress.tasks[task].elapsed or 0.0
-        rate = rows / elapsed if elapsed else 0.0
-        progress.update(task, completed=consumed, rows=rows, rate=rate)
+        update(consumed, rows)
 
     with progress:
         summary: ImportSummary = _run(
@@ -114,8 +104,16 @@ def export_command(
     file_format = format_.lower()
     if file_format not in ("csv", "jsonl"):
         raise typer.BadParameter("expected csv or jsonl", param_hint="--format")
+    # On a terminal, a bar on stderr; not when the contacts go to that same terminal.
+    shown = stderr.is_terminal and not (output is None and sys.stdout.isatty())
+    progress, update = _progress_bar("exporting", "contacts", None, enabled=shown)
+
+    def on_progress(count: int, total: int) -> None:
+        update(count, count, total)
+
     if output is None:
-        _run(lambda db: export_contacts(db, account, sys.stdout, file_format))  # type: ignore[arg-type]
+        with progress:
+            _run(lambda db: export_contacts(db, account, sys.stdout, file_format, on_progress))  # type: ignore[arg-type]
         return
     if output.is_dir():
         raise _fail(f"cannot write {output}: Is a directory")
@@ -130,8 +128,8 @@ def export_command(
     except OSError as exc:
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
-        with out:
-            count = _run(lambda db: export_contacts(db, account, out, file_format))  # type: ignore[arg-type]
+        with out, progress:
+            count = _run(lambda db: export_contacts(db, account, out, file_format, on_progress))  # type: ignore[arg-type]
         if not in_place:
             os.replace(partial, output)
     except OSError as exc:
@@ -142,6 +140,33 @@ def export_command(
     stderr.print(
         f"exported {count} contacts to {output}", markup=False, highlight=False, soft_wrap=True
     )
+
+
+def _progress_bar(
+    label: str, unit: str, total: int | None, *, enabled: bool
+) -> tuple[Progress, Callable[..., None]]:
+    """A progress bar on stderr (drawn only when `enabled`): how much is done, at what rate,
+    and the time left; and `update(completed, done, total=None)` to move it, `done` counting
+    in `unit`."""
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[done]:,} " + unit + "  {task.fields[rate]:,.0f} " + unit + "/s"),
+        TimeRemainingColumn(),
+        console=stderr,
+        disable=not enabled,
+    )
+    task = progress.add_task(label, total=total or None, done=0, rate=0.0)
+
+    def update(completed: int, done: int, new_total: int | None = None) -> None:
+        elapsed = progress.tasks[task].elapsed or 0.0
+        rate = done / elapsed if elapsed else 0.0
+        if new_total is not None:
+            progress.update(task, total=new_total)
+        progress.update(task, completed=completed, done=done, rate=rate)
+
+    return progress, update
 
 
 def register_bulk_commands(app: typer.Typer) -> None:
