@@ -32,6 +32,10 @@ STORED_VALUES: dict[str, tuple[sa.Column[str], Command]] = {
 }
 
 
+# An event's name and link prefix are what a create's eventName and linkPrefix select.
+SELECTORS = ("--name", "--link-prefix")
+
+
 def row_counts(database_url: str) -> dict[str, int]:
     engine = migrate.sync_engine(database_url)
     try:
@@ -73,8 +77,9 @@ def test_a_value_longer_than_its_column_is_bad_usage_and_nothing_is_stored(
     refused = run_cli(database_url, *command("é" * (limit + 1)))
 
     assert refused.returncode == 2, refused.stderr
+    unit = " (UTF-16 units, as the API counts them)" if parameter in SELECTORS else ""
     assert error_box_text(refused.stderr) == (
-        f"Invalid value for {parameter}: at most {limit} characters"
+        f"Invalid value for {parameter}: at most {limit} characters{unit}"
     )
     assert refused.stdout == ""
     assert "Traceback" not in refused.stderr and "database error" not in refused.stderr
@@ -84,3 +89,21 @@ def test_a_value_longer_than_its_column_is_bad_usage_and_nothing_is_stored(
     accepted = run_cli(database_url, *command(longest))
     assert accepted.returncode == 0, accepted.stderr
     assert stored(database_url, column, longest)
+
+
+@pytest.mark.parametrize("parameter", SELECTORS)
+def test_an_event_selector_is_measured_as_a_create_measures_it(
+    database_url: str, parameter: str
+) -> None:
+    """128 emoji fit the 255-character column but are 256 UTF-16 units: a create's eventName
+    or linkPrefix of that length is refused, so such an event could never be selected."""
+    column, command = STORED_VALUES[parameter]
+    assert run_cli(database_url, "accounts", "create", "acme").returncode == 0
+
+    refused = run_cli(database_url, *command("😀" * 128))
+
+    assert refused.returncode == 2, refused.stderr
+    assert "at most 255 characters (UTF-16 units" in error_box_text(refused.stderr)
+    accepted = run_cli(database_url, *command("😀" * 127 + "a"))  # 255 units
+    assert accepted.returncode == 0, accepted.stderr
+    assert stored(database_url, column, "😀" * 127 + "a")

@@ -209,11 +209,17 @@ def events_create(
     account: Annotated[str, typer.Option(help="Account name")],
     name: Annotated[
         str,
-        typer.Option(help="Event name (what eventName matches)", callback=fits(event_table.c.name)),
+        typer.Option(
+            help="Event name (what eventName matches)",
+            callback=fits(event_table.c.name, as_the_api_counts=True),
+        ),
     ],
     link_prefix: Annotated[
         str | None,
-        typer.Option(help="e.g. acme/product-demo", callback=fits(event_table.c.link_prefix)),
+        typer.Option(
+            help="e.g. acme/product-demo",
+            callback=fits(event_table.c.link_prefix, as_the_api_counts=True),
+        ),
     ] = None,
     type_: Annotated[
         str, typer.Option("--type", help="Event type", callback=fits(event_table.c.event_type))

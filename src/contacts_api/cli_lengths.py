@@ -12,6 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 import typer
 
+from contacts_api.validation import js_length
+
 LengthCheck = Callable[[typer.Context, typer.CallbackParam, str | None], str | None]
 
 
@@ -22,13 +24,21 @@ def column_length(column: sa.Column[Any]) -> int:
     return column.type.length
 
 
-def fits(column: sa.Column[Any]) -> LengthCheck:
-    """A typer callback refusing a value longer than `column` holds."""
+def fits(column: sa.Column[Any], *, as_the_api_counts: bool = False) -> LengthCheck:
+    """A typer callback refusing a value longer than `column` holds.
+
+    `as_the_api_counts`: a value clients send back (an event's name and link prefix, which a
+    create's eventName and linkPrefix select) is measured as the API measures those, in
+    UTF-16 units (an emoji is 2), or the event would be stored and never selectable."""
     limit = column_length(column)
+    measure = js_length if as_the_api_counts else len
+    unit = " (UTF-16 units, as the API counts them)" if as_the_api_counts else ""
 
     def check(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
-        if value is not None and len(value) > limit and not ctx.resilient_parsing:
-            raise typer.BadParameter(f"at most {limit} characters", param_hint=shown_name(param))
+        if value is not None and measure(value) > limit and not ctx.resilient_parsing:
+            raise typer.BadParameter(
+                f"at most {limit} characters{unit}", param_hint=shown_name(param)
+            )
         return value
 
     return check
