@@ -189,3 +189,58 @@ async def wait_for_a_blocked_writer(db: Database) -> None:
                 return
         await asyncio.sleep(0.05)
     raise AssertionError("no writer ever waited on a lock")
+
+
+async def test_an_import_batch_run_again_looks_up_the_tags_of_its_general_path_anew(
+    pg: Database, tmp_path: Path
+) -> None:
+    """The batch inserts b@, then, on the general path, makes tag `new` for x@ (an existing
+    contact) and waits for x@'s row, which another writer has locked; that writer then
+    inserts b@. The batch's second run must not use the id of the `new` the first made."""
+    account = await new_account(pg)
+    principal = Principal(account.account_id, account.user_id, key_id=0)
+    async with pg.transaction() as conn:
+        setup = await CreateBatchHandler("upsert")(
+            conn, [CreateJob(principal, parse(email="x@x.test"), utcnow())]
+        )
+    assert isinstance(setup[0], CreateOutcome)
+    existing_id = setup[0].contact.id
+    path = tmp_path / "leads.csv"
+    path.write_text("email,firstName,tag\nb@x.test,B,\nx@x.test,X,new\n")
+    now = utcnow()
+
+    async def other_writer(import_started: asyncio.Event) -> None:
+        async with pg.transaction() as conn:
+            locking = sa.select(contact_table.c.id).where(contact_table.c.id == existing_id)
+            await conn.execute(locking.with_for_update())
+            locked.set()
+            await import_started.wait()
+            await wait_for_a_blocked_writer(pg)  # the import, on x@'s row
+            await conn.execute(
+                sa.insert(contact_table).values(
+                    account_id=account.account_id, user_id=account.user_id, email="b@x.test",
+                    email_key="b@x.test", status="POTENTIAL", preview_id="contact_dlb",
+                    blocked_by_recaptcha=False, joined_time=now, tracking={}, created_at=now,
+                    updated_at=now,
+                )
+            )  # fmt: skip
+
+    locked, started = asyncio.Event(), asyncio.Event()
+
+    async def run_import() -> Any:
+        await locked.wait()
+        started.set()
+        return await import_file(pg, path, account.name)
+
+    with capture_logs() as logs:
+        summary, _ = await asyncio.wait_for(
+            asyncio.gather(run_import(), other_writer(started)), timeout=60
+        )
+    assert ("deadlock victim; running it again", "import batch") in [
+        (e["event"], e.get("work")) for e in logs
+    ]
+    assert (summary.created, summary.updated, summary.failed) == (0, 2, 0)
+    async with pg.read() as conn:
+        query = sa.select(contact_table.c.email, contact_table.c.first_name, tag_table.c.name)
+        rows = (await conn.execute(query.outerjoin(tag_table))).all()
+    assert sorted(map(tuple, rows)) == [("b@x.test", "B", None), ("x@x.test", "X", "new")]
