@@ -58,6 +58,18 @@ def generate(path: Path, rows: int) -> None:
             )
 
 
+def generate_each_contact_twice(path: Path, rows: int) -> None:
+    """`rows` rows of rows/2 contacts, each on two rows (the second with another last name),
+    as two lists of the same leads concatenated: every row is set aside to the file's end
+    (contacts/import_deferred.py), the import's memory worst case."""
+    once = path.with_suffix(".once.csv")
+    generate(once, rows // 2)
+    header, *lines = once.read_text().splitlines(keepends=True)
+    once.unlink()
+    later = [line.replace(",Last", ",Later", 1) for line in lines]
+    path.write_text(header + "".join(lines) + "".join(later))
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -190,7 +202,7 @@ def _prepare(url: str) -> None:
     asyncio.run(go())
 
 
-def _bench_backend(fresh_url: Any, path: Path) -> dict[str, Any]:
+def _bench_backend(fresh_url: Any, path: Path, twice: Path) -> dict[str, Any]:
     raw_url = fresh_url("raw")
     _prepare(raw_url)
     raw = _measure("raw", raw_url, path)
@@ -198,9 +210,13 @@ def _bench_backend(fresh_url: Any, path: Path) -> dict[str, Any]:
     _prepare(import_url)
     imported = _measure("import", import_url, path)
     rerun = _measure("import", import_url, path)
+    twice_url = fresh_url("twice")
+    _prepare(twice_url)
+    each_twice = _measure("import", twice_url, twice)
     return {
         "import": imported,
         "rerun_same_file": rerun,
+        "each_contact_twice": each_twice,
         "raw_insert": raw,
         "ratio_import_to_raw": round(imported["rows_per_s"] / raw["rows_per_s"], 3),
     }
@@ -212,8 +228,11 @@ def run(rows: int = ROWS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "leads.csv"
         generate(path, rows)
+        twice = Path(tmp) / "twice.csv"
+        generate_each_contact_twice(twice, rows)
         report["file_mb"] = round(path.stat().st_size / 1e6, 1)
-        report["sqlite"] = _bench_backend(lambda name: f"sqlite:///{tmp}/{name}.db", path)
+        sqlite_url = lambda name: f"sqlite:///{tmp}/{name}.db"  # noqa: E731
+        report["sqlite"] = _bench_backend(sqlite_url, path, twice)
         created: list[tuple[str, str]] = []
 
         def fresh_pg(_name: str) -> str:
@@ -224,7 +243,7 @@ def run(rows: int = ROWS) -> dict[str, Any]:
             return database[1]
 
         try:
-            report["postgresql"] = _bench_backend(fresh_pg, path)
+            report["postgresql"] = _bench_backend(fresh_pg, path, twice)
         except RuntimeError:
             report["postgresql"] = "skipped: no PostgreSQL on 127.0.0.1:5432"
         finally:

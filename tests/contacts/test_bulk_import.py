@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from contacts_api.accounts.schemas import Principal
 from contacts_api.bulk_export import export_contacts
 from contacts_api.bulk_jobs import import_file
-from contacts_api.contacts import manage_service, service
+from contacts_api.contacts import import_deferred, manage_service, service
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, tag_table
 from contacts_api.timeutil import utcnow
@@ -335,3 +335,32 @@ async def test_export_then_import_into_a_new_account_reproduces_every_contact(
     back = await import_file(db, path, source.name)
     assert (back.created, back.updated, back.unchanged) == (0, 0, 4)
     assert await snapshot(db, source.account_id) == before
+
+
+async def test_contacts_on_many_rows_each_merge_when_their_rows_wait_on_disk(
+    db: Database, tmp_path: Path
+) -> None:
+    """More repeated rows than stay in memory (contacts/import_deferred.py): each contact is
+    still its rows merged in file order, and a re-run changes nothing."""
+    account = await new_account(db)
+    contacts = import_deferred.FLUSH_ROWS + 200
+    path = tmp_path / "twice.jsonl"
+    first = [
+        {"email": f"l{n}@x.test", "lastName": "One", "utm": "utm_source=a"} for n in range(contacts)
+    ]
+    later = [
+        {"email": f"L{n}@x.test", "lastName": "Two", "utm": "utm_source=b"} for n in range(contacts)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in first + later))
+
+    summary = await import_file(db, path, account.name, batch_size=500)
+
+    assert (summary.created, summary.updated, summary.failed) == (contacts, contacts, 0)
+    stored = await snapshot(db, account.account_id)
+    assert len(stored) == contacts
+    assert {(c["email"][0], c["last_name"]) for c in stored} == {("L", "Two")}
+    assert {json.dumps(c["tracking"], sort_keys=True) for c in stored} == {
+        json.dumps({"first_utm_source": "a", "utm_source": "b"}, sort_keys=True)
+    }
+    again = await import_file(db, path, account.name, batch_size=500)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2 * contacts)

@@ -27,6 +27,7 @@ from typing import IO, Any
 import msgspec
 
 from contacts_api.contacts import bulk_dedupe, bulk_files, bulk_output
+from contacts_api.contacts.import_deferred import DeferredRows
 from contacts_api.contacts.rules import (
     PLAIN_FIELDS,
     SECONDARY_FIELDS,
@@ -249,7 +250,7 @@ def read_file(options: Options, send: Any) -> None:
             repeated = bulk_dedupe.repeated_keys(scan, options.file_format, options.delimiter)  # type: ignore[arg-type]
     shaper = _Shaper(options)
     keyed = options.duplicate_email != "allow"
-    deferred: list[tuple[str, Item]] = []
+    deferred = DeferredRows()
     counter = CountingReader(open(options.path, "rb"))  # noqa: SIM115 - closed below
     text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
     with text:
@@ -276,7 +277,7 @@ def read_file(options: Options, send: Any) -> None:
                 item = Item(number, data, tracking, raw)
                 key = bulk_dedupe.dedupe_key(data.email, data.phoneNumber)
                 if key is not None and key in repeated:
-                    deferred.append((key, item))
+                    deferred.add(key, _encoder.encode(item))
                 elif not options.fast or (options.match_phone and data.email is None):
                     batch.slow.append(item)  # e.g. a match by phone number: looked up there
                 else:
@@ -299,16 +300,21 @@ def read_file(options: Options, send: Any) -> None:
             batch.data = _encoder.encode(items)
             send(batch)
             gc.collect(1)
-    deferred.sort(key=lambda pair: pair[0])  # stable: file order within each contact
-    chunk: list[Item] = []
-    for n, (key, item) in enumerate(deferred):
-        chunk.append(item)
-        last = n + 1 == len(deferred) or deferred[n + 1][0] != key
-        if len(chunk) >= options.batch_size and last:
+    try:
+        # Whole contacts a batch: a chunk ends only where the next row is another contact's.
+        # Each record is an Item encoded already: msgspec writes a Raw's bytes as they are.
+        chunk: list[Any] = []
+        chunk_key = None
+        for key, record in deferred.grouped():
+            if len(chunk) >= options.batch_size and key != chunk_key:
+                send(Deferred(chunk))
+                chunk = []
+            chunk.append(msgspec.Raw(record))
+            chunk_key = key
+        if chunk:
             send(Deferred(chunk))
-            chunk = []
-    if chunk:
-        send(Deferred(chunk))
+    finally:
+        deferred.close()
     send(Done(counter.consumed, _peak_mb()))
 
 
