@@ -7,6 +7,7 @@ deadlock_timeout, 1 s) and the other goes on."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from structlog.testing import capture_logs
 
 from contacts_api.accounts.schemas import Principal
-from contacts_api.bulk_jobs import import_file
+from contacts_api.bulk_jobs import ImportSummary, import_file
 from contacts_api.contacts.create_batch import CreateBatchHandler, CreateJob
 from contacts_api.contacts.rules import parse_contact_create
 from contacts_api.contacts.service import CreateOutcome
@@ -133,48 +134,87 @@ async def test_an_import_batch_chosen_as_victim_runs_again_and_the_import_comple
     account = await new_account(pg)
     path = tmp_path / "leads.csv"
     path.write_text("email,firstName,tag\nb@x.test,B,vip\na@x.test,A,vip\nc@x.test,C,vip\n")
-    now = utcnow()
 
-    def contact(email: str) -> dict[str, Any]:
-        return dict(
-            account_id=account.account_id, user_id=account.user_id, email=email,
-            email_key=email, status="POTENTIAL", preview_id=f"contact_dl{email[0]}",
-            blocked_by_recaptcha=False, joined_time=now, tracking={}, created_at=now,
-            updated_at=now,
-        )  # fmt: skip
+    async def insert_a(conn: AsyncConnection) -> None:
+        await conn.execute(sa.insert(contact_table).values(contact_row(account, "a@x.test")))
 
-    async def other_writer(import_started: asyncio.Event) -> None:
-        async with pg.transaction() as conn:
-            await conn.execute(sa.insert(contact_table).values(contact("a@x.test")))
-            inserted.set()
-            await import_started.wait()
-            await wait_for_a_blocked_writer(pg)  # the import, on our uncommitted a@
-            await conn.execute(sa.insert(contact_table).values(contact("b@x.test")))
+    summary, contacts = await import_as_deadlock_victim(pg, path, account, insert_a)
 
-    inserted, started = asyncio.Event(), asyncio.Event()
-
-    async def run_import() -> Any:
-        await inserted.wait()
-        started.set()
-        return await import_file(pg, path, account.name)
-
-    with capture_logs() as logs:
-        summary, _ = await asyncio.wait_for(
-            asyncio.gather(run_import(), other_writer(started)), timeout=60
-        )
-    assert ("deadlock victim; running it again", "import batch") in [
-        (e["event"], e.get("work")) for e in logs
-    ]
     # Run again after the other writer committed a@ and b@: those rows updated them.
     assert (summary.created, summary.updated, summary.failed) == (1, 2, 0)
-    async with pg.read() as conn:
-        query = sa.select(contact_table.c.email, contact_table.c.first_name, tag_table.c.name)
-        rows = (await conn.execute(query.outerjoin(tag_table))).all()
-    assert sorted(map(tuple, rows)) == [
+    assert contacts == [
         ("a@x.test", "A", "vip"),
         ("b@x.test", "B", "vip"),
         ("c@x.test", "C", "vip"),
     ]
+
+
+async def test_an_import_batch_run_again_looks_up_the_tags_of_its_general_path_anew(
+    pg: Database, tmp_path: Path
+) -> None:
+    """The batch inserts b@, then, on the general path, makes tag `new` for x@ (an existing
+    contact) and waits for x@'s row, which another writer has locked; that writer then
+    inserts b@. The batch's second run must not use the id of the `new` the first made."""
+    account = await new_account(pg)
+    async with pg.transaction() as conn:
+        await conn.execute(sa.insert(contact_table).values(contact_row(account, "x@x.test")))
+    path = tmp_path / "leads.csv"
+    path.write_text("email,firstName,tag\nb@x.test,B,\nx@x.test,X,new\n")
+
+    async def lock_x(conn: AsyncConnection) -> None:
+        query = sa.select(contact_table.c.id).where(contact_table.c.email == "x@x.test")
+        await conn.execute(query.with_for_update())
+
+    summary, contacts = await import_as_deadlock_victim(pg, path, account, lock_x)
+
+    assert (summary.created, summary.updated, summary.failed) == (0, 2, 0)
+    assert contacts == [("b@x.test", "B", None), ("x@x.test", "X", "new")]
+
+
+async def import_as_deadlock_victim(
+    pg: Database,
+    path: Path,
+    account: AccountFixture,
+    hold: Callable[[AsyncConnection], Awaitable[None]],
+) -> tuple[ImportSummary, list[tuple[Any, ...]]]:
+    """Import `path` (its first row b@x.test) while another writer holds what `hold` takes,
+    waits until the import waits on it, then inserts b@x.test: a deadlock whose victim is
+    the import (it waited first). Asserts the import ran its batch again; returns its
+    summary and the account's contacts as (email, first name, tag name)."""
+    holding, started = asyncio.Event(), asyncio.Event()
+
+    async def other_writer() -> None:
+        async with pg.transaction() as conn:
+            await hold(conn)
+            holding.set()
+            await started.wait()
+            await wait_for_a_blocked_writer(pg)  # the import, on what we hold
+            await conn.execute(sa.insert(contact_table).values(contact_row(account, "b@x.test")))
+
+    async def run_import() -> ImportSummary:
+        await holding.wait()
+        started.set()
+        return await import_file(pg, path, account.name)
+
+    with capture_logs() as logs:
+        summary, _ = await asyncio.wait_for(asyncio.gather(run_import(), other_writer()), 60)
+    assert ("deadlock victim; running it again", "import batch") in [
+        (e["event"], e.get("work")) for e in logs
+    ]
+    async with pg.read() as conn:
+        query = sa.select(contact_table.c.email, contact_table.c.first_name, tag_table.c.name)
+        rows = (await conn.execute(query.outerjoin(tag_table))).all()
+    return summary, sorted(map(tuple, rows))
+
+
+def contact_row(account: AccountFixture, email: str) -> dict[str, Any]:
+    """A new contact's columns, as a bare INSERT takes them (another writer's)."""
+    now = utcnow()
+    return dict(
+        account_id=account.account_id, user_id=account.user_id, email=email, email_key=email,
+        status="POTENTIAL", preview_id=f"contact_{email.split('@')[0]:x<12}",
+        blocked_by_recaptcha=False, joined_time=now, tracking={}, created_at=now, updated_at=now,
+    )  # fmt: skip
 
 
 async def wait_for_a_blocked_writer(db: Database) -> None:
@@ -189,58 +229,3 @@ async def wait_for_a_blocked_writer(db: Database) -> None:
                 return
         await asyncio.sleep(0.05)
     raise AssertionError("no writer ever waited on a lock")
-
-
-async def test_an_import_batch_run_again_looks_up_the_tags_of_its_general_path_anew(
-    pg: Database, tmp_path: Path
-) -> None:
-    """The batch inserts b@, then, on the general path, makes tag `new` for x@ (an existing
-    contact) and waits for x@'s row, which another writer has locked; that writer then
-    inserts b@. The batch's second run must not use the id of the `new` the first made."""
-    account = await new_account(pg)
-    principal = Principal(account.account_id, account.user_id, key_id=0)
-    async with pg.transaction() as conn:
-        setup = await CreateBatchHandler("upsert")(
-            conn, [CreateJob(principal, parse(email="x@x.test"), utcnow())]
-        )
-    assert isinstance(setup[0], CreateOutcome)
-    existing_id = setup[0].contact.id
-    path = tmp_path / "leads.csv"
-    path.write_text("email,firstName,tag\nb@x.test,B,\nx@x.test,X,new\n")
-    now = utcnow()
-
-    async def other_writer(import_started: asyncio.Event) -> None:
-        async with pg.transaction() as conn:
-            locking = sa.select(contact_table.c.id).where(contact_table.c.id == existing_id)
-            await conn.execute(locking.with_for_update())
-            locked.set()
-            await import_started.wait()
-            await wait_for_a_blocked_writer(pg)  # the import, on x@'s row
-            await conn.execute(
-                sa.insert(contact_table).values(
-                    account_id=account.account_id, user_id=account.user_id, email="b@x.test",
-                    email_key="b@x.test", status="POTENTIAL", preview_id="contact_dlb",
-                    blocked_by_recaptcha=False, joined_time=now, tracking={}, created_at=now,
-                    updated_at=now,
-                )
-            )  # fmt: skip
-
-    locked, started = asyncio.Event(), asyncio.Event()
-
-    async def run_import() -> Any:
-        await locked.wait()
-        started.set()
-        return await import_file(pg, path, account.name)
-
-    with capture_logs() as logs:
-        summary, _ = await asyncio.wait_for(
-            asyncio.gather(run_import(), other_writer(started)), timeout=60
-        )
-    assert ("deadlock victim; running it again", "import batch") in [
-        (e["event"], e.get("work")) for e in logs
-    ]
-    assert (summary.created, summary.updated, summary.failed) == (0, 2, 0)
-    async with pg.read() as conn:
-        query = sa.select(contact_table.c.email, contact_table.c.first_name, tag_table.c.name)
-        rows = (await conn.execute(query.outerjoin(tag_table))).all()
-    assert sorted(map(tuple, rows)) == [("b@x.test", "B", None), ("x@x.test", "X", "new")]
