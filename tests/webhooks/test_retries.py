@@ -11,7 +11,7 @@ import pytest
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.webhooks.dispatcher import Dispatcher
-from contacts_api.webhooks.retry import RETRY_WINDOW, parse_retry_after
+from contacts_api.webhooks.retry import FIRST_DELAY, RETRY_WINDOW, parse_retry_after
 from tests.factories import new_account
 from tests.webhooks.conftest import (
     Client,
@@ -85,6 +85,10 @@ async def test_retry_after_is_honoured(
     [
         ("120", timedelta(seconds=120)),
         (" 7 ", timedelta(seconds=7)),
+        # Never sooner than the backoff's first step: "0" once meant every poll for a day.
+        ("0", FIRST_DELAY),
+        ("4", FIRST_DELAY),
+        ("Thu, 26 Nov 2026 11:00:00 GMT", FIRST_DELAY),  # a date already past
         ("999999999", RETRY_WINDOW),  # clamped to the retry window
         ("²", None),  # a Unicode digit is not delta-seconds
         ("١٢", None),

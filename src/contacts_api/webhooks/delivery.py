@@ -109,8 +109,10 @@ async def record_attempt(
         outcome = "failed"
     else:
         outcome = "retrying"
-    snippet = result.snippet[:SNIPPET_CHARS] if result.snippet else None
-    error = result.error[:500] if result.error else None
+    # No NUL: PostgreSQL's text cannot hold one, and the attempt's row was refused, the send
+    # postponed and repeated for ever (a receiver may answer with any bytes).
+    snippet = _storable(result.snippet[:SNIPPET_CHARS]) if result.snippet else None
+    error = _storable(result.error[:500]) if result.error else None
     await repo.insert_attempt(conn, _attempt_row(message, result, snippet, error, outcome))
     held = await repo.renew_lease(
         conn,
@@ -132,6 +134,10 @@ async def record_attempt(
         await _disable(conn, endpoint.id, owner, reason, now)
         return False
     return True
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
 
 
 async def postpone_unrecorded(

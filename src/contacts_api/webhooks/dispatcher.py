@@ -128,8 +128,14 @@ class Dispatcher:
         if client is None:
             # trust_env=False: an HTTP(S)_PROXY in the environment must not reroute deliveries
             # around the SSRF check; redirects are never followed (a 3xx is a failed attempt).
+            # identity: the delivery log keeps the first KiB of the answer as text; a
+            # compressed body was unreadable there, and its NUL bytes made PostgreSQL refuse
+            # the attempt's row (delivery.record_attempt replaces any NUL left).
             client = httpx.AsyncClient(
-                timeout=self.timeout, follow_redirects=False, trust_env=False
+                timeout=self.timeout,
+                follow_redirects=False,
+                trust_env=False,
+                headers={"accept-encoding": "identity"},
             )
             self._clients[host] = client
         return client
@@ -232,11 +238,15 @@ class Dispatcher:
         status: int | None = None
         snippet = error = retry_after = None
         try:
-            # The check runs again now (not only at subscription): DNS may have changed.
-            address = await ssrf.checked_address(endpoint.url, allow_private=self.allow_private)
-            client = self.client_for(ssrf.split_url(endpoint.url)[1])
-            request = pinned_request(client, endpoint.url, address, headers, body)
+            # The whole attempt, the name's lookup included, within the timeout, which is
+            # shorter than the lease: a resolver that hangs (a dead nameserver takes glibc
+            # 15 s and more) once let the lease lapse mid-attempt, and another dispatcher
+            # sent the message again, after younger ones.
             async with asyncio.timeout(self.timeout):
+                # The check runs again now (not only at subscription): DNS may have changed.
+                address = await ssrf.checked_address(endpoint.url, allow_private=self.allow_private)
+                client = self.client_for(ssrf.split_url(endpoint.url)[1])
+                request = pinned_request(client, endpoint.url, address, headers, body)
                 response = await client.send(request, stream=True)
                 try:
                     status = response.status_code

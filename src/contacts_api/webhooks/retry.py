@@ -39,7 +39,9 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
             delay = when - now
         except (TypeError, ValueError, OverflowError, IndexError):
             return None
-    return min(max(delay, timedelta(0)), RETRY_WINDOW)
+    # Never sooner than our own first step: `Retry-After: 0` (or a date past) had the message
+    # sent again at every poll, twice a second, for a day.
+    return min(max(delay, FIRST_DELAY), RETRY_WINDOW)
 
 
 def next_delay(
