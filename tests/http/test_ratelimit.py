@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 
 from contacts_api.accounts import service as accounts
 from contacts_api.app import create_app
+from contacts_api.http.ratelimit import Decision
 from contacts_api.settings import Rate, Settings
 from contacts_api.storage.engine import Database
 from tests.conftest import make_settings
@@ -187,3 +188,13 @@ async def test_cli_rejects_a_bad_limit_and_an_unknown_account(settings: Settings
     unknown = run_cli(settings.database_url, "accounts", "set-rate-limit", "nope", "--default")
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "error: no account named 'nope'"
+
+
+def test_ratelimit_reset_never_names_an_instant_before_the_window_ends() -> None:
+    """Rounded down to the millisecond, a client waiting until the instant named met a 429
+    (and a Retry-After of a whole second) for the last fraction of a millisecond."""
+    for reset_at in (1_700_000_001.0007, 1_700_000_001.0001, 1_700_000_001.999_9):
+        decision = Decision.of(21, Rate(20, 1), reset_at=reset_at, now=reset_at - 0.5)
+        named = dict(decision.headers())[b"ratelimit-reset"].decode()
+        instant = datetime.fromisoformat(named.replace("Z", "+00:00")).timestamp()
+        assert reset_at <= instant < reset_at + 0.001, named

@@ -157,10 +157,10 @@ async def _run_and_store(
     try:
         await app(scope, receive, capture)
     except BaseException:
-        await service.release(db, claim)
+        await _release(db, claim)
         raise
     if status >= 500 or status == 429:
-        await service.release(db, claim)
+        await _release(db, claim)
     else:
         stored = service.StoredResponse(status, headers, b"".join(chunks))
         try:
@@ -168,6 +168,17 @@ async def _run_and_store(
         except Exception as exc:
             # Without a stored copy a retry runs again; the answer goes out all the same.
             log_failure(log, exc, "could not store an idempotent response", status=status)
-            await service.release(db, claim)
+            await _release(db, claim)
     for message in held:
         await send(message)
+
+
+async def _release(db: Database, claim: service.Claim) -> None:
+    """Release the key, never raising: when the database has just gone away, the answer held
+    back (a write that did commit, or the 503 saying the database is down) must still reach
+    the client, not be lost to a plain-text 500. The claim then stays until it is stale
+    (service.STALE_CLAIM), and a retry meanwhile is told the request is still in progress."""
+    try:
+        await service.release(db, claim)
+    except Exception as exc:
+        log_failure(log, exc, "could not release an Idempotency-Key")

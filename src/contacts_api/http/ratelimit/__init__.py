@@ -45,7 +45,9 @@ class Decision:
         return [
             (b"ratelimit-limit", str(self.rate.points).encode()),
             (b"ratelimit-remaining", str(self.remaining).encode()),
-            (b"ratelimit-reset", _reset_header(int(self.reset_at * 1000))),
+            # Rounded up: a client that waits until the instant named must find the window
+            # over (rounded down, it was up to 1 ms early and met a 429 and a whole second).
+            (b"ratelimit-reset", _reset_header(math.ceil(self.reset_at * 1000))),
         ]
 
 
