@@ -3,7 +3,7 @@ out (a plain-text 500 once replaced it), and the request's own error stays its o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +27,22 @@ def cluster() -> Iterator[Cluster]:
         yield running
 
 
+@pytest.fixture
+async def db(cluster: Cluster) -> AsyncIterator[Database]:
+    database = Database(cluster.url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def claim(db: Database) -> service.Claim:
+    """The key "k", claimed for a request of a new account, as the middleware claims it."""
+    account = await new_account(db)
+    claimed = await service.claim(db, account.account_id, "k", "fingerprint", utcnow())
+    assert isinstance(claimed, service.Claim)
+    return claimed
+
+
 async def nothing_to_receive() -> Message:
     raise AssertionError("the route reads no body here")
 
@@ -47,42 +63,27 @@ def route(cluster: Cluster, status: int, fail: bool = False) -> Any:
 
 @pytest.mark.parametrize("status", [201, 503])
 async def test_the_answer_goes_out_when_the_database_went_away(
-    cluster: Cluster, status: int
+    cluster: Cluster, db: Database, claim: service.Claim, status: int
 ) -> None:
-    db = Database(cluster.url)
-    try:
-        account = await new_account(db)
-        claim = await service.claim(db, account.account_id, "k", "fingerprint", utcnow())
-        assert isinstance(claim, service.Claim)
-        sent: list[Message] = []
+    sent: list[Message] = []
 
-        async def send(message: Message) -> None:
-            sent.append(message)
+    async def send(message: Message) -> None:
+        sent.append(message)
 
-        await _run_and_store(route(cluster, status), SCOPE, nothing_to_receive, send, claim, db)
+    await _run_and_store(route(cluster, status), SCOPE, nothing_to_receive, send, claim, db)
 
-        assert [(m["type"], m.get("status"), m.get("body")) for m in sent] == [
-            ("http.response.start", status, None),
-            ("http.response.body", None, b'{"answer":1}'),
-        ]
-    finally:
-        await db.dispose()
+    assert [(m["type"], m.get("status"), m.get("body")) for m in sent] == [
+        ("http.response.start", status, None),
+        ("http.response.body", None, b'{"answer":1}'),
+    ]
 
 
 async def test_a_route_that_fails_raises_its_own_error_not_the_release_failure(
-    cluster: Cluster,
+    cluster: Cluster, db: Database, claim: service.Claim
 ) -> None:
-    db = Database(cluster.url)
-    try:
-        account = await new_account(db)
-        claim = await service.claim(db, account.account_id, "k", "fingerprint", utcnow())
-        assert isinstance(claim, service.Claim)
+    async def send(_message: Message) -> None:
+        raise AssertionError("nothing is sent")
 
-        async def send(_message: Message) -> None:
-            raise AssertionError("nothing is sent")
-
-        app = route(cluster, 0, fail=True)
-        with pytest.raises(RuntimeError, match="the route's own failure"):
-            await _run_and_store(app, SCOPE, nothing_to_receive, send, claim, db)
-    finally:
-        await db.dispose()
+    app = route(cluster, 0, fail=True)
+    with pytest.raises(RuntimeError, match="the route's own failure"):
+        await _run_and_store(app, SCOPE, nothing_to_receive, send, claim, db)
