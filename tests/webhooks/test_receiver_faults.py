@@ -4,12 +4,15 @@ an answer with NUL bytes (a compressed body, say), and a resolver that hangs."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from typing import Any
 
 import pytest
 
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
+from contacts_api.webhooks import ssrf
 from contacts_api.webhooks.dispatcher import Dispatcher
 from tests.conftest import make_settings
 from tests.factories import new_account
@@ -76,3 +79,29 @@ async def test_a_resolver_that_hangs_counts_against_the_attempts_timeout(
     assert [(d["outcome"], d["statusCode"]) for d in log] == [("retrying", None)]
     assert "Timeout" in log[0]["error"]
     assert receiver.requests == []
+
+
+async def test_a_subscription_whose_name_does_not_resolve_in_time_is_a_400(
+    client: Client, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /v1/webhooks waited as long as the resolver did (15 s and more with a dead name
+    server); the lookup now has a bound of its own. The faked resolver answers a public
+    address, but only after the bound: the subscription is refused, not made late."""
+
+    def slow_getaddrinfo(*_args: Any, **_kwargs: Any) -> Any:
+        time.sleep(1.5)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 443))]
+
+    account = await new_account(db)
+    monkeypatch.setattr(ssrf, "RESOLVE_SECONDS", 0.2)
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+
+    response = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://hooks.example.com/in", "events": ["newContactCreated"]},
+        headers=account.headers,
+    )
+
+    assert response.status_code == 400, response.text
+    errors = response.json()["message"]["details"]["fieldErrors"]
+    assert errors == {"url": ["cannot resolve hooks.example.com"]}

@@ -13,6 +13,7 @@ import socket
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+RESOLVE_SECONDS = 5.0  # a name not resolved by then is refused ("cannot resolve")
 
 
 class UnsafeUrl(Exception):
@@ -82,8 +83,11 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     # The resolver's own words are not passed on: the API is no probe of internal DNS.
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+        # Bounded: with a dead name server glibc takes 15 s and more, and a subscription
+        # (POST /v1/webhooks, `webhooks create`) waited that long for its 400.
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, TimeoutError):
         raise UnsafeUrl(f"cannot resolve {host}") from None
     except UnicodeError:  # IDNA refuses the name: an empty or over-long label ("a..com")
         raise UnsafeUrl(f"invalid host name {host!r}") from None
