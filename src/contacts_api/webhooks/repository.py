@@ -151,49 +151,102 @@ async def pending_messages(conn: AsyncConnection, endpoint_id: int, limit: int) 
 
 # --- leases: which dispatcher drains which endpoint ------------------------------------------
 
+# PostgreSQL looks at twice as many candidates as it has free slots: another dispatcher may
+# lock some of them first (SKIP LOCKED passes over them).
+CANDIDATES_PER_SLOT = 2
 
-def _claimable(now: datetime, limit: int) -> sa.Select[Any]:
-    """Enabled, unleased (or lease expired) endpoints whose oldest pending message is due."""
-    head_due_at = (
+
+def _head_due_at() -> sa.ScalarSelect[Any]:
+    """When the endpoint's oldest pending message is due (NULL: nothing pending)."""
+    return (
         sa.select(messages.c.next_attempt_at)
         .where(messages.c.endpoint_id == endpoints.c.id, messages.c.status == PENDING)
         .order_by(messages.c.id)
         .limit(1)
         .scalar_subquery()
     )
-    return (
-        sa.select(endpoints.c.id)
+
+
+def _free(now: datetime) -> sa.ColumnElement[bool]:
+    """Enabled and unleased (or its lease expired)."""
+    return sa.and_(
+        endpoints.c.disabled_at.is_(None),
+        sa.or_(endpoints.c.lease_expires_at.is_(None), endpoints.c.lease_expires_at <= now),
+    )
+
+
+def _claimable(now: datetime, limit: int) -> sa.Select[Any]:
+    """Free endpoints whose oldest pending message is due, fairest first.
+
+    Fair across accounts: an account's k-th waiting endpoint ranks as k plus the endpoints
+    of that account leased right now (by any dispatcher), so an account whose many
+    endpoints hold the slots waits behind another account's first one. Within a rank, the
+    endpoint waiting longest goes first.
+    """
+    held = endpoints.alias("held")
+    leased_now = (
+        sa.select(sa.func.count())
+        .select_from(held)
         .where(
-            endpoints.c.disabled_at.is_(None),
-            sa.or_(endpoints.c.lease_expires_at.is_(None), endpoints.c.lease_expires_at <= now),
-            head_due_at <= now,
+            held.c.account_id == endpoints.c.account_id,
+            held.c.disabled_at.is_(None),
+            held.c.lease_expires_at > now,
         )
-        .order_by(endpoints.c.id)
+        .scalar_subquery()
+    )
+    waiting = (
+        sa.select(
+            endpoints.c.id,
+            endpoints.c.account_id,
+            _head_due_at().label("due_at"),
+            leased_now.label("leased"),
+        )
+        .where(_free(now))
+        .subquery()
+    )
+    rank = sa.func.row_number().over(
+        partition_by=waiting.c.account_id, order_by=(waiting.c.due_at, waiting.c.id)
+    )
+    return (
+        sa.select(waiting.c.id)
+        .where(waiting.c.due_at <= now)
+        .order_by(waiting.c.leased + rank, waiting.c.due_at, waiting.c.id)
         .limit(limit)
     )
 
 
 async def any_claimable(conn: AsyncConnection, now: datetime) -> bool:
     """A read-only look first, so an idle dispatcher never takes SQLite's write lock."""
-    return (await conn.execute(_claimable(now, 1))).first() is not None
+    query = sa.select(endpoints.c.id).where(_free(now), _head_due_at() <= now).limit(1)
+    return (await conn.execute(query)).first() is not None
 
 
 async def claim_endpoints(
     conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
 ) -> list[int]:
-    """Lease up to `limit` due endpoints to `owner`; no two dispatchers get the same one.
+    """Lease up to `limit` due endpoints to `owner`, fairest first (see `_claimable`); no
+    two dispatchers get the same one.
 
-    PostgreSQL: SELECT ... FOR NO KEY UPDATE SKIP LOCKED, so concurrent dispatchers pass over
-    each other's rows instead of queueing on them (NO KEY: the outbox writers' KEY SHARE locks
-    must not make an endpoint look taken). SQLite: the write transaction (BEGIN IMMEDIATE)
-    already excludes every other writer, so one UPDATE ... RETURNING is the whole claim.
+    PostgreSQL: the candidates are locked FOR NO KEY UPDATE SKIP LOCKED, so concurrent
+    dispatchers pass over each other's rows instead of queueing on them (NO KEY: the outbox
+    writers' KEY SHARE locks must not make an endpoint look taken); the lock, which a
+    window function cannot share a statement with, re-checks that each is still free.
+    SQLite: the write transaction (BEGIN IMMEDIATE) already excludes every other writer, so
+    one UPDATE ... RETURNING is the whole claim.
     """
     lease = {"lease_owner": owner, "lease_expires_at": lease_until}
     if conn.dialect.name == "postgresql":
-        query = _claimable(now, limit).with_for_update(
-            skip_locked=True, key_share=True, of=endpoints
+        fairest = (await conn.execute(_claimable(now, limit * CANDIDATES_PER_SLOT))).scalars()
+        candidates = [int(i) for i in fairest]
+        if not candidates:
+            return []
+        lock = (
+            sa.select(endpoints.c.id)
+            .where(endpoints.c.id.in_(candidates), _free(now))
+            .with_for_update(skip_locked=True, key_share=True)
         )
-        ids = [int(i) for i in (await conn.execute(query)).scalars()]
+        locked = {int(i) for i in (await conn.execute(lock)).scalars()}
+        ids = [i for i in candidates if i in locked][:limit]
         if ids:
             await conn.execute(sa.update(endpoints).where(endpoints.c.id.in_(ids)).values(**lease))
         return ids
