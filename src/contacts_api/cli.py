@@ -301,8 +301,9 @@ def serve(
         "log_config": None,
         "access_log": False,
         "server_header": False,
-        # uvicorn's httptools protocol, each response sent in one write (http/one_write.py).
-        "http": "contacts_api.http.one_write:OneWriteHttpToolsProtocol",
+        # uvicorn's httptools protocol, each response sent in one write (http/one_write.py),
+        # request heads bounded (http/head_limit.py).
+        "http": "contacts_api.http.head_limit:ServerHttpProtocol",
     }
     try:
         if workers > 1 and reuse_port.available():

@@ -1,0 +1,94 @@
+"""A request head over 32 KiB is answered 431 and never read whole (http/head_limit.py).
+
+Against the real server (`contacts-api serve`), over raw sockets: the limit lives in the
+HTTP protocol, below the app.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contacts_api.http.head_limit import HEAD_TOO_LARGE, MAX_HEAD_BYTES
+from tests.servers import serve
+
+REQUEST_LINE = b"GET /healthz HTTP/1.1\r\n"
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    folder: Path = tmp_path_factory.mktemp("head_limit")
+    env = {"CONTACTS_API_DATABASE_URL": f"sqlite:///{folder / 's.db'}"}
+    with serve(env, log=folder / "server.log") as base:
+        host, port = base.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def head_of(size: int) -> bytes:
+    """A complete GET /healthz head of exactly `size` bytes, as the server counts it: the
+    URL, and each header's name, value and four bytes of separators."""
+    fixed = len(b"/healthz") + len(b"host") + len(b"x") + 4 + len(b"x-pad") + 4
+    return REQUEST_LINE + b"host: x\r\nx-pad: " + b"a" * (size - fixed) + b"\r\n\r\n"
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Status line, headers and body of one response (by its content-length)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines)}
+    while len(body) < int(headers[b"content-length"]):
+        body += sock.recv(65536)
+    return status, headers, body
+
+
+def test_a_head_at_the_limit_is_served_and_one_byte_more_is_431(
+    address: tuple[str, int],
+) -> None:
+    with socket.create_connection(address) as sock:
+        sock.sendall(head_of(MAX_HEAD_BYTES))
+        status, _, body = read_response(sock)
+        assert status.startswith(b"HTTP/1.1 200"), body
+    with socket.create_connection(address) as sock:
+        sock.sendall(head_of(MAX_HEAD_BYTES + 1))
+        status, headers, body = read_response(sock)
+        assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+        assert headers[b"connection"] == b"close"
+        assert json.loads(body) == {"message": HEAD_TOO_LARGE}
+        assert sock.recv(1) == b""  # closed
+
+
+def test_the_limit_is_per_request_on_a_kept_alive_connection(address: tuple[str, int]) -> None:
+    with socket.create_connection(address) as sock:
+        for _ in range(3):  # 3 x 20 KiB on one connection
+            sock.sendall(head_of(20 * 1024))
+            status, _, _ = read_response(sock)
+            assert status.startswith(b"HTTP/1.1 200")
+
+
+def test_a_header_that_never_ends_is_cut_off_early(address: tuple[str, int]) -> None:
+    """A header dribbled in 4 KiB writes is refused once the head passes the limit, long
+    before the sender stops: the server does not keep what is still arriving."""
+    sent = 0
+    with socket.create_connection(address) as sock:
+        sock.sendall(REQUEST_LINE + b"host: x\r\nx-pad: ")
+        while sent < 4 * 1024 * 1024:
+            readable, _, _ = select.select([sock], [], [], 0.01)
+            if readable:
+                break
+            sock.sendall(b"a" * 4096)
+            sent += 4096
+        else:
+            pytest.fail("4 MiB of one header were taken without an answer")
+        status, _, body = read_response(sock)
+    assert status.startswith(b"HTTP/1.1 431"), body
+    assert sent < 1024 * 1024, sent
