@@ -258,3 +258,38 @@ async def test_bulk_item_with_unknown_event_creates_no_tag(
             )
         ).scalars()
         assert sorted(names) == ["kept"]
+
+
+@pytest.mark.parametrize("utm_column", [False, True], ids=["by-columns", "row-by-row"])
+async def test_import_csv_row_with_cells_past_the_header_fails_alone(
+    db: Database, account: AccountFixture, tmp_path: Path, utm_column: bool
+) -> None:
+    """An unquoted comma in a value shifted the cells after it, and the row was imported
+    with the first ones: now it is reported, whole. Empty cells past the header (a trailing
+    delimiter) are fine."""
+    extra = ",utm_source" if utm_column else ""
+    fill = ",x" if utm_column else ""
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        f"email,firstName,lastName{extra}\n"
+        f"ok@example.com,Ann,Lee{fill}\n"
+        f"shift@example.com,Lee, Ann,Smith{fill}\n"
+        f"trailing@example.com,Bo,Ray{fill},,\n",
+        encoding="utf-8",
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (2, 1)
+    width = 4 if utm_column else 3
+    report = read_report(tmp_path / "leads.csv.errors.csv")
+    assert [(r["row"], r["field"], r["message"]) for r in report] == [
+        (
+            "3",
+            "(row)",
+            f"The row has {width + 1} cells but the header {width} columns"
+            " (is a delimiter inside a value not quoted?)",
+        )
+    ]
+    assert report[0]["original"] == f"shift@example.com,Lee, Ann,Smith{fill}"
+    async with db.read() as conn:
+        emails = (await conn.execute(sa.select(contact_table.c.email))).scalars().all()
+    assert sorted(emails) == ["ok@example.com", "trailing@example.com"]

@@ -255,7 +255,7 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
         number, start = start, reader.line_num + 1
         if not any(record):
             continue
-        yield SourceRow(number, record, layout.body(record), delimiter=delimiter)
+        yield layout.source(number, record, delimiter)
 
 
 class _CsvLayout:
@@ -277,6 +277,22 @@ class _CsvLayout:
         )
         self.fields = [(n, k) for n, k in self.plain if k in self.rules]
         self.tracking = next((n for n, k in self.plain if k == "tracking"), None)
+
+    def overflow(self, record: list[str]) -> str | None:
+        """The row's error when it has cells past the header's columns that are not empty
+        (an unquoted delimiter inside a value shifts every cell after it: taking the first
+        cells would import wrong values). Empty ones, a trailing delimiter, are fine."""
+        if len(record) <= self.width or not any(record[self.width :]):
+            return None
+        return (
+            f"The row has {len(record)} cells but the header {self.width} columns"
+            " (is a delimiter inside a value not quoted?)"
+        )
+
+    def source(self, number: int, record: list[str], delimiter: str) -> SourceRow:
+        error = self.overflow(record)
+        body = None if error else self.body(record)
+        return SourceRow(number, record, body, error, delimiter)
 
     def body(self, record: list[str]) -> dict[str, Any]:
         if len(record) < self.width:
@@ -313,6 +329,8 @@ class _CsvLayout:
             padded = [r if len(r) >= width else r + [""] * (width - len(r)) for r in records]
         columns = list(zip(*padded, strict=False))
         refused: set[int] = set()
+        if max(map(len, records)) > width:
+            refused = {i for i, r in enumerate(records) if self.overflow(r)}
         integers: dict[str, list[Any]] = {}
         for n, key in self.fields:
             rule = self.rules[key]
@@ -343,7 +361,7 @@ class _CsvLayout:
         return out
 
     def _validate(self, number: int, record: list[str], delimiter: str) -> Checked:
-        return validate(SourceRow(number, record, self.body(record), None, delimiter))
+        return validate(self.source(number, record, delimiter))
 
 
 def _integer_cells(rule: FieldRule, cells: Sequence[str]) -> tuple[list[Any], set[int]]:
