@@ -203,6 +203,10 @@ async def test_cancelled_import_keeps_committed_batches_and_reaps_the_reader(
     assert (again.created, again.unchanged) == (30_000 - committed, committed)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_ctrl_c_stops_the_cli_cleanly_and_leaves_no_process(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:
@@ -212,7 +216,15 @@ async def test_ctrl_c_stops_the_cli_cleanly_and_leaves_no_process(
     command = [sys.executable, "-m", "contacts_api", "import", str(path), "--account", "acme"]
     env = {**os.environ, "CONTACTS_API_DATABASE_URL": database_url}
     with subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background by a shell without job control inherits SIGINT
+        # ignored (POSIX), and so would the CLI, which then finished the import: Ctrl-C as
+        # a terminal sends it needs the default disposition.
+        preexec_fn=_default_sigint,
     ) as cli:
         deadline = time.monotonic() + 120
         while await count_contacts(db) == 0 and time.monotonic() < deadline:
