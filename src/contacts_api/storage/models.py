@@ -212,6 +212,8 @@ class WebhookAttempt(Base):
     __table_args__ = (
         sa.Index("ix_webhook_attempt_account_id", "account_id", "id"),
         sa.Index("ix_webhook_attempt_endpoint_id", "endpoint_id", "id"),
+        # A message's attempts, for the cascade when it is deleted (migration 0007).
+        sa.Index("ix_webhook_attempt_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
