@@ -62,13 +62,22 @@ def fail(message: str) -> typer.Exit:
 
 def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     """Run `work` in one write transaction against the configured database."""
+
+    async def run(db: Database) -> T:
+        async with db.transaction() as conn:
+            return await work(conn)
+
+    return with_database(run)
+
+
+def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` with the configured database; its errors become one line and exit 1."""
     settings = Settings()
 
     async def run() -> T:
         db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
         try:
-            async with db.transaction() as conn:
-                return await work(conn)
+            return await work(db)
         finally:
             await db.dispose()
 

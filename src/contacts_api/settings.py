@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # outlast one attempt (the timeout), or two dispatchers could send the same attempt.
     webhooks_lease_seconds: Positive = 30.0
     webhooks_poll_seconds: Positive = 0.5
+    # Delivered and given-up messages, with their attempts, are deleted after this many days
+    # (webhooks/retention.py); 0 keeps them forever.
+    webhooks_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 30.0
     max_body_bytes: int = 1024 * 1024
     # How long a process trusts a verified key before checking it again (revocation delay).
     key_cache_seconds: float = 2.0

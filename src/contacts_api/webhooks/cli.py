@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -16,7 +17,7 @@ from contacts_api.errors import AppError, UserError, ValidationFailed
 from contacts_api.paging import MAX_ID
 from contacts_api.settings import Settings
 from contacts_api.timeutil import utcnow
-from contacts_api.webhooks import service
+from contacts_api.webhooks import retention, service
 from contacts_api.webhooks.schemas import EVENT_NAMES, WebhookRead, WebhookWithSecret
 
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook subscriptions and delivery.")
@@ -106,6 +107,36 @@ def webhooks_rotate_secret(account: Account, webhook_id: WebhookId) -> None:
             raise _explain(exc) from None
 
     print(in_transaction(work).secret)
+
+
+@webhooks_app.command("prune")
+def webhooks_prune(
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=36_500,
+            help="Keep what finished within this many days "
+            "(default: CONTACTS_API_WEBHOOKS_RETENTION_DAYS)",
+        ),
+    ] = None,
+) -> None:
+    """Delete delivered and given-up messages, with their attempts, that finished before the
+    retention period; pending ones stay. Prints {"deleted": N}. Dispatchers also do it
+    hourly."""
+    from contacts_api.cli import with_database
+    from contacts_api.storage.engine import Database
+
+    days = Settings().webhooks_retention_days if older_than_days is None else older_than_days
+    if days == 0 and older_than_days is None:
+        raise typer.BadParameter(
+            "retention is off (CONTACTS_API_WEBHOOKS_RETENTION_DAYS=0): give --older-than-days"
+        )
+
+    async def work(db: Database) -> int:
+        return await retention.prune(db, utcnow(), timedelta(days=days))
+
+    print(json.dumps({"deleted": with_database(work)}))
 
 
 @webhooks_app.command("dispatch")

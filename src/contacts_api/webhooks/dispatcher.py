@@ -12,6 +12,8 @@ leases on endpoint rows (see repository.claim_endpoints):
 - The lease is renewed after every attempt; a dispatcher that dies stops renewing, and its
   lease expires (CONTACTS_API_WEBHOOKS_LEASE_SECONDS, 30 s). The attempt it was making is still
   due, so whoever claims the endpoint next sends it again at once, not after a backoff.
+- Retention: a dispatcher prunes finished messages when it starts and then hourly, in a
+  task of its own (retention.py).
 - Fairness: a drain lets go of its endpoint after DRAIN_SECONDS (at the end of an attempt),
   and the freed slot goes to the fairest due endpoint (repository._claimable): one account's
   slow endpoints cannot hold every slot while another account's events wait.
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 import httpx
 import structlog
@@ -38,7 +41,7 @@ from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.outage import log_failure
 from contacts_api.timeutil import utcnow
-from contacts_api.webhooks import delivery, ssrf
+from contacts_api.webhooks import delivery, retention, ssrf
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks.signing import webhook_headers
 
@@ -115,6 +118,8 @@ class Dispatcher:
         self.timeout = settings.webhooks_timeout_seconds
         self.lease = timedelta(seconds=settings.webhooks_lease_seconds)
         self.poll_seconds = settings.webhooks_poll_seconds
+        days = settings.webhooks_retention_days
+        self.keep = timedelta(days=days) if days > 0 else None
         self._clients: dict[str, httpx.AsyncClient] | None = None
 
     async def __aenter__(self) -> Dispatcher:
@@ -159,8 +164,14 @@ class Dispatcher:
         log.info("webhook dispatcher started", dispatcher=self.name)
         active: dict[int, asyncio.Task[int]] = {}
         slot_freed = asyncio.Event()
+        pruning: asyncio.Task[None] | None = None
+        prune_at = time.monotonic()
         while not stop.is_set():
             slot_freed.clear()
+            if self.keep is not None and time.monotonic() >= prune_at:
+                prune_at = time.monotonic() + retention.EVERY.total_seconds()
+                if pruning is None or pruning.done():
+                    pruning = asyncio.create_task(self.prune(self.keep))
             free = self.concurrency - len(active)
             if free > 0:
                 try:
@@ -177,15 +188,26 @@ class Dispatcher:
                         functools.partial(_forget, active, endpoint_id, slot_freed)
                     )
             await _first_set(stop, slot_freed, seconds=self.poll_seconds)
-        for task in list(active.values()):
-            task.cancel()
-        await asyncio.gather(*active.values(), return_exceptions=True)
+        leftover: list[asyncio.Task[Any]] = [*active.values(), *([pruning] if pruning else [])]
+        for running in leftover:
+            running.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
         log.info("webhook dispatcher stopped", dispatcher=self.name)
 
     async def run_once(self) -> int:
         """Claim every due endpoint and drain it (with no time limit); the attempts made."""
         claimed = await self.claim(self.concurrency)
         return sum(await asyncio.gather(*(self.drain(e) for e in claimed)))
+
+    async def prune(self, keep: timedelta) -> None:
+        """Delete messages finished more than `keep` ago; a failure is one log line."""
+        try:
+            deleted = await retention.prune(self.db, self.now(), keep)
+        except Exception as exc:
+            log_failure(log, exc, "pruning webhook messages failed")
+            return
+        if deleted:
+            log.info("webhook messages pruned", deleted=deleted, older_than_days=keep.days)
 
     async def claim(self, limit: int) -> list[int]:
         """Lease up to `limit` endpoints whose oldest pending message is due."""

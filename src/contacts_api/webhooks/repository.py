@@ -301,3 +301,36 @@ async def list_attempts(
         .limit(limit)
     )
     return int(total), list((await conn.execute(query)).all())
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+async def prune_window(
+    conn: AsyncConnection, cutoff: datetime, after_id: int, size: int
+) -> tuple[int, int | None]:
+    """Delete the finished messages completed before `cutoff` among the `size` oldest with an
+    id above `after_id` (their attempts go with them: ON DELETE CASCADE).
+
+    Returns how many were deleted and the last id looked at, or None once there is nothing
+    older to look at: the window is empty, or its first message was created at or after the
+    cutoff (ids grow with creation, and a message completes after it is created).
+    """
+    m = messages.c
+    oldest = (
+        sa.select(m.id, m.status, m.completed_at, m.created_at)
+        .where(m.id > after_id)
+        .order_by(m.id)
+        .limit(size)
+    )
+    window = (await conn.execute(oldest)).all()
+    if not window or window[0].created_at >= cutoff:
+        return 0, None
+    doomed = [
+        m.id
+        for m in window
+        if m.status != PENDING and m.completed_at is not None and m.completed_at < cutoff
+    ]
+    if doomed:
+        await conn.execute(sa.delete(messages).where(messages.c.id.in_(doomed)))
+    return len(doomed), int(window[-1].id)
