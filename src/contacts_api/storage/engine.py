@@ -308,6 +308,7 @@ class Database:
             max_inactive_connection_lifetime=300,
             server_settings={"TimeZone": "UTC"},
             init=_timestamps_as_text,
+            reset=_nothing_to_reset,
         )
 
     async def dispose(self) -> None:
@@ -357,6 +358,16 @@ async def _timestamps_as_text(conn: Any) -> None:
     await conn.set_type_codec(
         "timestamptz", schema="pg_catalog", encoder=str, decoder=str, format="text"
     )
+
+
+async def _nothing_to_reset(conn: Any) -> None:
+    """The read pool's connections only run reads in autocommit: no SET, LISTEN, advisory
+    lock or cursor outlives one. asyncpg's default reset sent `SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;` on every release, one
+    round trip in two of every hot read. A connection left inside a transaction is still
+    rolled back: asyncpg does that itself before calling this. Alternated wrk runs (two
+    workers): PostgreSQL's CPU per detail 215-241 -> 158-178 us, detail 2,808 -> 3,058
+    req/s and the list 1,066 -> 1,168 req/s (means of four runs each)."""
 
 
 def _sqlite_connect(url: str, timeout_ms: int) -> sqlite3.Connection:
