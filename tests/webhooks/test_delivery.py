@@ -23,7 +23,7 @@ from contacts_api.timeutil import utcnow
 from contacts_api.webhooks.dispatcher import Dispatcher
 from contacts_api.webhooks.outbox import record_contact_changes
 from tests.conftest import make_settings
-from tests.factories import new_account, new_event
+from tests.factories import AccountFixture, new_account, new_event
 from tests.webhooks.conftest import (
     Client,
     Clock,
@@ -157,6 +157,55 @@ async def test_old_and_new_secret_both_sign_after_rotation(
     assert len(later.headers["webhook-signature"].split(" ")) == 1
     signed_at = int(later.headers["webhook-timestamp"])
     assert signed_at >= int(clock.now.timestamp())
+
+
+async def rotate(client: Client, account: AccountFixture, webhook_id: int) -> str:
+    response = await client.post(
+        "/v1/webhooks/rotate-secret", json={"id": webhook_id}, headers=account.headers
+    )
+    assert response.status_code == 200, response.text
+    secret: str = response.json()["data"]["webhook"]["secret"]
+    return secret
+
+
+async def test_every_secret_replaced_within_a_day_keeps_signing(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    """A second rotation within 24 hours used to drop the first replaced secret at once."""
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    secrets = [webhook["secret"]]
+    for _ in range(2):
+        secrets.append(await rotate(client, account, webhook["id"]))
+    await create_contact(client, account, email="a@example.com")
+    await dispatcher.run_once()
+    [request] = receiver.requests
+    assert len(request.headers["webhook-signature"].split(" ")) == 3
+    for secret in secrets:
+        verify(secret, request)
+
+    clock.advance(hours=25)  # every replaced secret's day is over
+    await create_contact(client, account, email="b@example.com")
+    await dispatcher.run_once()
+    assert len(receiver.requests[1].headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_at_most_four_replaced_secrets_sign_beside_the_current_one(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    secrets = [webhook["secret"]]
+    for _ in range(5):
+        secrets.append(await rotate(client, account, webhook["id"]))
+    await create_contact(client, account, email="a@example.com")
+    await dispatcher.run_once()
+    [request] = receiver.requests
+    assert len(request.headers["webhook-signature"].split(" ")) == 5
+    for secret in secrets[1:]:
+        verify(secret, request)
+    with pytest.raises(WebhookVerificationError):
+        verify(secrets[0], request)  # the oldest of six stopped signing
 
 
 async def test_redeliver_sends_the_same_message_again(

@@ -162,6 +162,8 @@ class WebhookEndpoint(Base):
     secret: Mapped[str] = mapped_column(sa.String(100))
     previous_secret: Mapped[str | None] = mapped_column(sa.String(100))
     previous_secret_expires_at: Mapped[datetime | None]
+    # Secrets replaced before `previous_secret` and still signing (webhooks/rotation.py).
+    earlier_secrets: Mapped[list[dict[str, str]] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None]
     disabled_reason: Mapped[str | None] = mapped_column(sa.String(200))

@@ -41,7 +41,7 @@ from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.outage import log_failure
 from contacts_api.timeutil import utcnow
-from contacts_api.webhooks import delivery, retention, ssrf
+from contacts_api.webhooks import delivery, retention, rotation, ssrf
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks.signing import webhook_headers
 
@@ -60,15 +60,6 @@ DRAIN_SECONDS = 1.0
 def dispatcher_name() -> str:
     """host:pid:random, so a lease in the database says who holds it."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def signing_secrets(endpoint: repo.Row, now: datetime) -> list[str]:
-    """The current secret, plus the previous one during the 24 hours after a rotation."""
-    keys = [endpoint.secret]
-    expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret and expires is not None and expires > now:
-        keys.append(endpoint.previous_secret)
-    return keys
 
 
 def pinned_request(
@@ -275,7 +266,10 @@ class Dispatcher:
         started = self.now()
         body = message.payload.encode()
         headers = webhook_headers(
-            signing_secrets(endpoint, started), message.webhook_id, int(started.timestamp()), body
+            rotation.signing_secrets(endpoint, started),
+            message.webhook_id,
+            int(started.timestamp()),
+            body,
         )
         clock = time.perf_counter()
         status: int | None = None

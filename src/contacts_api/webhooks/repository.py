@@ -83,11 +83,15 @@ async def get_endpoint(conn: AsyncConnection, endpoint_id: int) -> Row | None:
 
 
 async def get_account_endpoint(
-    conn: AsyncConnection, account_id: int, endpoint_id: int
+    conn: AsyncConnection, account_id: int, endpoint_id: int, *, lock: bool = False
 ) -> Row | None:
+    """The account's endpoint; with `lock`, held until the transaction ends (PostgreSQL FOR
+    NO KEY UPDATE; SQLite's writers run one at a time), for a change that reads it first."""
     query = sa.select(endpoints).where(
         endpoints.c.id == endpoint_id, endpoints.c.account_id == account_id
     )
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(key_share=True)
     return (await conn.execute(query)).first()
 
 

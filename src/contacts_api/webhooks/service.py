@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,7 +18,7 @@ from contacts_api.paging import Page
 from contacts_api.timeutil import format_time
 from contacts_api.validation import check_fields, check_query, rules_for
 from contacts_api.webhooks import repository as repo
-from contacts_api.webhooks import ssrf
+from contacts_api.webhooks import rotation, ssrf
 from contacts_api.webhooks.schemas import (
     EVENT_ALIASES,
     EVENT_NAMES,
@@ -33,7 +33,6 @@ from contacts_api.webhooks.schemas import (
 )
 from contacts_api.webhooks.signing import new_secret
 
-ROTATION_OVERLAP = timedelta(hours=24)
 WEBHOOK_NOT_FOUND = "Webhook not found"
 
 
@@ -191,19 +190,16 @@ async def delete_webhook(conn: AsyncConnection, account_id: int, webhook_id: int
 async def rotate_secret(
     conn: AsyncConnection, account_id: int, webhook_id: int, now: datetime
 ) -> WebhookWithSecret:
-    """A new secret; the one it replaces keeps signing (beside it) for 24 hours."""
-    row = await repo.get_account_endpoint(conn, account_id, webhook_id)
+    """A new secret; the one it replaces keeps signing (beside it) for 24 hours, and so do
+    those replaced earlier that are still within their day (rotation.py).
+
+    The row is locked first: two rotations at once would both replace the same secret,
+    and the secret the first one answered would never sign.
+    """
+    row = await repo.get_account_endpoint(conn, account_id, webhook_id, lock=True)
     if row is None:
         raise NotFound(WEBHOOK_NOT_FOUND)
-    row = await repo.update_endpoint(
-        conn,
-        row.id,
-        {
-            "secret": new_secret(),
-            "previous_secret": row.secret,
-            "previous_secret_expires_at": now + ROTATION_OVERLAP,
-        },
-    )
+    row = await repo.update_endpoint(conn, row.id, rotation.rotated(row, now))
     return with_secret(row)
 
 
