@@ -293,3 +293,31 @@ async def test_import_csv_row_with_cells_past_the_header_fails_alone(
     async with db.read() as conn:
         emails = (await conn.execute(sa.select(contact_table.c.email))).scalars().all()
     assert sorted(emails) == ["ok@example.com", "trailing@example.com"]
+
+
+async def test_import_csv_quote_left_open_names_the_lines_it_swallowed(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    """A quote left open reads the rows after it into one cell, up to the next quote: the
+    failing row says which lines it ran over. A valid row whose quoted cell holds a line
+    break (a note in an ignored column) is imported as before."""
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "email,firstName,lastName,notes\n"
+        'ok@example.com,Ann,Lee,"two\nlines"\n'
+        'open@example.com,Bo,"Ray,\n'
+        "lost@example.com,Cy,Day,\n"
+        'next@example.com,"Di",Em,\n'
+        "after@example.com,Ed,Fox,\n",
+        encoding="utf-8",
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (2, 1)
+    [failure] = read_report(tmp_path / "leads.csv.errors.csv")
+    assert failure["row"] == "4"
+    assert failure["message"].startswith(
+        "This row runs from line 4 to line 6: is a quote left open?; "
+    )
+    async with db.read() as conn:
+        emails = (await conn.execute(sa.select(contact_table.c.email))).scalars().all()
+    assert sorted(emails) == ["after@example.com", "ok@example.com"]

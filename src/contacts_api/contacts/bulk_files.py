@@ -62,6 +62,7 @@ class SourceRow:
     body: dict[str, Any] | None  # None: the line is not a JSON object
     form_error: str | None = None
     delimiter: str = ","
+    last_line: int = 0  # a CSV record's last line, when it runs over several
 
     @property
     def original(self) -> str:
@@ -214,15 +215,17 @@ def _csv_taker(text: IO[str], delimiter: str) -> Callable[[int], list[CheckedRow
         nonlocal start
         numbers: list[int] = []
         records: list[list[str]] = []
+        ends: list[int] = []
         for record in reader:
             number, start = start, reader.line_num + 1
             if not any(record):
                 continue
             numbers.append(number)
             records.append(record)
+            ends.append(reader.line_num)
             if len(records) >= count:
                 break
-        return layout.checked(numbers, records, delimiter) if records else []
+        return layout.checked(numbers, records, delimiter, ends) if records else []
 
     return take
 
@@ -255,7 +258,7 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
         number, start = start, reader.line_num + 1
         if not any(record):
             continue
-        yield layout.source(number, record, delimiter)
+        yield layout.source(number, record, delimiter, reader.line_num)
 
 
 class _CsvLayout:
@@ -289,10 +292,10 @@ class _CsvLayout:
             " (is a delimiter inside a value not quoted?)"
         )
 
-    def source(self, number: int, record: list[str], delimiter: str) -> SourceRow:
+    def source(self, number: int, record: list[str], delimiter: str, end: int) -> SourceRow:
         error = self.overflow(record)
         body = None if error else self.body(record)
-        return SourceRow(number, record, body, error, delimiter)
+        return SourceRow(number, record, body, error, delimiter, end)
 
     def body(self, record: list[str]) -> dict[str, Any]:
         if len(record) < self.width:
@@ -310,7 +313,7 @@ class _CsvLayout:
         return body
 
     def checked(
-        self, numbers: list[int], records: list[list[str]], delimiter: str
+        self, numbers: list[int], records: list[list[str]], delimiter: str, ends: list[int]
     ) -> list[CheckedRow]:
         """`validate` of each record, the fields of all of them validated a column at a time:
         a record that a column's rule refuses, or that gives neither email nor phone number,
@@ -320,8 +323,8 @@ class _CsvLayout:
         """
         if not self.by_columns:
             return [
-                (number, record, self._validate(number, record, delimiter))
-                for number, record in zip(numbers, records, strict=True)
+                (number, record, self._validate(number, record, delimiter, end))
+                for number, record, end in zip(numbers, records, ends, strict=True)
             ]
         width = self.width
         padded = records
@@ -342,26 +345,27 @@ class _CsvLayout:
         fields = self.fields
         tracking = self.tracking
         out: list[CheckedRow] = []
-        for i, (number, record, cells) in enumerate(zip(numbers, records, padded, strict=True)):
+        rows = zip(numbers, records, padded, ends, strict=True)
+        for i, (number, record, cells, end) in enumerate(rows):
             if i in refused:
-                out.append((number, record, self._validate(number, record, delimiter)))
+                out.append((number, record, self._validate(number, record, delimiter, end)))
                 continue
             given: dict[str, Any] = {key: cells[n] for n, key in fields if cells[n] != ""}
             for key, values in integers.items():
                 if key in given:
                     given[key] = values[i]
             if "email" not in given and "phoneNumber" not in given:
-                out.append((number, record, self._validate(number, record, delimiter)))
+                out.append((number, record, self._validate(number, record, delimiter, end)))
                 continue
             touch, errors = (None, []) if tracking is None else _tracking(cells[tracking])
             if errors:
-                out.append((number, record, self._validate(number, record, delimiter)))
+                out.append((number, record, self._validate(number, record, delimiter, end)))
                 continue
             out.append((number, record, (ContactImport(**given), touch)))
         return out
 
-    def _validate(self, number: int, record: list[str], delimiter: str) -> Checked:
-        return validate(self.source(number, record, delimiter))
+    def _validate(self, number: int, record: list[str], delimiter: str, end: int) -> Checked:
+        return validate(self.source(number, record, delimiter, end))
 
 
 def _integer_cells(rule: FieldRule, cells: Sequence[str]) -> tuple[list[Any], set[int]]:
@@ -400,7 +404,22 @@ def _tracking(value: Any) -> tuple[dict[str, str] | None, list[str]]:
 
 def validate(source: SourceRow) -> Checked:
     """The row validated as POST /v1/contacts validates a body (plus `tracking`, and the
-    secondary email and phone as PUT validates them)."""
+    secondary email and phone as PUT validates them).
+
+    A failing CSV record that runs over several lines says so: a quote left open reads the
+    rows after it into one cell, up to the next quote, and they are in this one's report.
+    """
+    checked = _validate(source)
+    if isinstance(checked, ValidationFailed) and source.last_line > source.row:
+        checked.form_errors.insert(
+            0,
+            f"This row runs from line {source.row} to line {source.last_line}:"
+            " is a quote left open?",
+        )
+    return checked
+
+
+def _validate(source: SourceRow) -> Checked:
     if source.body is None:
         return ValidationFailed([source.form_error or "Invalid row"])
     tracking, tracking_errors = _tracking(source.body.get("tracking"))
