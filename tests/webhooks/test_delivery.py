@@ -32,7 +32,7 @@ from tests.webhooks.conftest import (
     message_statuses,
     subscribe,
 )
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Received, Receiver
 
 CREATE_BATCH = CreateBatchHandler("upsert", record_change=record_contact_changes)
 
@@ -159,13 +159,27 @@ async def test_old_and_new_secret_both_sign_after_rotation(
     assert signed_at >= int(clock.now.timestamp())
 
 
-async def rotate(client: Client, account: AccountFixture, webhook_id: int) -> str:
-    response = await client.post(
-        "/v1/webhooks/rotate-secret", json={"id": webhook_id}, headers=account.headers
-    )
-    assert response.status_code == 200, response.text
-    secret: str = response.json()["data"]["webhook"]["secret"]
-    return secret
+async def delivered_after_rotations(
+    client: Client, account: AccountFixture, receiver: Receiver, dispatcher: Dispatcher, n: int
+) -> tuple[list[str], Received]:
+    """Subscribe, rotate the secret `n` times, deliver one event: every secret the webhook
+    has had, oldest first, and the request that arrived."""
+    webhook = await subscribe(client, account, receiver.url)
+    secrets = [webhook["secret"]]
+    for _ in range(n):
+        response = await client.post(
+            "/v1/webhooks/rotate-secret", json={"id": webhook["id"]}, headers=account.headers
+        )
+        assert response.status_code == 200, response.text
+        secrets.append(response.json()["data"]["webhook"]["secret"])
+    await create_contact(client, account, email="a@example.com")
+    await dispatcher.run_once()
+    [request] = receiver.requests
+    return secrets, request
+
+
+def signatures(request: Received) -> int:
+    return len(request.headers["webhook-signature"].split(" "))
 
 
 async def test_every_secret_replaced_within_a_day_keeps_signing(
@@ -173,35 +187,23 @@ async def test_every_secret_replaced_within_a_day_keeps_signing(
 ) -> None:
     """A second rotation within 24 hours used to drop the first replaced secret at once."""
     account = await new_account(db)
-    webhook = await subscribe(client, account, receiver.url)
-    secrets = [webhook["secret"]]
-    for _ in range(2):
-        secrets.append(await rotate(client, account, webhook["id"]))
-    await create_contact(client, account, email="a@example.com")
-    await dispatcher.run_once()
-    [request] = receiver.requests
-    assert len(request.headers["webhook-signature"].split(" ")) == 3
+    secrets, request = await delivered_after_rotations(client, account, receiver, dispatcher, 2)
+    assert signatures(request) == 3
     for secret in secrets:
         verify(secret, request)
 
     clock.advance(hours=25)  # every replaced secret's day is over
     await create_contact(client, account, email="b@example.com")
     await dispatcher.run_once()
-    assert len(receiver.requests[1].headers["webhook-signature"].split(" ")) == 1
+    assert signatures(receiver.requests[1]) == 1
 
 
 async def test_at_most_four_replaced_secrets_sign_beside_the_current_one(
     client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
     account = await new_account(db)
-    webhook = await subscribe(client, account, receiver.url)
-    secrets = [webhook["secret"]]
-    for _ in range(5):
-        secrets.append(await rotate(client, account, webhook["id"]))
-    await create_contact(client, account, email="a@example.com")
-    await dispatcher.run_once()
-    [request] = receiver.requests
-    assert len(request.headers["webhook-signature"].split(" ")) == 5
+    secrets, request = await delivered_after_rotations(client, account, receiver, dispatcher, 5)
+    assert signatures(request) == 5
     for secret in secrets[1:]:
         verify(secret, request)
     with pytest.raises(WebhookVerificationError):
