@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.accounts import repository as accounts_repo
 from contacts_api.accounts.service import account_id_by_name
-from contacts_api.contacts import bulk_files, bulk_output, import_pipe, import_reader, service
+from contacts_api.contacts import (
+    bulk_files,
+    bulk_output,
+    bulk_rows,
+    import_pipe,
+    import_reader,
+    service,
+)
 from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts import import_repository as import_repo
 from contacts_api.contacts.bulk import BulkItem, BulkUpserter, ChangeRecorder, ItemResult
@@ -254,7 +261,7 @@ class _FastWriter:
         return BulkItem(item.row, ContactImport(**item.data), item.tracking)
 
     def original(self, row: int, raw: str | list[str]) -> str:
-        return bulk_files.SourceRow(row, raw, None, delimiter=self.delimiter).original
+        return bulk_rows.original_text(raw, self.delimiter)
 
     async def write(
         self, conn: AsyncConnection, batch: import_reader.Batch, now: datetime

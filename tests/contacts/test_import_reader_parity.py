@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from contacts_api.contacts import import_reader
-from contacts_api.contacts.bulk_files import csv_column_key, read_checked, read_rows, validate
+from contacts_api.contacts.bulk_files import csv_column_key, read_checked, read_rows
+from contacts_api.contacts.bulk_rows import validate
 from contacts_api.contacts.rules import given_columns, new_contact_values, parse_contact_import
 from contacts_api.contacts.schemas import ContactImport
 from contacts_api.contacts.tracking import merge_tracking, pairs_from_tracking, utm_pairs

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import msgspec
 
-from contacts_api.contacts import bulk_dedupe, bulk_files, bulk_output
+from contacts_api.contacts import bulk_dedupe, bulk_files, bulk_output, bulk_rows
 from contacts_api.contacts.import_deferred import DeferredRows
 from contacts_api.contacts.rules import (
     PLAIN_FIELDS,
@@ -270,7 +270,7 @@ def read_file(options: Options, send: Any) -> None:
             for number, raw, checked in next(batches, ()):
                 batch.read += 1
                 if isinstance(checked, ValidationFailed):
-                    original = bulk_files.original_text(raw, options.delimiter)
+                    original = bulk_rows.original_text(raw, options.delimiter)
                     batch.failures.append(bulk_output.render(number, original, checked))
                     continue
                 data, tracking = checked
