@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,15 +52,29 @@ def read_response(sock: socket.socket) -> tuple[bytes, dict[bytes, bytes], bytes
     return status, headers, body
 
 
+def send_in_pieces(sock: socket.socket, data: bytes, size: int) -> None:
+    """`data` as 8 bytes, pieces of `size`, then its last 2 bytes: while the head is under
+    way, every read between the first and the last counts raw (the method, the version and
+    separators included, which the exact count leaves out)."""
+    sock.sendall(data[:8])
+    time.sleep(0.1)  # read alone
+    for start in range(8, len(data) - 2, size):
+        sock.sendall(data[start : min(start + size, len(data) - 2)])
+        time.sleep(0.001)
+    time.sleep(0.1)
+    sock.sendall(data[-2:])
+
+
+@pytest.mark.parametrize("piece", [None, 1024], ids=["three-writes", "1KiB-writes"])
 def test_a_head_at_the_limit_is_served_and_one_byte_more_is_431(
-    address: tuple[str, int],
+    address: tuple[str, int], piece: int | None
 ) -> None:
     with socket.create_connection(address) as sock:
-        sock.sendall(head_of(MAX_HEAD_BYTES))
+        send_in_pieces(sock, head_of(MAX_HEAD_BYTES), piece or MAX_HEAD_BYTES * 2)
         status, _, body = read_response(sock)
         assert status.startswith(b"HTTP/1.1 200"), body
     with socket.create_connection(address) as sock:
-        sock.sendall(head_of(MAX_HEAD_BYTES + 1))
+        send_in_pieces(sock, head_of(MAX_HEAD_BYTES + 1), piece or MAX_HEAD_BYTES * 2)
         status, headers, body = read_response(sock)
         assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
         assert headers[b"connection"] == b"close"
@@ -91,4 +106,31 @@ def test_a_header_that_never_ends_is_cut_off_early(address: tuple[str, int]) -> 
             pytest.fail("4 MiB of one header were taken without an answer")
         status, _, body = read_response(sock)
     assert status.startswith(b"HTTP/1.1 431"), body
+    assert sent < 1024 * 1024, sent
+
+
+def test_trailers_that_never_end_close_the_connection(address: tuple[str, int]) -> None:
+    """Header lines after a chunked body (trailers) are bounded as a head is: the server
+    closes the connection long before the sender stops."""
+    sent = 0
+    with socket.create_connection(address) as sock:
+        sock.sendall(
+            b"POST /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nx-trailer: "
+        )
+        received = b""
+        try:
+            while sent < 4 * 1024 * 1024:
+                readable, _, _ = select.select([sock], [], [], 0.01)
+                if readable:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break  # closed
+                    received += chunk  # the answer to the request itself (405)
+                sock.sendall(b"a" * 4096)
+                sent += 4096
+            else:
+                pytest.fail("4 MiB of one trailer were taken without closing")
+        except ConnectionError:
+            pass  # reset while sending: closed too
     assert sent < 1024 * 1024, sent

@@ -193,7 +193,9 @@ class Dispatcher:
     async def prune(self, keep: timedelta) -> None:
         """Delete messages finished more than `keep` ago; a failure is one log line."""
         try:
-            deleted = await retention.prune(self.db, self.now(), keep)
+            deleted = await retention.prune(
+                self.db, self.now(), keep, pause=retention.PAUSE_SECONDS
+            )
         except Exception as exc:
             log_failure(log, exc, "pruning webhook messages failed")
             return

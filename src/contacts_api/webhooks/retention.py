@@ -10,6 +10,7 @@ no scan goes past the first messages newer than the cutoff.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -18,6 +19,10 @@ from contacts_api.webhooks import repository as repo
 
 WINDOW = 1000  # messages looked at per transaction
 EVERY = timedelta(hours=1)  # how often a running dispatcher prunes
+# A dispatcher's prune waits this long between windows: the first one after an upgrade may
+# have years of messages to delete, and on SQLite each window holds the one write lock that
+# creates wait for.
+PAUSE_SECONDS = 0.05
 
 
 async def prune(
@@ -25,8 +30,10 @@ async def prune(
     now: datetime,
     keep: timedelta,
     on_progress: Callable[[int], None] | None = None,
+    pause: float = 0.0,
 ) -> int:
-    """Delete what finished before `now - keep`; how many messages were deleted."""
+    """Delete what finished before `now - keep`, `pause` seconds between windows; how many
+    messages were deleted."""
     cutoff = now - keep
     deleted, after = 0, 0
     while True:
@@ -38,3 +45,5 @@ async def prune(
         if last is None:
             return deleted
         after = last
+        if pause:
+            await asyncio.sleep(pause)
