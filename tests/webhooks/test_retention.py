@@ -15,7 +15,7 @@ from contacts_api.cli import app
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import webhook_attempt_table, webhook_message_table
-from contacts_api.webhooks import retention
+from contacts_api.webhooks import retention, service
 from contacts_api.webhooks.dispatcher import Dispatcher
 from tests.conftest import make_settings
 from tests.factories import AccountFixture, new_account
@@ -167,3 +167,19 @@ async def test_the_prune_command(
     assert (await asyncio.to_thread(prune, "--older-than-days", "-1"))[0] == 2
     assert await asyncio.to_thread(prune, "--older-than-days", "0") == (0, '{"deleted": 2}\n', "")
     assert await stored(db) == ([(history.pending, "pending")], [history.pending])
+
+
+async def test_a_redelivery_under_way_is_not_pruned(
+    db: Database, clock: Clock, history: History
+) -> None:
+    """The prune reads its window, then deletes: a redelivery committed in between (here:
+    holding the row while the prune waits) makes the message pending, and it stays."""
+    async with db.transaction() as conn:
+        await service.redeliver(conn, history.account.account_id, history.delivered, clock.now)
+        pruning = asyncio.create_task(
+            retention.prune(db, clock.now + KEEP + timedelta(days=1), KEEP)
+        )
+        await asyncio.sleep(0.5)  # the prune is waiting on the redelivery's row (or lock)
+    assert await pruning == 1  # the given-up message only
+    messages, _ = await stored(db)
+    assert (history.delivered, "pending") in messages

@@ -129,8 +129,10 @@ async def find_message(conn: AsyncConnection, account_id: int, webhook_id: str) 
     return (await conn.execute(query)).first()
 
 
-async def update_message(conn: AsyncConnection, message_id: int, values: dict[str, Any]) -> None:
-    await conn.execute(sa.update(messages).where(messages.c.id == message_id).values(**values))
+async def update_message(conn: AsyncConnection, message_id: int, values: dict[str, Any]) -> bool:
+    """False when the message is gone (pruned meanwhile)."""
+    statement = sa.update(messages).where(messages.c.id == message_id).values(**values)
+    return bool((await conn.execute(statement)).rowcount)
 
 
 async def fail_pending_messages(conn: AsyncConnection, endpoint_id: int, now: datetime) -> None:
@@ -335,6 +337,14 @@ async def prune_window(
         for m in window
         if m.status != PENDING and m.completed_at is not None and m.completed_at < cutoff
     ]
+    deleted = 0
     if doomed:
-        await conn.execute(sa.delete(messages).where(messages.c.id.in_(doomed)))
-    return len(doomed), int(window[-1].id)
+        # Checked again as it deletes: on PostgreSQL a redelivery may have made one pending
+        # since the window was read (SQLite's writers run one at a time).
+        statement = sa.delete(messages).where(
+            messages.c.id.in_(doomed),
+            messages.c.status != PENDING,
+            messages.c.completed_at < cutoff,
+        )
+        deleted = int((await conn.execute(statement)).rowcount)
+    return deleted, int(window[-1].id)

@@ -245,7 +245,7 @@ async def redeliver(conn: AsyncConnection, account_id: int, message_id: str, now
     endpoint = await repo.get_endpoint(conn, message.endpoint_id)
     if endpoint is None or endpoint.disabled_at is not None:
         raise Conflict("The webhook is disabled; subscribe again")
-    await repo.update_message(
+    requeued = await repo.update_message(
         conn,
         message.id,
         {
@@ -255,3 +255,5 @@ async def redeliver(conn: AsyncConnection, account_id: int, message_id: str, now
             "completed_at": None,
         },
     )
+    if not requeued:  # pruned since it was found (webhooks/retention.py)
+        raise NotFound("Message not found")
