@@ -172,6 +172,9 @@ class Dispatcher:
                     claimed = []
                 for endpoint_id in claimed:
                     if endpoint_id in active:
+                        # Its drain let go and has not ended yet: this claim took it again,
+                        # and nothing would drain it till the lease ran out (30 s).
+                        await self._let_go(endpoint_id)
                         continue
                     task = asyncio.create_task(self.drain(endpoint_id, self.drain_seconds))
                     active[endpoint_id] = task
@@ -202,14 +205,22 @@ class Dispatcher:
         if deleted:
             log.info("webhook messages pruned", deleted=deleted, older_than_days=keep.days)
 
+    async def _let_go(self, endpoint_id: int) -> None:
+        with suppress(Exception):
+            async with self.db.transaction() as conn:
+                await repo.release_lease(conn, endpoint_id, self.name)
+
     async def claim(self, limit: int) -> list[int]:
         """Lease up to `limit` endpoints whose oldest pending message is due."""
         now = self.now()
         async with self.db.read() as conn:
             if not await repo.any_claimable(conn, now):
                 return []
+            candidates = await repo.fairest_due(conn, now, limit)
         async with self.db.transaction() as conn:
-            return await repo.claim_endpoints(conn, self.name, now, now + self.lease, limit)
+            return await repo.claim_endpoints(
+                conn, self.name, candidates, now, now + self.lease, limit
+            )
 
     async def drain(self, endpoint_id: int, seconds: float | None = None) -> int:
         """Send the endpoint's due messages in order, until one must wait or `seconds` have
@@ -259,9 +270,7 @@ class Dispatcher:
             log_failure(log, exc, "webhook drain failed", endpoint_id=endpoint_id)
             return attempts
         finally:
-            with suppress(Exception):
-                async with self.db.transaction() as conn:
-                    await repo.release_lease(conn, endpoint_id, self.name)
+            await self._let_go(endpoint_id)
 
     async def attempt(self, endpoint: repo.Row, message: repo.Row) -> delivery.AttemptResult:
         """One signed POST of the message; never raises for the receiver's faults."""

@@ -187,36 +187,33 @@ def _claimable(now: datetime, limit: int) -> sa.Select[Any]:
     Fair across accounts: an account's k-th waiting endpoint ranks as k plus the endpoints
     of that account leased right now (by any dispatcher), so an account whose many
     endpoints hold the slots waits behind another account's first one. Within a rank, the
-    endpoint waiting longest goes first.
+    endpoint waiting longest goes first. Only due endpoints are ranked, and the leased
+    counts come from one grouped pass over the leased ones.
+
+    The cost: every free endpoint's head is looked at (an index probe each). Among 10,000
+    endpoints with 200 due, a ranking took 18-24 ms on SQLite and ~31 ms on PostgreSQL,
+    where the id-order claim it replaced stopped at its 16th due endpoint (~0.9 ms); so it
+    is a read, run outside SQLite's write lock (`fairest_due`).
     """
-    held = endpoints.alias("held")
-    leased_now = (
-        sa.select(sa.func.count())
-        .select_from(held)
-        .where(
-            held.c.account_id == endpoints.c.account_id,
-            held.c.disabled_at.is_(None),
-            held.c.lease_expires_at > now,
-        )
-        .scalar_subquery()
+    head_due_at = _head_due_at()
+    due = (
+        sa.select(endpoints.c.id, endpoints.c.account_id, head_due_at.label("due_at"))
+        .where(_free(now), head_due_at <= now)
+        .subquery()
     )
-    waiting = (
-        sa.select(
-            endpoints.c.id,
-            endpoints.c.account_id,
-            _head_due_at().label("due_at"),
-            leased_now.label("leased"),
-        )
-        .where(_free(now))
+    leased = (
+        sa.select(endpoints.c.account_id, sa.func.count().label("n"))
+        .where(endpoints.c.disabled_at.is_(None), endpoints.c.lease_expires_at > now)
+        .group_by(endpoints.c.account_id)
         .subquery()
     )
     rank = sa.func.row_number().over(
-        partition_by=waiting.c.account_id, order_by=(waiting.c.due_at, waiting.c.id)
+        partition_by=due.c.account_id, order_by=(due.c.due_at, due.c.id)
     )
     return (
-        sa.select(waiting.c.id)
-        .where(waiting.c.due_at <= now)
-        .order_by(waiting.c.leased + rank, waiting.c.due_at, waiting.c.id)
+        sa.select(due.c.id)
+        .select_from(due.outerjoin(leased, leased.c.account_id == due.c.account_id))
+        .order_by(sa.func.coalesce(leased.c.n, 0) + rank, due.c.due_at, due.c.id)
         .limit(limit)
     )
 
@@ -227,42 +224,42 @@ async def any_claimable(conn: AsyncConnection, now: datetime) -> bool:
     return (await conn.execute(query)).first() is not None
 
 
-async def claim_endpoints(
-    conn: AsyncConnection, owner: str, now: datetime, lease_until: datetime, limit: int
-) -> list[int]:
-    """Lease up to `limit` due endpoints to `owner`, fairest first (see `_claimable`); no
-    two dispatchers get the same one.
+async def fairest_due(conn: AsyncConnection, now: datetime, limit: int) -> list[int]:
+    """Candidates for a claim, fairest first (`_claimable`): a read, outside any write
+    transaction, with CANDIDATES_PER_SLOT of them for each free slot."""
+    query = _claimable(now, limit * CANDIDATES_PER_SLOT)
+    return [int(i) for i in (await conn.execute(query)).scalars()]
 
-    PostgreSQL: the candidates are locked FOR NO KEY UPDATE SKIP LOCKED, so concurrent
-    dispatchers pass over each other's rows instead of queueing on them (NO KEY: the outbox
-    writers' KEY SHARE locks must not make an endpoint look taken); the lock, which a
-    window function cannot share a statement with, re-checks that each is still free.
-    SQLite: the write transaction (BEGIN IMMEDIATE) already excludes every other writer, so
-    one UPDATE ... RETURNING is the whole claim.
+
+async def claim_endpoints(
+    conn: AsyncConnection,
+    owner: str,
+    candidates: list[int],
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+) -> list[int]:
+    """Lease up to `limit` of the candidates (`fairest_due`), in their order, to `owner`:
+    those still free, no two dispatchers getting the same one.
+
+    PostgreSQL: they are locked FOR NO KEY UPDATE SKIP LOCKED, so concurrent dispatchers
+    pass over each other's rows instead of queueing on them (NO KEY: the outbox writers'
+    KEY SHARE locks must not make an endpoint look taken), and the lock re-checks that each
+    is still free. SQLite: the write transaction (BEGIN IMMEDIATE) excludes every other
+    writer, so the same re-check and an UPDATE are the claim; the ranking read stays out
+    of that lock.
     """
+    if not candidates:
+        return []
     lease = {"lease_owner": owner, "lease_expires_at": lease_until}
+    still_free = sa.select(endpoints.c.id).where(endpoints.c.id.in_(candidates), _free(now))
     if conn.dialect.name == "postgresql":
-        fairest = (await conn.execute(_claimable(now, limit * CANDIDATES_PER_SLOT))).scalars()
-        candidates = [int(i) for i in fairest]
-        if not candidates:
-            return []
-        lock = (
-            sa.select(endpoints.c.id)
-            .where(endpoints.c.id.in_(candidates), _free(now))
-            .with_for_update(skip_locked=True, key_share=True)
-        )
-        locked = {int(i) for i in (await conn.execute(lock)).scalars()}
-        ids = [i for i in candidates if i in locked][:limit]
-        if ids:
-            await conn.execute(sa.update(endpoints).where(endpoints.c.id.in_(ids)).values(**lease))
-        return ids
-    statement = (
-        sa.update(endpoints)
-        .where(endpoints.c.id.in_(_claimable(now, limit)))
-        .values(**lease)
-        .returning(endpoints.c.id)
-    )
-    return sorted(int(i) for i in (await conn.execute(statement)).scalars())
+        still_free = still_free.with_for_update(skip_locked=True, key_share=True)
+    free = {int(i) for i in (await conn.execute(still_free)).scalars()}
+    ids = [i for i in candidates if i in free][:limit]
+    if ids:
+        await conn.execute(sa.update(endpoints).where(endpoints.c.id.in_(ids)).values(**lease))
+    return ids
 
 
 async def renew_lease(
