@@ -89,6 +89,8 @@ def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
         raise fail(
             f"database error: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"
         ) from None
+    except OSError as exc:  # asyncpg's connect refused or unreachable: not wrapped by SQLAlchemy
+        raise fail(f"database unavailable: {exc.__class__.__name__}: {exc}") from None
 
 
 def upgrade_database(settings: Settings) -> None:

@@ -86,3 +86,13 @@ def test_keys_revoke_help_tells_when_revocation_takes_effect(database_url: str) 
     code, out, _err = run(database_url, "keys", "revoke", "--help")
     assert code == 0
     assert "CONTACTS_API_KEY_CACHE_SECONDS" in out and "at once" not in out
+
+
+def test_an_unreachable_database_is_one_line_and_exit_1() -> None:
+    """asyncpg's refused connection is an OSError that SQLAlchemy does not wrap."""
+    unreachable = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+    for args in (("webhooks", "list", "--account", "acme"), ("webhooks", "prune")):
+        code, out, err = run(unreachable, *args)
+        assert (code, out) == (1, ""), err
+        assert err.startswith("error: database unavailable: ") and "Traceback" not in err
+        assert err.count("\n") == 1

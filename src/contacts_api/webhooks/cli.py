@@ -124,12 +124,12 @@ def webhooks_prune(
     """Delete delivered and given-up messages, with their attempts, that finished before the
     retention period; pending ones stay. Prints {"deleted": N}. Dispatchers also do it
     hourly."""
-    from contacts_api.cli import with_database
+    from contacts_api.cli import fail, with_database
     from contacts_api.storage.engine import Database
 
     days = Settings().webhooks_retention_days if older_than_days is None else older_than_days
     if days == 0 and older_than_days is None:
-        raise typer.BadParameter(
+        raise fail(
             "retention is off (CONTACTS_API_WEBHOOKS_RETENTION_DAYS=0): give --older-than-days"
         )
 

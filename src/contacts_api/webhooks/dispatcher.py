@@ -203,7 +203,9 @@ class Dispatcher:
             log_failure(log, exc, "pruning webhook messages failed")
             return
         if deleted:
-            log.info("webhook messages pruned", deleted=deleted, older_than_days=keep.days)
+            log.info(
+                "webhook messages pruned", deleted=deleted, older_than_days=keep / timedelta(days=1)
+            )
 
     async def _let_go(self, endpoint_id: int) -> None:
         with suppress(Exception):
