@@ -124,8 +124,10 @@ async def test_a_dispatcher_prunes_when_it_starts(
         finally:
             stop.set()
             await running
-    # Given up meanwhile (a day past its first attempt), but finished after the cutoff.
-    assert (await stored(db))[0] == [(history.pending, "failed")]
+    # Kept: still pending, or given up by this run's attempt (a day past its first one),
+    # which finished it after the cutoff; which of the two depends on the dispatcher's pace.
+    [(webhook_id, _)] = (await stored(db))[0]
+    assert webhook_id == history.pending
 
 
 async def test_retention_zero_keeps_everything(
