@@ -20,6 +20,7 @@ from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import webhook_message_table as messages
 from contacts_api.timeutil import utcnow
+from contacts_api.webhooks import service
 from contacts_api.webhooks.dispatcher import Dispatcher
 from contacts_api.webhooks.outbox import record_contact_changes
 from tests.conftest import make_settings
@@ -208,6 +209,30 @@ async def test_at_most_four_replaced_secrets_sign_beside_the_current_one(
         verify(secret, request)
     with pytest.raises(WebhookVerificationError):
         verify(secrets[0], request)  # the oldest of six stopped signing
+
+
+async def test_two_rotations_at_once_both_answer_a_secret_that_signs(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    """The second rotation waits for the first (its row is locked): it replaces the secret
+    the first one answered, which keeps signing, instead of both replacing the same one."""
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    async with db.transaction() as conn:
+        first = await service.rotate_secret(conn, account.account_id, webhook["id"], utcnow())
+        second = asyncio.create_task(rotate_in_own_transaction(db, account, webhook["id"]))
+        await asyncio.sleep(0.5)  # the second is waiting on the first's row (or lock)
+    second_secret = await second
+    await create_contact(client, account, email="a@example.com")
+    await dispatcher.run_once()
+    [request] = receiver.requests
+    for secret in (webhook["secret"], first.secret, second_secret):
+        verify(secret, request)
+
+
+async def rotate_in_own_transaction(db: Database, account: AccountFixture, webhook_id: int) -> str:
+    async with db.transaction() as conn:
+        return (await service.rotate_secret(conn, account.account_id, webhook_id, utcnow())).secret
 
 
 async def test_redeliver_sends_the_same_message_again(
