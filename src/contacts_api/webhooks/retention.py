@@ -11,7 +11,6 @@ no scan goes past the first messages newer than the cutoff.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from contacts_api.storage.engine import Database
@@ -29,7 +28,6 @@ async def prune(
     db: Database,
     now: datetime,
     keep: timedelta,
-    on_progress: Callable[[int], None] | None = None,
     pause: float = 0.0,
 ) -> int:
     """Delete what finished before `now - keep`, `pause` seconds between windows; how many
@@ -40,8 +38,6 @@ async def prune(
         async with db.transaction() as conn:
             count, last = await repo.prune_window(conn, cutoff, after, WINDOW)
         deleted += count
-        if on_progress is not None and count:
-            on_progress(deleted)
         if last is None:
             return deleted
         after = last
