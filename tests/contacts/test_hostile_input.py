@@ -321,3 +321,56 @@ async def test_import_csv_quote_left_open_names_the_lines_it_swallowed(
     async with db.read() as conn:
         emails = (await conn.execute(sa.select(contact_table.c.email))).scalars().all()
     assert sorted(emails) == ["after@example.com", "ok@example.com"]
+
+
+@pytest.mark.parametrize("utm_column", [False, True], ids=["by-columns", "row-by-row"])
+@pytest.mark.parametrize(
+    ("after", "last_line", "message"),
+    [
+        ("", 7, "A quote in it is never closed, so it ran on to the end of the file"),
+        (
+            'next@example.com,Di,Em,"x"y\n',
+            8,
+            "Its quotes do not pair up: a quoted cell has more text after its closing quote",
+        ),
+    ],
+    ids=["to-the-end", "to-a-later-quote"],
+)
+async def test_import_csv_quote_left_open_in_an_ignored_column_fails_its_row(
+    db: Database,
+    account: AccountFixture,
+    tmp_path: Path,
+    utm_column: bool,
+    after: str,
+    last_line: int,
+    message: str,
+) -> None:
+    """A quote left open in a column the import ignores read the rows after it into that
+    cell, and the row passed: they were lost without a word. Now the row fails, naming the
+    lines, and the report holds them (beside a row with too many cells, in the same batch).
+    A quoted note over two lines, and a one-line record
+    that csv reads leniently, import as before."""
+    extra, fill = (",utm_source", ",x") if utm_column else ("", "")
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        f"email,firstName,lastName,notes{extra}\n"
+        f'ok@example.com,Ann,Lee,"two\nlines"{fill}\n'
+        f'quirk@example.com,"Jo"hn,Lee,{fill}\n'
+        f"shift@example.com,Lee, Ann,Smith,{fill},x\n"
+        'open@example.com,Bo,Ray,"left open\n'
+        "lost@example.com,Cy,Day,\n" + after,
+        encoding="utf-8",
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (2, 2)
+    [shifted, failure] = read_report(tmp_path / "leads.csv.errors.csv")
+    assert shifted["row"] == "5"
+    assert (failure["row"], failure["field"]) == ("6", "(row); (row)")
+    assert failure["message"] == (
+        f"This row runs from line 6 to line {last_line}: is a quote left open?; {message}"
+    )
+    assert "lost@example.com,Cy,Day," in failure["original"]
+    async with db.read() as conn:
+        rows = await conn.execute(sa.select(contact_table.c.email, contact_table.c.first_name))
+        names = {email: first_name for email, first_name in rows}
+    assert names == {"ok@example.com": "Ann", "quirk@example.com": "John"}

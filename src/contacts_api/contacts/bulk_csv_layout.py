@@ -53,8 +53,16 @@ class CsvLayout:
             " (is a delimiter inside a value not quoted?)"
         )
 
-    def source(self, number: int, record: list[str], delimiter: str, end: int) -> SourceRow:
-        error = self.overflow(record)
+    def source(
+        self,
+        number: int,
+        record: list[str],
+        delimiter: str,
+        end: int,
+        unpaired: str | None = None,
+    ) -> SourceRow:
+        """The record as a SourceRow; `unpaired`, its quotes' error (bulk_files), fails it."""
+        error = unpaired or self.overflow(record)
         body = None if error else self.body(record)
         return SourceRow(number, record, body, error, delimiter, end)
 
@@ -74,27 +82,34 @@ class CsvLayout:
         return body
 
     def checked(
-        self, numbers: list[int], records: list[list[str]], delimiter: str, ends: list[int]
+        self,
+        numbers: list[int],
+        records: list[list[str]],
+        delimiter: str,
+        ends: list[int],
+        unpaired: dict[int, str],
     ) -> list[CheckedRow]:
         """`validate` of each record, the fields of all of them validated a column at a time:
         a record that a column's rule refuses, or that gives neither email nor phone number,
-        takes `validate` alone (which finds its errors); the others become a ContactImport
+        takes `validate` alone (which finds its errors), as does one whose quotes do not pair
+        up (`unpaired`, by position: `source`); the others become a ContactImport
         from their cells as they are. The benchmark's 100,000 rows are read and validated in
         0.46 s instead of 0.95 s (a SourceRow, its body and `check_fields` per row).
         """
         if not self.by_columns:
+            rows = enumerate(zip(numbers, records, ends, strict=True))
             return [
-                (number, record, self._validate(number, record, delimiter, end))
-                for number, record, end in zip(numbers, records, ends, strict=True)
+                (number, record, self._validate(number, record, delimiter, end, unpaired.get(i)))
+                for i, (number, record, end) in rows
             ]
         width = self.width
         padded = records
         if min(map(len, records)) < width:
             padded = [r if len(r) >= width else r + [""] * (width - len(r)) for r in records]
         columns = list(zip(*padded, strict=False))
-        refused: set[int] = set()
+        refused = set(unpaired)
         if max(map(len, records)) > width:
-            refused = {i for i, r in enumerate(records) if self.overflow(r)}
+            refused |= {i for i, r in enumerate(records) if self.overflow(r)}
         integers: dict[str, list[Any]] = {}
         for n, key in self.fields:
             rule = self.rules[key]
@@ -106,10 +121,12 @@ class CsvLayout:
         fields = self.fields
         tracking = self.tracking
         out: list[CheckedRow] = []
-        rows = zip(numbers, records, padded, ends, strict=True)
-        for i, (number, record, cells, end) in enumerate(rows):
+        for i, (number, record, cells, end) in enumerate(
+            zip(numbers, records, padded, ends, strict=True)
+        ):
             if i in refused:
-                out.append((number, record, self._validate(number, record, delimiter, end)))
+                quotes = unpaired.get(i)
+                out.append((number, record, self._validate(number, record, delimiter, end, quotes)))
                 continue
             given: dict[str, Any] = {key: cells[n] for n, key in fields if cells[n] != ""}
             for key, values in integers.items():
@@ -125,8 +142,15 @@ class CsvLayout:
             out.append((number, record, (ContactImport(**given), touch)))
         return out
 
-    def _validate(self, number: int, record: list[str], delimiter: str, end: int) -> Checked:
-        return validate(self.source(number, record, delimiter, end))
+    def _validate(
+        self,
+        number: int,
+        record: list[str],
+        delimiter: str,
+        end: int,
+        unpaired: str | None = None,
+    ) -> Checked:
+        return validate(self.source(number, record, delimiter, end, unpaired))
 
 
 def _integer_cells(rule: FieldRule, cells: Sequence[str]) -> tuple[list[Any], set[int]]:

@@ -139,16 +139,30 @@ def csv_records(text: IO[str], delimiter: str) -> tuple[Any, list[str] | None]:
     """A csv reader over `text` and the header: the first record not blank (a file may open
     with blank lines), or None for a file of none. A cell over CSV_CELL_LIMIT is a UserError
     naming its line, whenever the reader meets it."""
-    reader = _CheckedReader(csv.reader(text, delimiter=delimiter))
+    reader = _CheckedReader(text, delimiter)
     for record in reader:
         if any(record):
             return reader, record
     return reader, None
 
 
+def _kept_lines(text: IO[str], kept: list[str]) -> Iterator[str]:
+    """The file's lines, each also added to `kept` (the lines of the record being read)."""
+    for line in text:
+        kept.append(line)
+        yield line
+
+
 class _CheckedReader:
-    def __init__(self, reader: Any) -> None:
-        self._reader = reader
+    """csv's reader, with two checks: a cell over CSV_CELL_LIMIT stops the import naming its
+    line, and `unpaired` tells whether the record just read, when it runs over several
+    lines, has quotes that do not pair up."""
+
+    def __init__(self, text: IO[str], delimiter: str) -> None:
+        self._kept: list[str] = []
+        self._reader = csv.reader(_kept_lines(text, self._kept), delimiter=delimiter)
+        self._delimiter = delimiter
+        self.unpaired: str | None = None
 
     @property
     def line_num(self) -> int:
@@ -158,13 +172,37 @@ class _CheckedReader:
         return self
 
     def __next__(self) -> list[str]:
+        kept = self._kept
+        kept.clear()
         try:
-            return next(self._reader)  # type: ignore[no-any-return]
+            record: list[str] = next(self._reader)
         except csv.Error as exc:
             raise UserError(
                 f"line {self._reader.line_num}: {exc} (a cell over {CSV_CELL_LIMIT >> 20} MiB:"
                 " is a quote left open?)"
             ) from None
+        self.unpaired = _unpaired_quotes(kept, self._delimiter) if len(kept) > 1 else None
+        return record
+
+
+def _unpaired_quotes(lines: list[str], delimiter: str) -> str | None:
+    """The error of a record over several lines whose quotes do not pair up, else None.
+
+    csv's lenient reading, which the import keeps for one-line records (`"Jo"hn` reads as
+    `John`), lets a quote left open read the rows after it into one cell: to the end of
+    the file, or to the next quote, where more text after that quote then joins the cell.
+    Either way those rows were lost without a word when the cell was in a column the import
+    ignores. Read strictly, such a record is an error, where a cell that holds line breaks
+    and is quoted as it should be is not.
+    """
+    try:
+        for _ in csv.reader(lines, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return "A quote in it is never closed, so it ran on to the end of the file"
+        return "Its quotes do not pair up: a quoted cell has more text after its closing quote"
+    return None
 
 
 def _csv_taker(text: IO[str], delimiter: str) -> Callable[[int], list[CheckedRow]]:
@@ -179,16 +217,19 @@ def _csv_taker(text: IO[str], delimiter: str) -> Callable[[int], list[CheckedRow
         numbers: list[int] = []
         records: list[list[str]] = []
         ends: list[int] = []
+        unpaired: dict[int, str] = {}  # a record's position in the batch: its quotes' error
         for record in reader:
             number, start = start, reader.line_num + 1
             if not any(record):
                 continue
+            if reader.unpaired is not None:
+                unpaired[len(records)] = reader.unpaired
             numbers.append(number)
             records.append(record)
             ends.append(reader.line_num)
             if len(records) >= count:
                 break
-        return layout.checked(numbers, records, delimiter, ends) if records else []
+        return layout.checked(numbers, records, delimiter, ends, unpaired) if records else []
 
     return take
 
@@ -221,4 +262,4 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
         number, start = start, reader.line_num + 1
         if not any(record):
             continue
-        yield layout.source(number, record, delimiter, reader.line_num)
+        yield layout.source(number, record, delimiter, reader.line_num, reader.unpaired)
