@@ -61,6 +61,23 @@ def test_a_bad_setting_is_one_line_naming_it(
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql://app:S3cret@PW@127.0.0.1/db", "'mysql://app:***@127.0.0.1/db'"),
+        ("postgresql://app:S3cret@PW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
+        # postgres://, as hosting providers hand it out, is PostgreSQL: here, unreachable.
+        ("postgres://app:S3cret@PW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
+    ],
+    ids=["refused", "unreachable", "postgres-scheme"],
+)
+def test_a_database_password_is_never_printed(tmp_path: Path, url: str, shown: str) -> None:
+    done = run_cli(url, "db", "upgrade")
+    assert done.returncode == 1
+    assert shown in done.stderr
+    assert "S3cret" not in done.stderr and "PW" not in done.stderr
+
+
 def test_a_taken_link_prefix_is_one_clear_line(db_url: str) -> None:
     assert run_cli(db_url, "db", "upgrade").returncode == 0
     assert run_cli(db_url, "accounts", "create", "acme").returncode == 0

@@ -27,7 +27,7 @@ from contacts_api.contacts import live_count
 from contacts_api.errors import UserError
 from contacts_api.events import service as events
 from contacts_api.paging import MAX_ID
-from contacts_api.settings import Rate, Settings
+from contacts_api.settings import Rate, Settings, redacted_url
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import account_table, event_table, user_table
@@ -97,7 +97,8 @@ def upgrade_database(settings: Settings) -> None:
     try:
         migrate.upgrade(settings.database_url)
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise fail(f"cannot migrate {settings.database_url}: {exc.__class__.__name__}") from None
+        url = redacted_url(settings.database_url)
+        raise fail(f"cannot migrate {url}: {exc.__class__.__name__}") from None
 
 
 @db_app.command("upgrade")

@@ -13,8 +13,14 @@ from contacts_api.settings import Settings
 def configure_logging(settings: Settings) -> None:
     """Route structlog and the standard library's logging to stderr in one format."""
     use_json = (settings.log_format or ("console" if sys.stderr.isatty() else "json")) == "json"
+    # The console's tracebacks without each frame's local variables (structlog shows them by
+    # default): a request's locals hold its Authorization header and the contact it carried.
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
+        )
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -48,3 +54,8 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # httpx logs each request's full URL at INFO: a webhook's URL may carry a token in its
+    # query. aiosqlite logs each statement with its parameters at DEBUG: contacts and keys'
+    # hashes. What a delivery did is in the delivery log (GET /v1/webhooks/attempts).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+# `user:password@` in a URL, up to its last `@` before the path (a password may hold an `@`).
+_PASSWORD = re.compile(r"(://[^/:@]*:)[^/]*@")
+
+
+def redacted_url(url: str) -> str:
+    """A database URL for a message: its password, if any, as `***` (it may not parse)."""
+    return _PASSWORD.sub(r"\1***@", url)
 
 
 class Rate(NamedTuple):
@@ -78,12 +87,16 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
+        if value.startswith("postgres://"):  # as hosting providers hand it out
+            value = "postgresql://" + value.removeprefix("postgres://")
         try:
             backend = make_url(value).get_backend_name()
         except ArgumentError:
             backend = None
         if backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"expected sqlite:///PATH or postgresql://USER@HOST/DB, got {value!r}")
+            raise ValueError(
+                f"expected sqlite:///PATH or postgresql://USER@HOST/DB, got {redacted_url(value)!r}"
+            )
         return value
 
     @field_validator("rate_limit", "auth_fail_limit")

@@ -101,7 +101,9 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = is_sqlite(url)
-        kwargs: dict[str, Any] = {"json_serializer": compact_json}
+        # hide_parameters: a failed statement's error (logged with its traceback) would
+        # otherwise carry its parameters, the contacts' emails, phones and notes.
+        kwargs: dict[str, Any] = {"json_serializer": compact_json, "hide_parameters": True}
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
@@ -126,6 +128,7 @@ class Database:
                 pool_size=1,
                 max_overflow=0,
                 json_serializer=compact_json,
+                hide_parameters=True,
             )
             # temp_store=MEMORY: each batch runs in a SAVEPOINT (contacts/create_batch.py),
             # whose statement journal otherwise goes to a temporary file: 53 -> 20 us per
@@ -145,7 +148,11 @@ class Database:
             # One connection: a second writer per process was slower (2,600-2,800 against
             # 3,050-3,100 req/s with one), its batches being smaller for the same statements.
             self.batch_engine = create_async_engine(
-                async_url(url), pool_size=1, max_overflow=0, json_serializer=compact_json
+                async_url(url),
+                pool_size=1,
+                max_overflow=0,
+                json_serializer=compact_json,
+                hide_parameters=True,
             )
             ping_when_idle(self.batch_engine.sync_engine, IDLE_PING_SECONDS)
             for engine in (self.engine, self.batch_engine):

@@ -28,7 +28,7 @@ def head_revisions() -> set[str]:
 
 
 def sync_engine(database_url: str) -> sa.Engine:
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sa.create_engine(sync_url(database_url), hide_parameters=True)
     if is_sqlite(database_url):
         sa.event.listen(engine, "connect", lambda conn, _rec: apply_sqlite_pragmas(conn, "FULL"))
     return engine
