@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -65,9 +66,9 @@ def test_a_bad_setting_is_one_line_naming_it(
     ("url", "shown"),
     [
         ("mysql://app:S3cret@PW@127.0.0.1/db", "'mysql://app:***@127.0.0.1/db'"),
-        ("postgresql://app:S3cret@PW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
+        ("postgresql://app:S3cretPW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
         # postgres://, as hosting providers hand it out, is PostgreSQL: here, unreachable.
-        ("postgres://app:S3cret@PW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
+        ("postgres://app:S3cretPW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
     ],
     ids=["refused", "unreachable", "postgres-scheme"],
 )
@@ -76,6 +77,21 @@ def test_a_database_password_is_never_printed(tmp_path: Path, url: str, shown: s
     assert done.returncode == 1
     assert shown in done.stderr
     assert "S3cret" not in done.stderr and "PW" not in done.stderr
+
+
+def test_a_database_from_a_newer_version_is_one_clear_line(db_url: str) -> None:
+    """A revision we do not ship (a newer contacts-api upgraded the database, and this one
+    was rolled back to) was a traceback."""
+    assert run_cli(db_url, "db", "upgrade").returncode == 0
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    done = run_cli(db_url, "db", "upgrade")
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"error: cannot migrate {db_url}: Can't locate revision identified by '0099':"
+        " was it upgraded by a newer contacts-api?"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_a_taken_link_prefix_is_one_clear_line(db_url: str) -> None:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from contacts_api.contacts.json_insert import INSERT_COLUMNS
 from contacts_api.storage import migrate
 from contacts_api.storage.models import Base
+from tests.run_suite import create_throwaway_database, drop_database
+from tests.services import postgres_url, unavailable
 
 
 def test_migrated_schema_matches_the_models(database_url: str) -> None:
@@ -45,3 +56,128 @@ def test_no_inserted_contact_column_has_a_database_default(database_url: str) ->
     defaults = {c["name"]: c.get("default") for c in columns if c["name"] in INSERT_COLUMNS}
     assert set(defaults) == set(INSERT_COLUMNS)
     assert {name: default for name, default in defaults.items() if default is not None} == {}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind with no schema at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.db"
+        return
+    postgres_url()  # skips, or fails in CI, without PostgreSQL
+    created = create_throwaway_database()
+    if created is None:
+        unavailable("PostgreSQL does not answer on 127.0.0.1:5432")
+    assert created is not None
+    admin, url = created
+    try:
+        yield url
+    finally:
+        drop_database(admin, url)
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    engine = migrate.sync_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = migrate.alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def schema_state(url: str) -> tuple[set[str], set[str]]:
+    """(revisions, names of the contact table's indexes)."""
+    engine = migrate.sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            indexes = {str(i["name"]) for i in sa.inspect(conn).get_indexes("contact")}
+            return migrate.current_revisions(conn), indexes
+    finally:
+        engine.dispose()
+
+
+def run_sql(url: str, statement: str) -> None:
+    engine = migrate.sync_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def test_an_upgrade_that_fails_part_way_leaves_the_schema_as_it_was(empty_database: str) -> None:
+    """Migration 0002 builds nine indexes, then the `note` table. When the table cannot be
+    made, the indexes are gone too (on SQLite they stayed, outside any transaction, and every
+    later upgrade failed on them), and once the cause is removed the upgrade runs."""
+    upgrade_to(empty_database, "0001")
+    run_sql(empty_database, "CREATE TABLE note (in_the_way INTEGER)")
+    with pytest.raises(sa.exc.SQLAlchemyError):
+        migrate.upgrade(empty_database)
+    revisions, indexes = schema_state(empty_database)
+    assert revisions == {"0001"}
+    assert not any(name.startswith("ix_contact_live_") for name in indexes)
+
+    run_sql(empty_database, "DROP TABLE note")
+    migrate.upgrade(empty_database)
+    revisions, indexes = schema_state(empty_database)
+    assert revisions == migrate.head_revisions()
+    assert "ix_contact_live_created_at" in indexes
+
+
+def start_upgrade(url: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "contacts_api", "db", "upgrade"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(upgrades: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
+    """Each upgrade's exit status and output; one still running after 2 minutes is killed
+    (it waits on another forever) and fails the test."""
+    try:
+        return [(u.wait(timeout=120), u.communicate()[0]) for u in upgrades]
+    finally:
+        for upgrade in upgrades:
+            if upgrade.poll() is None:
+                upgrade.kill()
+                upgrade.wait()
+
+
+def test_upgrades_started_together_take_turns(empty_database: str) -> None:
+    """Hosts starting `serve` together each run the upgrade: one waits for the other, then
+    finds nothing to do (on PostgreSQL they could wait on each other for good, on SQLite
+    fail on each other's tables)."""
+    outcomes = finish([start_upgrade(empty_database) for _ in range(3)])
+    assert outcomes == [(0, "")] * 3
+    assert schema_state(empty_database)[0] == migrate.head_revisions()
+
+
+def test_an_upgrade_waits_for_one_in_progress(empty_database: str) -> None:
+    """While another upgrade holds the lock (here, the test), an upgrade waits for it."""
+    engine = migrate.sync_engine(empty_database)
+    try:
+        with engine.connect() as holder:
+            holder = holder.execution_options(sqlite_begin="IMMEDIATE")
+            with holder.begin():
+                if holder.dialect.name == "postgresql":
+                    holder.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": migrate.UPGRADE_LOCK_KEY},
+                    )
+                else:
+                    holder.exec_driver_sql("CREATE TABLE held (x INTEGER)")
+                waiting = start_upgrade(empty_database)
+                time.sleep(2.0)
+                still_waiting = waiting.poll() is None
+                holder.commit()
+            assert finish([waiting]) == [(0, "")]
+    finally:
+        engine.dispose()
+    assert still_waiting
+    assert schema_state(empty_database)[0] == migrate.head_revisions()

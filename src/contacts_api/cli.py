@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import alembic.util
 import pydantic
 import sqlalchemy.exc
 import typer
@@ -94,11 +95,18 @@ def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
 
 
 def upgrade_database(settings: Settings) -> None:
+    url = redacted_url(settings.database_url)
     try:
         migrate.upgrade(settings.database_url)
+    except alembic.util.CommandError as exc:  # a revision we do not ship
+        raise fail(
+            f"cannot migrate {url}: {exc}: was it upgraded by a newer contacts-api? There is"
+            " no downgrade: run that version, or restore the backup taken before upgrading"
+        ) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        url = redacted_url(settings.database_url)
-        raise fail(f"cannot migrate {url}: {exc.__class__.__name__}") from None
+        # The driver's own first line: refused, no such database, authentication failed...
+        cause = str(getattr(exc, "orig", None) or exc).strip().partition("\n")[0]
+        raise fail(f"cannot migrate {url}: {exc.__class__.__name__}: {cause}") from None
 
 
 @db_app.command("upgrade")

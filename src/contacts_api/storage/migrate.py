@@ -11,9 +11,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from contacts_api.storage.engine import is_sqlite, sync_url
-from contacts_api.storage.sqlite_setup import apply_sqlite_pragmas
+from contacts_api.storage.sqlite_setup import SQLITE_BUSY_TIMEOUT_MS, install_sqlite_listeners
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Two upgrades at once (two hosts starting `serve` together) take turns: PostgreSQL's
+# advisory lock under this key, SQLite's write lock (BEGIN IMMEDIATE), waited for this long.
+# The second finds the schema at its head and has nothing to do.
+UPGRADE_LOCK_KEY = 0x636F6E7461637473  # "contacts"
+UPGRADE_WAIT_MS = 10 * 60 * 1000
 
 
 def alembic_config() -> Config:
@@ -27,21 +32,33 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-def sync_engine(database_url: str) -> sa.Engine:
+def sync_engine(database_url: str, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> sa.Engine:
+    """A synchronous engine; on SQLite, with the server's pragmas and real transactions
+    (SQLAlchemy's BEGIN, not pysqlite's, which left DDL outside any transaction)."""
     engine = sa.create_engine(sync_url(database_url), hide_parameters=True)
     if is_sqlite(database_url):
-        sa.event.listen(engine, "connect", lambda conn, _rec: apply_sqlite_pragmas(conn, "FULL"))
+        install_sqlite_listeners(engine, "FULL", busy_timeout_ms)
     return engine
 
 
 def upgrade(database_url: str) -> None:
-    """Bring the database to the newest schema; creates the SQLite file when missing."""
-    engine = sync_engine(database_url)
+    """Bring the database to the newest schema; creates the SQLite file when missing.
+
+    All of it is one transaction, on SQLite too: an upgrade that fails or is killed part
+    way leaves the schema as it was, and running it again starts afresh.
+    """
+    engine = sync_engine(database_url, UPGRADE_WAIT_MS)
     try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "heads")
+        with engine.connect() as connection:
+            connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
+                    )
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "heads")
     finally:
         engine.dispose()
 
