@@ -50,6 +50,10 @@ def db_url(tmp_path: Path) -> str:
         ("SQLITE_SYNCHRONOUS", "normal", "Input should be 'FULL' or 'NORMAL'"),
         ("DUPLICATE_EMAIL", "Reject", "Input should be 'upsert', 'reject' or 'allow'"),
         ("DATABASE_URL", "mysql://x@127.0.0.1/db", "expected sqlite:///PATH or postgresql://"),
+        # Once accepted: `serve` then died on the level with a traceback, every body got 413.
+        ("LOG_LEVEL", "verbose", "expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'verbose'"),
+        ("MAX_BODY_BYTES", "-1", "Input should be greater than or equal to 1"),
+        ("REDIS_URL", "notaurl", "expected redis://HOST:PORT/DB (or rediss://, unix://)"),
     ],
 )
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("keys", "list", "--account", "a")])
@@ -92,6 +96,17 @@ def test_a_database_from_a_newer_version_is_one_clear_line(db_url: str) -> None:
         " was it upgraded by a newer contacts-api?"
     )
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_settings_that_disagree_are_one_line_naming_both(db_url: str) -> None:
+    done = run_cli(
+        db_url, "db", "upgrade", settings={"CONTACTS_API_WEBHOOKS_TIMEOUT_SECONDS": "40"}
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: invalid settings: CONTACTS_API_WEBHOOKS_LEASE_SECONDS (30) must exceed"
+        " CONTACTS_API_WEBHOOKS_TIMEOUT_SECONDS (40)\n"
+    )
 
 
 def test_a_taken_link_prefix_is_one_clear_line(db_url: str) -> None:

@@ -360,6 +360,7 @@ def main() -> None:
 def settings_error(exc: pydantic.ValidationError) -> str:
     """One line naming the first refused setting by its variable, and why."""
     error = exc.errors()[0]
-    name = f"CONTACTS_API_{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
     reason = str(error["msg"]).removeprefix("Value error, ")
-    return f"invalid setting {name}: {reason}"
+    if not error["loc"]:  # a rule between settings: its message names them
+        return f"invalid settings: {reason}"
+    return f"invalid setting CONTACTS_API_{str(error['loc'][0]).upper()}: {reason}"

@@ -19,6 +19,9 @@ def redacted_url(url: str) -> str:
     return _PASSWORD.sub(r"\1***@", url)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class Rate(NamedTuple):
     """A fixed-window budget: `points` requests per `window` seconds."""
 
@@ -66,7 +69,7 @@ class Settings(BaseSettings):
     duplicate_email: DuplicateEmailMode = "upsert"
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_format: Literal["console", "json"] | None = None
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case
     access_log: bool = True
     webhooks_allow_private: bool = False
     # Webhook dispatcher: runs inside each `serve` worker unless switched off (tests, or when
@@ -80,7 +83,7 @@ class Settings(BaseSettings):
     # Delivered and given-up messages, with their attempts, are deleted after this many days
     # (webhooks/retention.py); 0 keeps them forever.
     webhooks_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 30.0
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
     # How long a process trusts a verified key before checking it again (revocation delay).
     key_cache_seconds: float = 2.0
 
@@ -105,16 +108,37 @@ class Settings(BaseSettings):
         Rate.parse(value)
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+        return value.upper()
+
     @model_validator(mode="after")
     def _lease_outlasts_attempt(self) -> Settings:
         if self.webhooks_lease_seconds <= self.webhooks_timeout_seconds:
-            raise ValueError("webhooks_lease_seconds must exceed webhooks_timeout_seconds")
+            raise ValueError(
+                f"CONTACTS_API_WEBHOOKS_LEASE_SECONDS ({self.webhooks_lease_seconds:g}) must"
+                " exceed CONTACTS_API_WEBHOOKS_TIMEOUT_SECONDS"
+                f" ({self.webhooks_timeout_seconds:g})"
+            )
         return self
 
     @field_validator("redis_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "expected redis://HOST:PORT/DB (or rediss://, unix://),"
+                f" got {redacted_url(value)!r}"
+            )
+        return value
 
     @property
     def default_rate(self) -> Rate:
