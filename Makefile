@@ -1,5 +1,6 @@
 # contacts-api: every target creates .venv and installs the project first when needed.
 PYTHON ?= python3
+PORT   ?= 4000
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -18,8 +19,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with all extras (quick when done)
 
-run: $(STAMP) ## apply migrations and serve on http://127.0.0.1:4000 (SQLite ./contacts.db)
-	$(BIN)/contacts-api serve
+run: $(STAMP) ## apply migrations and serve on http://127.0.0.1:4000 (PORT=N for another)
+	$(BIN)/contacts-api serve --port $(PORT)
 
 test: $(STAMP) ## the whole test suite (PostgreSQL/Redis when they answer on 127.0.0.1)
 	$(BIN)/python -m tests.run_suite

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -255,3 +257,49 @@ def check_first_start(server: subprocess.Popen[str], port: int) -> None:
     contact = response.json()["data"]["contact"]
     assert contact["email"] == "jane.doe@example.com"
     assert contact["tagId"] is not None
+
+
+def test_serve_on_a_taken_port_is_one_line(db_url: str) -> None:
+    """One worker: uvicorn found the port taken only after the app had started, and exited
+    with status 3 and its own log lines."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(db_url, "serve", "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_serve_stopped_by_sigterm_removes_its_metrics_folder(db_url: str, tmp_path: Path) -> None:
+    """uvicorn raises SIGTERM again once it has stopped; with the default action the
+    process died before removing the folder its metrics were written to."""
+    folders = tmp_path / "tmp"
+    folders.mkdir()
+    port = free_port()
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": db_url, "TMPDIR": str(folders)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "contacts_api", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as server:
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not healthy(port):
+                time.sleep(0.2)
+            [made] = folders.iterdir()
+            assert made.name.startswith("contacts-api-metrics-")
+            server.terminate()
+            assert server.wait(timeout=30) == 128 + signal.SIGTERM
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert list(folders.iterdir()) == []
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -274,6 +276,23 @@ def warn_if_redis_is_away(url: str) -> None:
 APP_FACTORY = "contacts_api.app:create_app_from_env"
 
 
+def require_free_port(host: str, port: int) -> None:
+    """One line and exit 1 when host:port cannot be listened on. One uvicorn process binds
+    only after the app and its webhook dispatcher have started, then exited with status 3
+    and its own log lines."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
@@ -294,6 +313,9 @@ def serve(
 
     settings = Settings()
     configure_logging(settings)
+    one_process = workers == 1 or not reuse_port.available()
+    if one_process:
+        require_free_port(host, port)
     if settings.redis_url:
         warn_if_redis_is_away(settings.redis_url)
     upgrade_database(settings)
@@ -326,7 +348,7 @@ def serve(
         "http": "contacts_api.http.head_limit:ServerHttpProtocol",
     }
     try:
-        if workers > 1 and reuse_port.available():
+        if not one_process:
             # A listening socket in each worker (http/reuse_port.py).
             try:
                 sock = reuse_port.supervisor_socket(host, port)
@@ -334,6 +356,9 @@ def serve(
                 raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
             reuse_port.run_workers(APP_FACTORY, sock, host, **options)
         else:
+            # uvicorn stops gracefully on SIGTERM, then raises it again: with its default
+            # action the process ended there, leaving the metrics folder behind.
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
             uvicorn.run(APP_FACTORY, host=host, port=port, **options)
     finally:
         for made in (metrics_dir, limits_dir):
