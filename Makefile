@@ -1,6 +1,6 @@
 # contacts-api: every target creates .venv and installs the project first when needed.
 PYTHON ?= python3
-PORT   ?= 4000
+PORT   := 4000  # make run PORT=N (an exported PORT, as PaaS shells set, is not taken)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

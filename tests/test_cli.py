@@ -75,8 +75,12 @@ def test_a_bad_setting_is_one_line_naming_it(
         ("postgresql://app:S3cretPW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
         # postgres://, as hosting providers hand it out, is PostgreSQL: here, unreachable.
         ("postgres://app:S3cretPW@127.0.0.1:1/db", "postgresql://app:***@127.0.0.1:1/db"),
+        # Unencoded, the drivers read part of the password as the host, and name it.
+        ("postgresql://app:S3cret@PW@127.0.0.1:1/db", "to write percent-encoded (@ as %40"),
+        ("postgresql://app:S3cret/PW@127.0.0.1:1/db", "'postgresql://app:***@127.0.0.1:1/db'"),
+        ("postgresql://app@127.0.0.1:1/db?password=S3cretPW", "db?password=***:"),
     ],
-    ids=["refused", "unreachable", "postgres-scheme"],
+    ids=["refused", "unreachable", "postgres-scheme", "raw-at", "raw-slash", "in-query"],
 )
 def test_a_database_password_is_never_printed(tmp_path: Path, url: str, shown: str) -> None:
     done = run_cli(url, "db", "upgrade")
@@ -121,6 +125,12 @@ def test_a_taken_link_prefix_is_one_clear_line(db_url: str) -> None:
     assert again.stderr == (
         "error: account 'acme' already has an event with link prefix 'acme/d'\n"
     )
+
+
+def test_the_logging_modules_level_aliases_are_taken(db_url: str) -> None:
+    for level in ("warn", "FATAL", "Debug"):
+        done = run_cli(db_url, "db", "upgrade", settings={"CONTACTS_API_LOG_LEVEL": level})
+        assert done.returncode == 0, done.stderr
 
 
 def test_an_empty_setting_is_its_default(db_url: str) -> None:
@@ -291,7 +301,7 @@ def test_serve_stopped_by_sigterm_removes_its_metrics_folder(db_url: str, tmp_pa
             [made] = folders.iterdir()
             assert made.name.startswith("contacts-api-metrics-")
             server.terminate()
-            assert server.wait(timeout=30) == 128 + signal.SIGTERM
+            assert server.wait(timeout=30) == -signal.SIGTERM  # ended by the signal, as before
         finally:
             if server.poll() is None:
                 server.kill()

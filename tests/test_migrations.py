@@ -137,11 +137,11 @@ def start_upgrade(url: str) -> subprocess.Popen[str]:
     )
 
 
-def finish(upgrades: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
-    """Each upgrade's exit status and output; one still running after 2 minutes is killed
-    (it waits on another forever) and fails the test."""
+def finish(upgrades: list[subprocess.Popen[str]], within: float = 120) -> list[tuple[int, str]]:
+    """Each upgrade's exit status and output; one still running after `within` seconds is
+    killed (it waits on another forever) and fails the test."""
     try:
-        return [(u.wait(timeout=120), u.communicate()[0]) for u in upgrades]
+        return [(u.wait(timeout=within), u.communicate()[0]) for u in upgrades]
     finally:
         for upgrade in upgrades:
             if upgrade.poll() is None:
@@ -156,6 +156,30 @@ def test_upgrades_started_together_take_turns(empty_database: str) -> None:
     outcomes = finish([start_upgrade(empty_database) for _ in range(3)])
     assert outcomes == [(0, "")] * 3
     assert schema_state(empty_database)[0] == migrate.head_revisions()
+
+
+def waits_for_the_lock(url: str, upgrade: subprocess.Popen[str]) -> bool:
+    """Whether the upgrade, still running, waits: on PostgreSQL, seen waiting for the advisory
+    lock; on SQLite (whose lock waits are not visible), still running after 2 s."""
+    if not url.startswith("postgresql"):
+        time.sleep(2.0)
+        return upgrade.poll() is None
+    engine = migrate.sync_engine(url)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and upgrade.poll() is None:
+            with engine.connect() as conn:
+                waiting = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                ).scalar_one()
+            if waiting:
+                return upgrade.poll() is None
+            time.sleep(0.1)
+        return False
+    finally:
+        engine.dispose()
 
 
 def test_an_upgrade_waits_for_one_in_progress(empty_database: str) -> None:
@@ -173,11 +197,28 @@ def test_an_upgrade_waits_for_one_in_progress(empty_database: str) -> None:
                 else:
                     holder.exec_driver_sql("CREATE TABLE held (x INTEGER)")
                 waiting = start_upgrade(empty_database)
-                time.sleep(2.0)
-                still_waiting = waiting.poll() is None
+                still_waiting = waits_for_the_lock(empty_database, waiting)
                 holder.commit()
             assert finish([waiting]) == [(0, "")]
     finally:
         engine.dispose()
     assert still_waiting
     assert schema_state(empty_database)[0] == migrate.head_revisions()
+
+
+def test_an_upgrade_with_nothing_to_do_waits_for_no_lock(database_url: str) -> None:
+    """Every `serve` start runs the upgrade: at the head it only reads, so it does not queue
+    behind a writer (or another host's upgrade) holding the lock."""
+    engine = migrate.sync_engine(database_url)
+    try:
+        with engine.connect() as holder:
+            holder = holder.execution_options(sqlite_begin="IMMEDIATE")
+            with holder.begin():
+                if holder.dialect.name == "postgresql":
+                    holder.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": migrate.UPGRADE_LOCK_KEY},
+                    )
+                assert finish([start_upgrade(database_url)], within=30) == [(0, "")]
+    finally:
+        engine.dispose()

@@ -281,16 +281,26 @@ def require_free_port(host: str, port: int) -> None:
     only after the app and its webhook dispatcher have started, then exited with status 3
     and its own log lines."""
     try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind(address)
+        # Every address asyncio's create_server would bind, bound as it binds them.
+        found = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, _, _, address in found:
+            with socket.socket(family, kind) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+class _Terminated(Exception):
+    """SIGTERM, raised again by uvicorn once it has stopped."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise _Terminated
 
 
 @app.command()
@@ -347,6 +357,7 @@ def serve(
         # request heads bounded (http/head_limit.py).
         "http": "contacts_api.http.head_limit:ServerHttpProtocol",
     }
+    terminated = False
     try:
         if not one_process:
             # A listening socket in each worker (http/reuse_port.py).
@@ -357,13 +368,21 @@ def serve(
             reuse_port.run_workers(APP_FACTORY, sock, host, **options)
         else:
             # uvicorn stops gracefully on SIGTERM, then raises it again: with its default
-            # action the process ended there, leaving the metrics folder behind.
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
-            uvicorn.run(APP_FACTORY, host=host, port=port, **options)
+            # action the process ended there, leaving the metrics folder behind. It is
+            # raised once more, by default, after the folder is gone: a service manager
+            # sees the process ended by its SIGTERM, as before.
+            signal.signal(signal.SIGTERM, _terminated)
+            try:
+                uvicorn.run(APP_FACTORY, host=host, port=port, **options)
+            except _Terminated:
+                terminated = True
     finally:
         for made in (metrics_dir, limits_dir):
             if made is not None:
                 shutil.rmtree(made, ignore_errors=True)
+    if terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 # Registered last: the webhooks commands reuse this module's helpers.

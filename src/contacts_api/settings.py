@@ -10,16 +10,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-# `user:password@` in a URL, up to its last `@` before the path (a password may hold an `@`).
-_PASSWORD = re.compile(r"(://[^/:@]*:)[^/]*@")
+# `user:password@` up to the last `@` (a password may hold an `@` or a `/`, which the
+# drivers then read as part of the host: it must not show either), and a `password=` query
+# parameter.
+_PASSWORD = re.compile(r"(://[^/:@]*:).*@")
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 
 def redacted_url(url: str) -> str:
     """A database URL for a message: its password, if any, as `***` (it may not parse)."""
-    return _PASSWORD.sub(r"\1***@", url)
+    return _PASSWORD_PARAMETER.sub(r"\1***", _PASSWORD.sub(r"\1***@", url))
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # as the logging module takes
 
 
 class Rate(NamedTuple):
@@ -100,6 +104,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"expected sqlite:///PATH or postgresql://USER@HOST/DB, got {redacted_url(value)!r}"
             )
+        credentials = value.partition("://")[2].partition("?")[0]
+        at = credentials.rfind("@")
+        if backend == "postgresql" and at != -1 and any(c in credentials[:at] for c in "@/"):
+            # The drivers read the rest as the host, and name it in their errors.
+            raise ValueError(
+                "the password holds a character to write percent-encoded (@ as %40, / as"
+                f" %2F), in {redacted_url(value)!r}"
+            )
         return value
 
     @field_validator("rate_limit", "auth_fail_limit")
@@ -111,9 +123,10 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
-        if value.upper() not in LOG_LEVELS:
+        level = LOG_LEVEL_ALIASES.get(value.upper(), value.upper())
+        if level not in LOG_LEVELS:
             raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
-        return value.upper()
+        return level
 
     @model_validator(mode="after")
     def _lease_outlasts_attempt(self) -> Settings:

@@ -348,13 +348,13 @@ async def test_import_csv_quote_left_open_in_an_ignored_column_fails_its_row(
     """A quote left open in a column the import ignores read the rows after it into that
     cell, and the row passed: they were lost without a word. Now the row fails, naming the
     lines, and the report holds them (beside a row with too many cells, in the same batch).
-    A quoted note over two lines, and a one-line record
+    A quoted note over two lines (a space after its closing quote), and a one-line record
     that csv reads leniently, import as before."""
     extra, fill = (",utm_source", ",x") if utm_column else ("", "")
     path = tmp_path / "leads.csv"
     path.write_text(
         f"email,firstName,lastName,notes{extra}\n"
-        f'ok@example.com,Ann,Lee,"two\nlines"{fill}\n'
+        f'ok@example.com,Ann,Lee,"two\nlines" {fill}\n'
         f'quirk@example.com,"Jo"hn,Lee,{fill}\n'
         f"shift@example.com,Lee, Ann,Smith,{fill},x\n"
         'open@example.com,Bo,Ray,"left open\n'

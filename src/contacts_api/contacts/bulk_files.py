@@ -193,10 +193,14 @@ def _unpaired_quotes(lines: list[str], delimiter: str) -> str | None:
     the file, or to the next quote, where more text after that quote then joins the cell.
     Either way those rows were lost without a word when the cell was in a column the import
     ignores. Read strictly, such a record is an error, where a cell that holds line breaks
-    and is quoted as it should be is not.
+    and is quoted as it should be is not. Spaces between a closing quote and the delimiter or
+    the line's end (`"two\nlines" ,`) are let through, as the lenient reading takes them.
     """
+    spaces = re.compile(rf'"[ \t]+(?={re.escape(delimiter)}|\r|\n|$)')
     try:
-        for _ in csv.reader(lines, delimiter=delimiter, strict=True):
+        for _ in csv.reader(
+            (spaces.sub('"', line) for line in lines), delimiter=delimiter, strict=True
+        ):
             pass
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from contacts_api.errors import AppError, InternalError, ServiceUnavailable, ValidationFailed
 from contacts_api.http.body import TOO_LARGE, ClientDisconnected
+from contacts_api.http.observability import loggable_path
 from contacts_api.storage.outage import UNAVAILABLE_CAUSES, describe, unavailable_cause
 
 log = structlog.get_logger(__name__)
@@ -65,7 +66,9 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.error("unhandled error", path=request.url.path, method=request.method, exc_info=exc)
+    log.error(
+        "unhandled error", path=loggable_path(request.url.path), method=request.method, exc_info=exc
+    )
     return _render(request, InternalError())
 
 
@@ -74,7 +77,7 @@ def handle_client_disconnected(
 ) -> Response[Any]:
     # wrk stopping mid-run, a browser tab closed: routine, and the answer reaches no one.
     # Metrics and the access line count it as 499 (nginx's "client closed request").
-    log.info("client disconnected before its body arrived", path=request.url.path)
+    log.info("client disconnected before its body arrived", path=loggable_path(request.url.path))
     error = AppError("Client closed request")
     error.status = CLIENT_CLOSED_REQUEST
     return _render(request, error)
@@ -89,7 +92,7 @@ def handle_database_unavailable(request: Request[Any, Any, Any], exc: Exception)
     # No traceback: during an outage every request lands here, and the cause says it all.
     log.warning(
         "database unavailable",
-        path=request.url.path,
+        path=loggable_path(request.url.path),
         method=request.method,
         error=describe(cause),
     )

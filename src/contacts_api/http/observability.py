@@ -30,10 +30,15 @@ SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Any token is a valid method on the wire; metric labels keep to these so a scanner cannot
 # mint new time series.
-# The access log keeps this much of a path: a route's own paths are far shorter, and a client
-# could send one up to the head limit (32 KiB) for each line, holding whatever it likes.
-LOGGED_PATH_CHARS = 256
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Log lines keep this much of a path: a route's own paths are far shorter, and a client could
+# send one up to the head limit (32 KiB) for each line, holding whatever it likes.
+LOGGED_PATH_CHARS = 256
+
+
+def loggable_path(path: str) -> str:
+    """A request's path as log lines show it: cut short past LOGGED_PATH_CHARS."""
+    return path if len(path) <= LOGGED_PATH_CHARS else path[:LOGGED_PATH_CHARS] + "…"
 
 
 class RequestContext:
@@ -103,13 +108,10 @@ class ObservabilityMiddleware:
                 and scope["path"] not in QUIET_PATHS
             ):
                 client = scope.get("client")
-                path = scope["path"]
-                if len(path) > LOGGED_PATH_CHARS:
-                    path = path[:LOGGED_PATH_CHARS] + "…"
                 log.info(
                     "request",
                     method=method,
-                    path=path,
+                    path=loggable_path(scope["path"]),
                     route=route,
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),

@@ -50,9 +50,15 @@ def upgrade(database_url: str) -> None:
     engine = sync_engine(database_url, UPGRADE_WAIT_MS)
     try:
         with engine.connect() as connection:
+            # Already at the head (every start of `serve`): a read, no lock to wait for.
+            if current_revisions(connection) == head_revisions():
+                return
+            connection.rollback()
             connection = connection.execution_options(sqlite_begin="IMMEDIATE")
             with connection.begin():
                 if connection.dialect.name == "postgresql":
+                    wait = f"{UPGRADE_WAIT_MS}ms"
+                    connection.execute(sa.text(f"SET LOCAL lock_timeout = '{wait}'"))
                     connection.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
                     )
