@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -183,9 +184,11 @@ def waits_for_the_lock(url: str, upgrade: subprocess.Popen[str]) -> bool:
         engine.dispose()
 
 
-def test_an_upgrade_waits_for_one_in_progress(empty_database: str) -> None:
-    """While another upgrade holds the lock (here, the test), an upgrade waits for it."""
-    engine = migrate.sync_engine(empty_database)
+@contextmanager
+def upgrade_lock_held(url: str) -> Iterator[sa.Connection]:
+    """A transaction holding what an upgrade waits for: PostgreSQL's advisory lock, SQLite's
+    write lock (BEGIN IMMEDIATE)."""
+    engine = migrate.sync_engine(url)
     try:
         with engine.connect() as holder:
             holder = holder.execution_options(sqlite_begin="IMMEDIATE")
@@ -195,14 +198,18 @@ def test_an_upgrade_waits_for_one_in_progress(empty_database: str) -> None:
                         sa.text("SELECT pg_advisory_xact_lock(:key)"),
                         {"key": migrate.UPGRADE_LOCK_KEY},
                     )
-                else:
-                    holder.exec_driver_sql("CREATE TABLE held (x INTEGER)")
-                waiting = start_upgrade(empty_database)
-                still_waiting = waits_for_the_lock(empty_database, waiting)
-                holder.commit()
-            assert finish([waiting]) == [(0, "")]
+                yield holder
     finally:
         engine.dispose()
+
+
+def test_an_upgrade_waits_for_one_in_progress(empty_database: str) -> None:
+    """While another upgrade holds the lock (here, the test), an upgrade waits for it."""
+    with upgrade_lock_held(empty_database) as holder:
+        waiting = start_upgrade(empty_database)
+        still_waiting = waits_for_the_lock(empty_database, waiting)
+        holder.commit()
+    assert finish([waiting]) == [(0, "")]
     assert still_waiting
     assert schema_state(empty_database)[0] == migrate.head_revisions()
 
@@ -210,19 +217,8 @@ def test_an_upgrade_waits_for_one_in_progress(empty_database: str) -> None:
 def test_an_upgrade_with_nothing_to_do_waits_for_no_lock(database_url: str) -> None:
     """Every `serve` start runs the upgrade: at the head it only reads, so it does not queue
     behind a writer (or another host's upgrade) holding the lock."""
-    engine = migrate.sync_engine(database_url)
-    try:
-        with engine.connect() as holder:
-            holder = holder.execution_options(sqlite_begin="IMMEDIATE")
-            with holder.begin():
-                if holder.dialect.name == "postgresql":
-                    holder.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                        {"key": migrate.UPGRADE_LOCK_KEY},
-                    )
-                assert finish([start_upgrade(database_url)], within=30) == [(0, "")]
-    finally:
-        engine.dispose()
+    with upgrade_lock_held(database_url):
+        assert finish([start_upgrade(database_url)], within=30) == [(0, "")]
 
 
 # The count triggers the migrations leave (0005; 0006 dropped SQLite's insert trigger, whose

@@ -1,17 +1,12 @@
-"""What a log line must never hold: API keys, contacts' data, long client-chosen paths."""
+"""What a log line must never hold: API keys, contacts' data (see also test_observability)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
-from contacts_api.http import observability
 from contacts_api.storage.engine import Database
 from tests.factories import new_account
 from tests.servers import serve
@@ -69,26 +64,3 @@ async def test_a_failed_write_is_logged_without_the_key_or_the_contact(
     assert "Traceback" in text
     for secret in (account.key, *LEAD.values()):
         assert secret not in text
-
-
-async def test_the_access_log_cuts_a_long_path_short(
-    client: AsyncTestClient[Litestar], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    lines: list[dict[str, Any]] = []
-
-    class Recorder:
-        def info(self, event: str, **fields: Any) -> None:
-            lines.append({"event": event, **fields})
-
-    monkeypatch.setattr(observability, "log", Recorder())
-    root = logging.getLogger()
-    before = root.level
-    root.setLevel(logging.INFO)
-    try:
-        response = await client.get("/v1/" + "x" * 5000)
-    finally:
-        root.setLevel(before)
-    assert response.status_code == 404
-    [line] = [line for line in lines if line["event"] == "request"]
-    assert line["path"] == "/v1/" + "x" * (observability.LOGGED_PATH_CHARS - 4) + "…"
-    assert line["route"] == "unmatched"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -76,32 +78,52 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
     assert "# TYPE contacts_api_rate_limited_total counter" in after
 
 
+@contextmanager
+def access_lines(monkeypatch: pytest.MonkeyPatch, level: int) -> Iterator[list[dict[str, Any]]]:
+    """The access lines logged meanwhile, the root logger at `level` (as configure_logging
+    sets CONTACTS_API_LOG_LEVEL)."""
+    lines: list[dict[str, Any]] = []
+
+    class Recorder:
+        def info(self, event: str, **fields: Any) -> None:
+            if event == "request":
+                lines.append(fields)
+
+    monkeypatch.setattr(observability, "log", Recorder())
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield lines
+    finally:
+        root.setLevel(before)
+
+
 @pytest.mark.parametrize(("level", "logged"), [(logging.INFO, True), (logging.WARNING, False)])
 async def test_the_access_log_follows_the_log_level(
     client: Client, db: Database, monkeypatch: pytest.MonkeyPatch, level: int, logged: bool
 ) -> None:
     account = await new_account(db)
-    lines: list[dict[str, Any]] = []
-
-    class Recorder:
-        def info(self, event: str, **fields: Any) -> None:
-            lines.append({"event": event, **fields})
-
-    monkeypatch.setattr(observability, "log", Recorder())
-    root = logging.getLogger()
-    before = root.level
-    root.setLevel(level)  # as configure_logging sets CONTACTS_API_LOG_LEVEL
-    try:
+    with access_lines(monkeypatch, level) as access:
         response = await client.post(
             "/v1/contacts", json={"email": "a@example.com"}, headers=account.headers
         )
-    finally:
-        root.setLevel(before)
     assert response.status_code == 201
-    access = [line for line in lines if line["event"] == "request"]
     assert len(access) == (1 if logged else 0)
     if logged:
         assert (access[0]["route"], access[0]["status"]) == ("/v1/contacts", 201)
+
+
+async def test_the_access_log_cuts_a_long_path_short(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client chooses its path, up to the head limit (32 KiB), for each line."""
+    with access_lines(monkeypatch, logging.INFO) as access:
+        response = await client.get("/v1/" + "x" * 5000)
+    assert response.status_code == 404
+    [line] = access
+    assert line["path"] == "/v1/" + "x" * (observability.LOGGED_PATH_CHARS - 4) + "…"
+    assert line["route"] == "unmatched"
 
 
 async def test_group_commit_batches_are_measured(client: Client, db: Database) -> None:
