@@ -15,8 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer
 
 from contacts_api.bootstrap import SEED_BODY
+from contacts_api.cli_serve import require_free_port
 from tests.servers import free_port
 
 
@@ -313,3 +315,23 @@ def healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_the_port_check_binds_each_family_as_asyncio_does() -> None:
+    """`--host ::` beside an IPv4 listener on the same port: asyncio binds IPv6 only
+    (IPV6_V6ONLY), so serve can start, and the check lets it; `--host ""` means every
+    address, where the IPv4 one is taken."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 -- a listener on every IPv4 address
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6) as free:
+                free.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                free.bind(("::", port))
+        except OSError:
+            pytest.skip("no IPv6 on this machine")
+        require_free_port("::", port)
+        with pytest.raises(typer.Exit):
+            require_free_port("", port)
