@@ -16,7 +16,6 @@ went from 4,255-4,331 to 4,930-5,062 req/s, 440 -> 377 us of CPU per request.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -110,8 +109,12 @@ def _tracking(value: Any) -> Any:
     if type(value) is not str:
         return dict(value)
     if value[:1] == "{":
-        with contextlib.suppress(msgspec.DecodeError):
+        # try/except, not contextlib.suppress: entering the context manager took ~0.5 us a
+        # row, four times the decode (1.24 -> 0.26 us a call, a page of 50 ~50 us less).
+        try:
             return _raw_json.decode(value)  # the syntax checked (~0.1 us), no objects made
+        except msgspec.DecodeError:
+            pass
     return dict(_any_json.decode(value) or {})
 
 
