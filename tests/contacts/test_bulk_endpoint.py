@@ -17,6 +17,7 @@ from contacts_api.timeutil import utcnow
 from tests.conftest import make_settings
 from tests.contacts.test_create import CONTACT_KEYS
 from tests.factories import AccountFixture, count_contacts, new_account, new_event
+from tests.lock_waits import until_a_writer_waits
 
 Client = AsyncTestClient[Litestar]
 
@@ -194,7 +195,7 @@ async def test_a_create_committed_during_a_batch_becomes_its_match(db: Database)
             )
 
     running = asyncio.create_task(batch())
-    await asyncio.sleep(0.3)  # the batch is now waiting on the create (lock or index entry)
+    await until_a_writer_waits(db)  # the batch, on the create (row lock or index entry)
     await tx_b.commit()
     await other.__aexit__(None, None, None)
     results = await running

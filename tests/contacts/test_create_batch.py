@@ -18,6 +18,7 @@ from contacts_api.storage.group_commit import GroupCommitter
 from contacts_api.storage.models import contact_table, tag_table
 from contacts_api.timeutil import utcnow
 from tests.factories import AccountFixture, new_account, new_event
+from tests.lock_waits import until_a_writer_waits
 
 
 class RolledBack(Exception):
@@ -196,7 +197,7 @@ async def test_a_batch_and_a_writer_that_locks_first_do_not_deadlock(
                         return await handler(conn, jobs)  # type: ignore[return-value]
 
                 batched = asyncio.create_task(batch())
-                await asyncio.sleep(0.3)  # the batch now waits for that lock
+                await until_a_writer_waits(db)  # the batch, on that lock
                 # ...then inserts the email the batch creates too (PostgreSQL breaks a
                 # deadlock after 1 s by failing one side: here, or the batch).
                 upserter = bulk.BulkUpserter(
@@ -232,7 +233,7 @@ async def test_writers_lock_and_insert_in_email_order(database_url: str, db: Dat
         async with other.transaction() as holder:
             await holder.execute(sa.text(holder_sql))  # y@ held elsewhere
             waiting = asyncio.create_task(write())
-            await asyncio.sleep(0.3)
+            await until_a_writer_waits(db)
             assert not waiting.done()  # the batch waits for y@...
             with pytest.raises(RolledBack):
                 async with probe_db.transaction() as probe:  # ...and holds no z@ meanwhile

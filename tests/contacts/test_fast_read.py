@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from typing import Any
 
 import msgspec
@@ -170,7 +169,7 @@ async def test_sqlite_inline_read_does_not_wait_for_a_writer(client: Client, db:
     """WAL: a writer holding the lock (mid-transaction) never delays the inline read, which
     sees the last committed state."""
     if not db.is_sqlite:
-        return
+        pytest.skip("SQLite's inline reader only")
     account = await new_account(db)
     contact = await create(client, account, email="w@x.test")
     writer = sqlite3.connect(make_url(db.url).database or "", isolation_level=None)
@@ -179,14 +178,13 @@ async def test_sqlite_inline_read_does_not_wait_for_a_writer(client: Client, db:
         writer.execute(
             "UPDATE contact SET first_name = 'Uncommitted' WHERE id = ?", (contact["id"],)
         )
-        started = time.perf_counter()
+        # The lock is released only below: a read that waited for it would time out and fail.
         detail = await db.raw_read(
             lambda r: fast_read.contact_detail(r, account.account_id, contact["id"])
         )
         page = await db.raw_read(
             lambda r: fast_read.list_page(r, account.account_id, repo.ContactOrder(), Page())
         )
-        assert time.perf_counter() - started < 0.5
         assert detail.firstName is None
         listed = msgspec.json.decode(encoded(page.contacts))
         assert (page.count, listed[0]["id"], listed[0]["firstName"]) == (1, contact["id"], None)
@@ -201,7 +199,7 @@ async def test_sqlite_busy_inline_read_waits_in_a_thread_not_on_the_loop(
     """An exclusive lock held elsewhere makes even a WAL reader busy: the read is answered
     once the lock goes (200, never a 5xx), and the event loop keeps running meanwhile."""
     if not db.is_sqlite:
-        return
+        pytest.skip("SQLite's inline reader only")
     account = await new_account(db)
     contact = await create(client, account, email="b@x.test")
     params = {"contactId": contact["id"]}

@@ -299,6 +299,11 @@ async def test_email_of_a_deleted_contact_can_be_taken_by_update(
     await client.delete("/v1/contacts", params={"id": old["id"]}, headers=account.headers)
     response = await put(client, account, {"id": other["id"], "email": "old@x.test"})
     assert response.status_code == 200
+    assert response.json()["data"]["contact"]["email"] == "old@x.test"
+    detail = await client.get(
+        "/v1/contacts/detail", params={"contactId": other["id"]}, headers=account.headers
+    )
+    assert detail.json()["data"]["email"] == "old@x.test"
 
 
 async def test_delete_query_errors(client: Client, db: Database) -> None:

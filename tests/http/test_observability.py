@@ -147,15 +147,20 @@ async def test_group_commit_batches_are_measured(client: Client, db: Database) -
 
 async def test_rate_limit_rejections_are_counted(settings: Settings, db: Database) -> None:
     account = await new_account(db)
+    rejected = 'contacts_api_rate_limited_total{reason="account"}'
     app = create_app(make_settings(settings.database_url, rate_limit="1/60"))
     async with AsyncTestClient(app=app) as client:
-        for n in range(2):
+        before = (await client.get("/metrics")).text
+        answers = [
             await client.post(
                 "/v1/contacts", json={"email": f"{n}@example.com"}, headers=account.headers
             )
-        text = (await client.get("/metrics")).text
+            for n in range(3)
+        ]
+        after = (await client.get("/metrics")).text
 
-    assert 'contacts_api_rate_limited_total{reason="account"}' in text
+    assert [answer.status_code for answer in answers] == [201, 429, 429]
+    assert metric_value(after, rejected) - metric_value(before, rejected) == 2
 
 
 async def test_an_unreachable_database_gives_clean_503s() -> None:

@@ -81,16 +81,31 @@ async def test_a_crowded_table_gives_a_new_key_the_window_that_ends_first(
     await limiter.close()
 
 
-def test_each_file_places_keys_by_a_salt_of_its_own(tmp_path: Path) -> None:
+async def test_each_file_places_keys_by_a_salt_of_its_own(tmp_path: Path) -> None:
     """Where a key's slot lies cannot be worked out from the key alone (a client could
-    otherwise pick addresses or routes that crowd its own account's slot)."""
-    first, second = tmp_path / "a", tmp_path / "b"
-    create_file(first)
-    create_file(second)
-    salts = [path.read_bytes()[:16] for path in (first, second)]
-    assert salts[0] != salts[1]
-    places = [shared_file._key_hash("rl:1:POST:/v1/contacts:20/1", salt) for salt in salts]
-    assert places[0] != places[1]
+    otherwise pick addresses or routes that crowd its own account's slot): the same keys,
+    counted in two files, land in different slots."""
+    files = [tmp_path / "a", tmp_path / "b"]
+    keys = [f"rl:{account}:POST:/v1/contacts:20/1" for account in range(4)]
+    for path in files:
+        create_file(path)
+        limiter = SharedFileLimiter(path, Clock())
+        for key in keys:
+            assert (await limiter.hit(key, Rate(points=5, window=60))).allowed  # type: ignore[union-attr]
+        await limiter.close()
+    first, second = (_used_slots(path) for path in files)
+    assert len(first) == len(second) == len(keys)
+    assert first != second
+
+
+def _used_slots(path: Path) -> set[int]:
+    """The slots of the file that hold a key."""
+    slots = path.read_bytes()[16:]
+    return {
+        index
+        for index, (held, _end, _count) in enumerate(shared_file._SLOT.iter_unpack(slots))
+        if held
+    }
 
 
 def _hammer(path: str, hits: int, start: multiprocessing.synchronize.Event) -> int:

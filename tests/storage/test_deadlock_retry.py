@@ -25,6 +25,7 @@ from contacts_api.storage.engine import Database
 from contacts_api.storage.models import account_table, contact_table, tag_table
 from contacts_api.timeutil import utcnow
 from tests.factories import AccountFixture, new_account
+from tests.lock_waits import until_a_writer_waits
 
 
 @pytest.fixture
@@ -94,7 +95,7 @@ async def test_a_create_batch_chosen_as_victim_runs_again_whole(pg: Database) ->
             )  # fmt: skip
             inserted.set()
             await batch_waiting.wait()
-            await asyncio.sleep(0.2)  # the batch is now blocked on our uncommitted email
+            await until_a_writer_waits(pg)  # the batch, on our uncommitted email
             query = sa.select(contact_table.c.id).where(contact_table.c.id == existing_id)
             await conn.execute(query.with_for_update())
 
@@ -188,7 +189,7 @@ async def import_as_deadlock_victim(
             await hold(conn)
             holding.set()
             await started.wait()
-            await wait_for_a_blocked_writer(pg)  # the import, on what we hold
+            await until_a_writer_waits(pg)  # the import, on what we hold
             await conn.execute(sa.insert(contact_table).values(contact_row(account, "b@x.test")))
 
     async def run_import() -> ImportSummary:
@@ -215,17 +216,3 @@ def contact_row(account: AccountFixture, email: str) -> dict[str, Any]:
         status="POTENTIAL", preview_id=f"contact_{email.split('@')[0]:x<12}",
         blocked_by_recaptcha=False, joined_time=now, tracking={}, created_at=now, updated_at=now,
     )  # fmt: skip
-
-
-async def wait_for_a_blocked_writer(db: Database) -> None:
-    """Until a session of this database waits on a lock (PostgreSQL's own view of it)."""
-    query = sa.text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    for _ in range(600):
-        async with db.read() as conn:
-            if (await conn.execute(query)).scalar():
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError("no writer ever waited on a lock")

@@ -25,6 +25,7 @@ from contacts_api.webhooks.dispatcher import Dispatcher
 from contacts_api.webhooks.outbox import record_contact_changes
 from tests.conftest import make_settings
 from tests.factories import AccountFixture, new_account, new_event
+from tests.lock_waits import until_a_writer_waits
 from tests.webhooks.conftest import (
     Client,
     Clock,
@@ -221,7 +222,7 @@ async def test_two_rotations_at_once_both_answer_a_secret_that_signs(
     async with db.transaction() as conn:
         first = await service.rotate_secret(conn, account.account_id, webhook["id"], utcnow())
         second = asyncio.create_task(rotate_in_own_transaction(db, account, webhook["id"]))
-        await asyncio.sleep(0.5)  # the second is waiting on the first's row (or lock)
+        await until_a_writer_waits(db)  # the second, on the first's row (or turn)
     second_secret = await second
     await create_contact(client, account, email="a@example.com")
     await dispatcher.run_once()

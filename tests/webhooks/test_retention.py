@@ -19,6 +19,7 @@ from contacts_api.webhooks import retention, service
 from contacts_api.webhooks.dispatcher import Dispatcher
 from tests.conftest import make_settings
 from tests.factories import AccountFixture, new_account
+from tests.lock_waits import until_a_writer_waits
 from tests.webhooks.conftest import Client, Clock, create_contact, deliveries, subscribe
 from tests.webhooks.receiver import Receiver, Reply
 
@@ -181,7 +182,7 @@ async def test_a_redelivery_under_way_is_not_pruned(
         pruning = asyncio.create_task(
             retention.prune(db, clock.now + KEEP + timedelta(days=1), KEEP)
         )
-        await asyncio.sleep(0.5)  # the prune is waiting on the redelivery's row (or lock)
+        await until_a_writer_waits(db)  # the prune, on the redelivery's row (or turn)
     assert await pruning == 1  # the given-up message only
     messages, _ = await stored(db)
     assert (history.delivered, "pending") in messages
