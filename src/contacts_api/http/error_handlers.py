@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import sqlalchemy.exc
@@ -106,5 +107,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     sqlalchemy.exc.DBAPIError: handle_database_unavailable,
     sqlalchemy.exc.TimeoutError: handle_database_unavailable,
     **dict.fromkeys(UNAVAILABLE_CAUSES, handle_database_unavailable),
+    sqlite3.OperationalError: handle_database_unavailable,  # a hot read's, raised bare
     Exception: handle_unexpected,
 }

@@ -119,7 +119,10 @@ class Database:
             # (20,000 rows: 1.4-1.6 s of CPU in memory, 2.0-2.2 s with the default). Sorts that
             # would spill stay in memory too: listings sort only a page's ids (top-N).
             install_sqlite_listeners(
-                self.engine.sync_engine, sqlite_synchronous, memory_temp_store=True
+                self.engine.sync_engine,
+                sqlite_synchronous,
+                SQLITE_BUSY_TIMEOUT_MS,
+                memory_temp_store=True,
             )
             self.batch_engine = create_async_engine(
                 async_url(url),

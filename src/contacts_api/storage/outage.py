@@ -1,4 +1,5 @@
-"""Telling a database outage (the server or the network to it is away) from a real error.
+"""Telling a database outage (the server or the network to it is away, or a SQLite file
+locked by another program for longer than the server waits) from a real error.
 
 During an outage every request and every background poll fails the same way; the cause's one
 line says it all, so these are logged as warnings without a traceback. Errors of the same
@@ -7,6 +8,7 @@ exception types that are not about the connection stay errors, with their traceb
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -30,11 +32,19 @@ def unavailable_cause(exc: BaseException) -> BaseException | None:
     connection is not marked invalidated); the hot reads on asyncpg raise its errors bare.
     """
     if not isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return exc if isinstance(exc, UNAVAILABLE_CAUSES) else None
+        return exc if isinstance(exc, UNAVAILABLE_CAUSES) or sqlite_locked(exc) else None
     for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
-        if isinstance(candidate, UNAVAILABLE_CAUSES):
+        if isinstance(candidate, UNAVAILABLE_CAUSES) or sqlite_locked(candidate):
             return candidate
     return exc.orig if exc.connection_invalidated else None
+
+
+def sqlite_locked(exc: BaseException | None) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED once the server's wait ran out: another program (a backup,
+    a `sqlite3` shell in a write transaction) holds the file's lock. It goes away by itself,
+    so the client may retry, as during an outage."""
+    code = getattr(exc, "sqlite_errorcode", 0) if isinstance(exc, sqlite3.OperationalError) else 0
+    return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def describe(cause: BaseException) -> str:
