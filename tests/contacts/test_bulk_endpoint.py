@@ -118,6 +118,11 @@ async def test_body_shape_errors(client: Client, db: Database) -> None:
     assert wrong.json()["message"]["details"]["fieldErrors"] == {
         "contacts": ["Expected array, received object"]
     }
+    shapes = [({}, "Required"), ({"contacts": None}, "Expected array, received null")]
+    for body, message in shapes:
+        answer = await bulk(client, account, body)
+        assert answer.status_code == 400
+        assert answer.json()["message"]["details"]["fieldErrors"] == {"contacts": [message]}
     malformed = await client.post(
         "/v1/contacts/bulk",
         content=b"[{",

@@ -20,6 +20,8 @@ MAX_BATCH_ITEMS = 1000
 
 def batch_items(body: Any) -> list[Any]:
     """The items of a POST /v1/contacts/bulk body: `{"contacts": [...]}` or a bare array."""
+    if isinstance(body, dict) and "contacts" not in body:  # as Zod names a missing key
+        raise ValidationFailed(field_errors={"contacts": ["Required"]})
     items = body.get("contacts") if isinstance(body, dict) else body
     if not isinstance(items, list):
         received = js_type_name(items)
