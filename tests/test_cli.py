@@ -212,6 +212,31 @@ def test_past_expiry_gives_an_expired_key(db_url: str) -> None:
     assert "2020-01-01T00:00:00" in listing and "2998-12-31T22:00:00" in listing
 
 
+def test_an_argument_that_is_not_utf8_is_one_line(db_url: str, tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 in a name (a shell's `$(printf 'a\\xff')`, a file of another
+    encoding pasted in) once ended in a traceback from the database driver or a length rule."""
+    assert run_cli(db_url, "db", "upgrade").returncode == 0
+    assert run_cli(db_url, "accounts", "create", "acme", "--owner-email", "o@x.io").returncode == 0
+    odd = os.fsdecode(b"acme\xff")
+    commands = [
+        ("accounts", "create", odd, "--owner-email", "o@x.io"),
+        ("keys", "list", "--account", odd),
+        ("events", "create", "--account", "acme", "--name", odd, "--link-prefix", "a/b"),
+        ("export", "--account", odd),
+    ]
+    for command in commands:
+        done = run_cli(db_url, *command)
+        assert (done.returncode, done.stdout) == (2, ""), command
+        assert done.stderr == "error: the argument b'acme\\xff' is not UTF-8 text\n", command
+    # A file's name is the system's bytes: `import` reads such a file, or says why not.
+    named = os.fsencode(tmp_path) + b"/leads\xe9.csv"
+    with open(named, "wb") as f:
+        f.write(b"email\na@example.com\n")
+    done = run_cli(db_url, "import", os.fsdecode(named), "--account", "acme")
+    assert done.returncode == 1
+    assert done.stderr.endswith("its name is not UTF-8; rename it\n"), done.stderr
+
+
 def test_works_from_any_directory(db_url: str, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

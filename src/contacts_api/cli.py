@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -262,6 +263,10 @@ app.add_typer(webhooks_app, name="webhooks")
 
 
 def main() -> None:
+    odd = not_utf8_argument(sys.argv[1:])
+    if odd is not None:
+        fail(f"the argument {os.fsencode(odd)!r} is not UTF-8 text")
+        sys.exit(2)
     try:
         app()
     except KeyboardInterrupt:
@@ -269,6 +274,19 @@ def main() -> None:
     except pydantic.ValidationError as exc:  # a setting's value, from the environment or .env
         fail(settings_error(exc))
         sys.exit(1)
+
+
+def not_utf8_argument(args: list[str]) -> str | None:
+    """The first argument whose bytes are not UTF-8 (Python holds them as lone surrogates,
+    which no database, length rule or output takes), unless it names an existing file: a
+    path is bytes to the system, and `import` names such a file in an error of its own."""
+    for arg in args:
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            if not os.path.lexists(arg):
+                return arg
+    return None
 
 
 def settings_error(exc: pydantic.ValidationError) -> str:
