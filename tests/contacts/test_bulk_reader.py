@@ -139,6 +139,39 @@ async def _import_with_reader(
     return str(failure.value), processes, await count_contacts(db, account.account_id)
 
 
+async def test_a_reader_that_finished_is_let_exit_not_killed(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killing a reader that is already exiting raced asyncio's own reaping of it: now and
+    then the import printed `Unknown child process pid …` from asyncio. After its last
+    message the reader ends by itself, with status 0, however long its exit takes."""
+    account = await new_account(db)
+    path = tmp_path / "leads.jsonl"
+    path.write_text('{"email": "a@example.com"}\n{"email": "not an email"}\n')
+    processes = _record_processes(monkeypatch, count_kills=True)
+    monkeypatch.setattr(import_pipe, "READER_MODULE", "tests.contacts.lingering_reader")
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 1)
+    _assert_reaped(processes)
+    assert processes[0].returncode == 0
+    assert processes[0].kills == 0  # type: ignore[attr-defined]
+
+
+async def test_a_reader_that_never_exits_after_its_last_message_is_ended(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text("email\na@example.com\n")
+    processes = _record_processes(monkeypatch, count_kills=True)
+    monkeypatch.setattr(import_pipe, "READER_MODULE", "tests.contacts.lingering_reader")
+    monkeypatch.setattr(import_pipe, "READER_EXIT_SECONDS", 0.1)  # it lingers 0.5 s
+    summary = await import_file(db, path, account.name)
+    assert summary.created == 1
+    _assert_reaped(processes)
+    assert processes[0].kills == 1  # type: ignore[attr-defined]
+
+
 async def test_reader_that_cannot_start_is_one_clear_error_and_is_reaped(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,13 +296,26 @@ async def test_sigkill_of_the_cli_takes_the_reader_with_it(
     assert not _readers_of(path, zombies=False), "the reader outlived its killed parent"
 
 
-def _record_processes(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.subprocess.Process]:
+def _record_processes(
+    monkeypatch: pytest.MonkeyPatch, *, count_kills: bool = False
+) -> list[asyncio.subprocess.Process]:
+    """The processes asyncio starts; with `count_kills`, each counts the kills it was sent
+    (`.kills`)."""
     started: list[asyncio.subprocess.Process] = []
     original = asyncio.create_subprocess_exec
 
     async def recording(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
         process = await original(*args, **kwargs)
         started.append(process)
+        if count_kills:
+            kill = process.kill
+            process.kills = 0  # type: ignore[attr-defined]
+
+            def counted() -> None:
+                process.kills += 1  # type: ignore[attr-defined]
+                kill()
+
+            process.kill = counted  # type: ignore[method-assign]
         return process
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)

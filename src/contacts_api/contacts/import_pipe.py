@@ -25,7 +25,11 @@ async def reader_process(
 ) -> AsyncIterator[Messages]:
     """The reader process and its decoded messages.
 
-    Whatever ends the import (done, a failure, Ctrl-C's cancellation) kills and reaps it.
+    A reader that sent its last message is let exit by itself (for up to
+    `READER_EXIT_SECONDS`); whatever else ends the import (a failure, Ctrl-C's cancellation)
+    kills it. Either way it is reaped. Killing one already exiting raced asyncio's reaping
+    of it: Popen.kill() reaps an exited child itself, and asyncio's watcher then warned
+    `Unknown child process pid …` (now and then, on a busy machine).
     """
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -50,16 +54,27 @@ async def reader_process(
         for task in (drain, messages.pending):
             task.cancel()
         await asyncio.gather(drain, messages.pending, return_exceptions=True)
-        if process.returncode is None:
+        if not messages.finished and process.returncode is None:
             process.kill()
-        # Both pipes to their end: wait() returns only once they are closed, and a pipe whose
-        # reading is paused (the reader ran ahead, then the import stopped reading: Ctrl-C)
-        # would never see its end.
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    await stream.read()
-        await process.wait()
+        try:
+            await asyncio.wait_for(_reap(process), READER_EXIT_SECONDS)
+        except TimeoutError:  # a reader that said its last and never went: a bug of its own
+            process.kill()
+            await _reap(process)
+
+
+READER_EXIT_SECONDS = 10
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    # Both pipes to their end: wait() returns only once they are closed, and a pipe whose
+    # reading is paused (the reader ran ahead, then the import stopped reading: Ctrl-C)
+    # would never see its end.
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                await stream.read()
+    await process.wait()
 
 
 async def _drain(stream: asyncio.StreamReader | None, lines: collections.deque[bytes]) -> None:
@@ -92,12 +107,15 @@ class Messages:
     def __init__(self, process: asyncio.subprocess.Process, errors: collections.deque[bytes]):
         self._process = process
         self._errors = errors
+        self.finished = False  # the last message is in: the reader is ending (or ended)
         self.pending = asyncio.create_task(self._read())
 
     async def get(self) -> import_reader.Message:
         """The next message; after `Done` or `ReaderError`, that one again."""
         message = await self.pending
-        if not isinstance(message, import_reader.Done | import_reader.ReaderError):
+        if isinstance(message, import_reader.Done | import_reader.ReaderError):
+            self.finished = True
+        else:
             self.pending = asyncio.create_task(self._read())
         return message
 
