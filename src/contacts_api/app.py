@@ -26,6 +26,7 @@ from contacts_api.contacts.router import CREATE_CONTACT, create_contact, create_
 from contacts_api.contacts.statistics import GrowthAnalyzer
 from contacts_api.events.router import list_events
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
+from contacts_api.http.head_limit import ServerHttpProtocol
 from contacts_api.http.hot_routes import HotRoute, HotRoutes
 from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.metrics import metrics_endpoint
@@ -147,6 +148,7 @@ def create_app_from_env() -> Litestar:
 
     settings = Settings()
     configure_logging(settings)
+    ServerHttpProtocol.read_timeout = settings.read_timeout_seconds
     app = create_app(settings)
     # Everything alive now (modules, the app, its routes and schemas) lives as long as the
     # worker; set aside, the collector's full passes no longer walk it. Measured

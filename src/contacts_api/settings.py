@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # (webhooks/retention.py); 0 keeps them forever.
     webhooks_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 30.0
     max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
+    # A request's head must arrive within this of its first byte, and a body may pause no
+    # longer between reads (http/head_limit.py): else the connection is closed.
+    read_timeout_seconds: Positive = 30.0
     # How long a process trusts a verified key before checking it again (revocation delay).
     key_cache_seconds: float = 2.0
 

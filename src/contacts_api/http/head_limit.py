@@ -1,4 +1,5 @@
-"""The server's HTTP protocol: one write per response, and a bound on a request's head.
+"""The server's HTTP protocol: one write per response, a bound on a request's head, and on
+how long a client may take to send one.
 
 uvicorn's httptools protocol takes a request line and headers of any size: a 25 MiB header
 was read into memory and handed to the app (it answered 200). A head (request line and
@@ -20,6 +21,15 @@ Header lines can also come after a chunked body (trailers), which httptools keep
 a head: reads that arrive after the head and give no body are counted the same way, and past
 the limit the connection is closed (a response may already be on its way, so none is sent).
 A 192 MiB trailer line had taken a worker from 102 to 447 MB.
+
+Time (`read_timeout`, CONTACTS_API_READ_TIMEOUT_SECONDS): uvicorn waits for a request's head
+and body as long as the client likes, so connections that send a byte now and then (or
+nothing at all) each held a worker's file descriptor for good: a few thousand such clients,
+and nobody else could connect. Now a head must be complete within `read_timeout` of its
+first byte (a new connection: of its opening), else `408` and the connection is closed; a
+body may pause at most that long between reads, else the connection is closed (the app sees
+a client gone: 499). Waiting between requests is uvicorn's keep-alive timeout (5 s). Time
+the server itself stops reading (the app is behind, flow control) does not count.
 """
 
 from __future__ import annotations
@@ -44,12 +54,26 @@ _RESPONSE = (
 )
 
 
+HEAD_TIMED_OUT = "Request timeout: the request's headers did not arrive in time"
+_TIMEOUT_BODY = msgspec.json.encode(MessageBody(HEAD_TIMED_OUT))
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: application/json\r\n"
+    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n"
+    b"connection: close\r\n"
+    b"\r\n" + _TIMEOUT_BODY
+)
+
+
 class HeadTooLarge(Exception):
     """Raised inside httptools' callbacks; the parser stops and uvicorn answers (see below)."""
 
 
 class ServerHttpProtocol(OneWriteHttpToolsProtocol):
-    """uvicorn's httptools protocol, one write per response, heads of at most 32 KiB."""
+    """uvicorn's httptools protocol, one write per response, heads of at most 32 KiB, and
+    clients that must keep sending (see above)."""
+
+    read_timeout = 30.0  # seconds; each worker sets it from its settings (app.py)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._in_head = False
@@ -58,19 +82,28 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._quiet_reads = 0  # reads after the head that gave no body (trailers)
         self._gave_body = False
         self._head_refused = False
+        self._read_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
+        self._expect_more()  # the first request's head
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._expect_nothing()
+        super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = self._in_message = True
         self._head_reads = self._quiet_reads = 0
+        self._expect_more()  # the whole head, from its first byte
 
     def on_body(self, body: bytes) -> None:
         self._gave_body = True
+        self._expect_more()  # the next read of the body
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._expect_nothing()
         super().on_message_complete()
 
     def on_headers_complete(self) -> None:
@@ -79,7 +112,32 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if size > MAX_HEAD_BYTES:
             self._head_refused = True
             raise HeadTooLarge
+        self._expect_more()  # the body's first read, if one comes (else: message complete)
         super().on_headers_complete()
+
+    def _expect_more(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _expect_nothing(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we stopped reading, not the client: wait on
+            self._expect_more()
+            return
+        if self._in_head:  # a response is owed, and no app has started on this request
+            self._head_refused = True
+            self.transport.write(_TIMEOUT_RESPONSE)
+        elif self._in_message:  # the app reads this body: it sees the client gone
+            self.logger.info("Request body paused over %g s: connection closed", self.read_timeout)
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._head_refused:

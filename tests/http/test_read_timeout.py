@@ -1,0 +1,122 @@
+"""Clients that stop sending, or send a byte now and then, cannot hold a connection for good:
+a head must arrive within the read timeout of its first byte, a body may pause no longer
+than that between reads (http/head_limit.py). Here the timeout is 2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from contacts_api.http.head_limit import HEAD_TIMED_OUT
+from contacts_api.storage import migrate
+from contacts_api.storage.engine import Database
+from tests.factories import new_account
+from tests.servers import serve, wait_until
+
+TIMEOUT_S = 2
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    key: str
+    log: Path
+
+
+async def _account_key(url: str) -> str:
+    db = Database(url)
+    try:
+        return (await new_account(db)).key
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder: Path = tmp_path_factory.mktemp("read_timeout")
+    url = f"sqlite:///{folder / 's.db'}"
+    migrate.upgrade(url)
+    key = asyncio.run(_account_key(url))
+    env = {"CONTACTS_API_DATABASE_URL": url, "CONTACTS_API_READ_TIMEOUT_SECONDS": str(TIMEOUT_S)}
+    log = folder / "server.log"
+    with serve(env, log=log) as base:
+        host, port = base.removeprefix("http://").split(":")
+        yield Server(host, int(port), key, log)
+
+
+def connect(server: Server) -> socket.socket:
+    sock = socket.create_connection((server.host, server.port))
+    sock.settimeout(30)  # a bound on the test, far above the server's timeout
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything until the server closes the connection."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_connection_that_never_sends_is_closed(server: Server) -> None:
+    with connect(server) as sock:
+        assert read_all(sock) == b""
+
+
+def test_a_head_sent_a_line_at_a_time_forever_gets_408(server: Server) -> None:
+    """Each line well within the timeout: the head as a whole is what is timed."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        started = time.monotonic()
+        while not select.select([sock], [], [], 0.3)[0]:
+            sock.sendall(b"x-slow: 1\r\n")
+            assert time.monotonic() - started < 30, "never cut off"
+        answer = read_all(sock)
+    status, _, body = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert json.loads(body.partition(b"\r\n\r\n")[2]) == {"message": HEAD_TIMED_OUT}
+
+
+def create_head(server: Server, length: int) -> bytes:
+    return (
+        b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer " + server.key.encode() + b"\r\n"
+        b"content-length: " + str(length).encode() + b"\r\n\r\n"
+    )
+
+
+def test_a_body_that_stops_part_way_closes_the_connection(server: Server) -> None:
+    body = json.dumps({"email": "stopped@example.com"}).encode()
+    with connect(server) as sock:
+        sock.sendall(create_head(server, len(body)) + body[:10])
+        assert read_all(sock) == b""  # closed, and no contact half made
+
+    def events() -> list[tuple[str, str]]:
+        lines = server.log.read_text().splitlines()
+        return [(e["event"], e["level"]) for e in map(json.loads, lines) if "event" in e]
+
+    gone = ("client disconnected before its body arrived", "info")
+    wait_until(lambda: gone in events(), what="the app's line for the request")
+    assert (f"Request body paused over {TIMEOUT_S} s: connection closed", "info") in events()
+    assert not any(level == "error" for _, level in events())
+
+
+def test_a_body_sent_slowly_with_short_pauses_is_served(server: Server) -> None:
+    """Its pauses are short; the whole takes longer than the timeout."""
+    body = json.dumps({"email": "slow@example.com", "firstName": "Slow"}).encode()
+    with connect(server) as sock:
+        sock.sendall(create_head(server, len(body)))
+        for start in range(0, len(body), 8):
+            time.sleep(TIMEOUT_S / 6)
+            sock.sendall(body[start : start + 8])
+        status = sock.recv(65536).partition(b"\r\n")[0]
+    assert status == b"HTTP/1.1 201 Created"
