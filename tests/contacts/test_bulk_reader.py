@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.bulk_jobs import import_file
-from contacts_api.contacts import import_pipe, service
+from contacts_api.contacts import import_pipe, import_reader, service
 from contacts_api.errors import UserError
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, tag_table
@@ -205,10 +205,23 @@ async def test_bad_bytes_past_the_sample_are_reported_by_the_reader(
     rows = "".join(f"lead{i}@example.com\n" for i in range(12_000))  # past the 64 KiB sample
     path.write_bytes(b"email\n" + rows.encode() + b"bad\xff@example.com\n")
     processes = _record_processes(monkeypatch)
-    with pytest.raises(UserError, match=r"^cannot read .*leads\.csv: not UTF-8 text \("):
+    with pytest.raises(UserError, match=r"^cannot read .*leads\.csv: not UTF-8 text \(") as error:
         await import_file(db, path, account.name, batch_size=5000)
+    bad_at = len(b"email\n" + rows.encode() + b"bad") + 1
+    assert str(error.value).endswith(
+        f"(invalid start byte at line 12,002, byte {bad_at:,}); save it as UTF-8"
+    )
     _assert_reaped(processes)
     assert await count_contacts(db) == 0  # found by the first pass over the file (repeated keys)
+
+
+def test_the_first_bad_byte_is_found_past_a_character_cut_by_a_piece(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    start = b"a" * ((1 << 20) - 1) + "é".encode()  # é's two bytes: the 1 MiB piece ends inside
+    path.write_bytes(start + b"\nok\n\xff\n")
+    assert import_reader.first_bad_utf8(str(path)) == (3, len(start) + 5)
+    path.write_bytes(start[:-1])  # a character cut by the file's end
+    assert import_reader.first_bad_utf8(str(path)) == (1, len(start) - 1)  # é's first byte
 
 
 async def test_cancelled_import_keeps_committed_batches_and_reaps_the_reader(
