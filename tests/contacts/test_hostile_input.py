@@ -95,6 +95,7 @@ async def test_bulk_still_refuses_non_json_content_type(
     headers = {**account.headers, "Content-Type": "text/plain"}
     response = await client.post("/v1/contacts/bulk", content=b"[]", headers=headers)
     assert response.status_code == 415
+    assert response.json() == {"message": "Content-Type must be application/json"}
 
 
 async def test_bulk_item_with_year_zero_fails_alone(

@@ -117,8 +117,16 @@ async def test_a_claim_abandoned_by_a_dead_request_is_taken_over(
         content=body,
         headers={**keyed(account, "dead"), "content-type": "application/json"},
     )
+    replay = await client.post(
+        "/v1/contacts",
+        content=body,
+        headers={**keyed(account, "dead"), "content-type": "application/json"},
+    )
 
     assert response.status_code == 201
+    assert await count_contacts(db, account.account_id) == 1
+    assert replay.headers.get("Idempotent-Replayed") == "true"  # the claim is now this one's
+    assert replay.content == response.content
 
 
 async def test_records_expire_after_a_day(client: Client, db: Database) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from structlog.testing import capture_logs
 
 from contacts_api.app import create_app
 from contacts_api.http import observability
@@ -79,32 +80,27 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
 
 
 @contextmanager
-def access_lines(monkeypatch: pytest.MonkeyPatch, level: int) -> Iterator[list[dict[str, Any]]]:
+def access_lines(level: int) -> Iterator[list[dict[str, Any]]]:
     """The access lines logged meanwhile, the root logger at `level` (as configure_logging
     sets CONTACTS_API_LOG_LEVEL)."""
     lines: list[dict[str, Any]] = []
-
-    class Recorder:
-        def info(self, event: str, **fields: Any) -> None:
-            if event == "request":
-                lines.append(fields)
-
-    monkeypatch.setattr(observability, "log", Recorder())
     root = logging.getLogger()
     before = root.level
     root.setLevel(level)
     try:
-        yield lines
+        with capture_logs() as logs:
+            yield lines
     finally:
         root.setLevel(before)
+        lines.extend(line for line in logs if line["event"] == "request")
 
 
 @pytest.mark.parametrize(("level", "logged"), [(logging.INFO, True), (logging.WARNING, False)])
 async def test_the_access_log_follows_the_log_level(
-    client: Client, db: Database, monkeypatch: pytest.MonkeyPatch, level: int, logged: bool
+    client: Client, db: Database, level: int, logged: bool
 ) -> None:
     account = await new_account(db)
-    with access_lines(monkeypatch, level) as access:
+    with access_lines(level) as access:
         response = await client.post(
             "/v1/contacts", json={"email": "a@example.com"}, headers=account.headers
         )
@@ -114,11 +110,9 @@ async def test_the_access_log_follows_the_log_level(
         assert (access[0]["route"], access[0]["status"]) == ("/v1/contacts", 201)
 
 
-async def test_the_access_log_cuts_a_long_path_short(
-    client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_access_log_cuts_a_long_path_short(client: Client) -> None:
     """A client chooses its path, up to the head limit (32 KiB), for each line."""
-    with access_lines(monkeypatch, logging.INFO) as access:
+    with access_lines(logging.INFO) as access:
         response = await client.get("/v1/" + "x" * 5000)
     assert response.status_code == 404
     [line] = access

@@ -183,8 +183,10 @@ async def test_cli_sets_and_clears_an_account_limit(settings: Settings, db: Data
 async def test_cli_rejects_a_bad_limit_and_an_unknown_account(settings: Settings) -> None:
     bad = run_cli(settings.database_url, "accounts", "set-rate-limit", "acme", "--limit", "x")
     assert bad.returncode == 2
+    assert "expected POINTS/SECONDS such as 20/1, got 'x'" in bad.stderr
     neither = run_cli(settings.database_url, "accounts", "set-rate-limit", "acme")
     assert neither.returncode == 2
+    assert "give either --limit POINTS/SECONDS or --default" in neither.stderr
     unknown = run_cli(settings.database_url, "accounts", "set-rate-limit", "nope", "--default")
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "error: no account named 'nope'"
