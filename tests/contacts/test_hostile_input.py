@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from contacts_api.bulk_jobs import import_file
+from contacts_api.contacts import bulk_files, bulk_rows
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, tag_table
 from tests.contacts.helpers import Client, stored_contact
@@ -375,3 +376,32 @@ async def test_import_csv_quote_left_open_in_an_ignored_column_fails_its_row(
         rows = await conn.execute(sa.select(contact_table.c.email, contact_table.c.first_name))
         names = {email: first_name for email, first_name in rows}
     assert names == {"ok@example.com": "Ann", "quirk@example.com": "John"}
+
+
+async def test_import_csv_record_of_too_many_lines_fails_and_its_original_is_cut(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    """A quote left open over a file of line breaks, or a cell of megabytes: the row fails,
+    the reader no longer keeps every line of it (30 MiB of line breaks took it to 574 MB),
+    and the report holds the cell's start only."""
+    path = tmp_path / "leads.csv"
+    breaks = "\n" * (bulk_files.MAX_RECORD_LINES + 1)
+    path.write_text(
+        "email,firstName,notes\n"
+        f'long@example.com,Ann,"{breaks}"\n'
+        f"big@example.com,{'x' * (bulk_rows.ORIGINAL_CELL_CHARS + 1)},\n"
+        "after@example.com,Bo,\n",
+        encoding="utf-8",
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 2)
+    [long, big] = read_report(tmp_path / "leads.csv.errors.csv")
+    last = 2 + bulk_files.MAX_RECORD_LINES + 1
+    assert long["message"] == (
+        f"This row runs from line 2 to line {last}: is a quote left open?; "
+        "A record of over 10,000 lines is no lead's"
+    )
+    assert long["original"] == f'long@example.com,Ann,"{breaks}"'
+    assert big["field"] == "firstName"
+    cut = "x" * bulk_rows.ORIGINAL_CELL_CHARS + bulk_rows.CUT
+    assert big["original"] == f"big@example.com,{cut},"

@@ -146,10 +146,18 @@ def csv_records(text: IO[str], delimiter: str) -> tuple[Any, list[str] | None]:
     return reader, None
 
 
+# A record over more lines than this fails (no lead's cells hold that many line breaks: a
+# quote left open ran on). Past it, its lines are no longer kept for the quote check: a cell of
+# 30 MiB of line breaks had made a list of 30 million lines, and the reader 574 MB.
+MAX_RECORD_LINES = 10_000
+
+
 def _kept_lines(text: IO[str], kept: list[str]) -> Iterator[str]:
-    """The file's lines, each also added to `kept` (the lines of the record being read)."""
+    """The file's lines, each also added to `kept` (the lines of the record being read), up
+    to one more than MAX_RECORD_LINES."""
     for line in text:
-        kept.append(line)
+        if len(kept) <= MAX_RECORD_LINES:
+            kept.append(line)
         yield line
 
 
@@ -181,7 +189,10 @@ class _CheckedReader:
                 f"line {self._reader.line_num}: {exc} (a cell over {CSV_CELL_LIMIT >> 20} MiB:"
                 " is a quote left open?)"
             ) from None
-        self.unpaired = _unpaired_quotes(kept, self._delimiter) if len(kept) > 1 else None
+        if len(kept) > MAX_RECORD_LINES:
+            self.unpaired = f"A record of over {MAX_RECORD_LINES:,} lines is no lead's"
+        else:
+            self.unpaired = _unpaired_quotes(kept, self._delimiter) if len(kept) > 1 else None
         return record
 
 

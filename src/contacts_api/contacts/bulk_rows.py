@@ -37,13 +37,25 @@ class SourceRow:
         return original_text(self.raw, self.delimiter)
 
 
+# In the error report, a CSV cell or a JSON line beyond these is cut short, ending in CUT:
+# no field the import takes is near that long, and a 30 MiB cell (a quote left open) had been
+# copied whole through the reader, the writer and the report (the import's peak: 360 MB).
+ORIGINAL_CELL_CHARS = 64 << 10
+ORIGINAL_LINE_CHARS = 1 << 20
+CUT = "…[cut]"
+
+
 def original_text(raw: str | list[str], delimiter: str) -> str:
     """A record as text: a JSON line as it is, a CSV record's fields written back."""
     if isinstance(raw, str):
-        return raw
+        return raw if len(raw) <= ORIGINAL_LINE_CHARS else raw[:ORIGINAL_LINE_CHARS] + CUT
+    if any(len(cell) > ORIGINAL_CELL_CHARS for cell in raw):
+        raw = [c if len(c) <= ORIGINAL_CELL_CHARS else c[:ORIGINAL_CELL_CHARS] + CUT for c in raw]
     echo = io.StringIO()
-    csv.writer(echo, delimiter=delimiter, lineterminator="").writerow(raw)
-    return echo.getvalue()
+    # The line terminator is what makes csv quote a cell holding a line break (with "" it
+    # left `two\nlines` bare, and the original read back as two records); it is cut off.
+    csv.writer(echo, delimiter=delimiter, lineterminator="\r\n").writerow(raw)
+    return echo.getvalue()[:-2]
 
 
 Checked = tuple[ContactImport, dict[str, str] | None] | ValidationFailed
