@@ -258,18 +258,31 @@ def check_fields(
     return values, errors
 
 
-# What JavaScript's Number() accepts as a decimal (no "1_000", "nan" or "infinity" words).
-_DECIMAL = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
+# What JavaScript's Number() reads (ECMAScript's StringToNumber): around the number, its
+# white space and line terminators; inside, a decimal (no "1_000", no "nan") or `Infinity`,
+# or, unsigned, a hex, octal or binary integer.
+_JS_SPACE = "\t\n\v\f\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    map(chr, range(0x2000, 0x200B))
+)
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INFINITY = re.compile(r"[+-]?Infinity")
+_NON_DECIMAL = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)", re.ASCII)
 
 
 def coerce_number(text: str) -> float | int:
-    """A query value as Zod's z.coerce.number() sees it; NaN when it is not a number."""
-    if not _DECIMAL.fullmatch(text):
-        return float("nan")
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
+    """A query value as Zod's z.coerce.number() sees it (JavaScript's Number()); NaN when it
+    is not a number."""
+    core = text.strip(_JS_SPACE)
+    if _DECIMAL.fullmatch(core):
+        try:
+            return int(core)
+        except ValueError:
+            return float(core)
+    if _NON_DECIMAL.fullmatch(core):
+        return int(core, 0)
+    if _INFINITY.fullmatch(core):
+        return float(core.replace("Infinity", "inf"))
+    return float("nan")
 
 
 def check_query(

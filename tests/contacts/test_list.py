@@ -88,6 +88,9 @@ async def test_default_limit_is_20_while_count_is_every_match(client: Client, db
         ({"limit": "101"}, "limit", "Number must be less than or equal to 100"),
         ({"limit": "1e400"}, "limit", "Expected integer, received float"),
         ({"limit": "1_0"}, "limit", "Expected number, received nan"),
+        ({"limit": "Infinity"}, "limit", "Expected integer, received float"),
+        ({"page": "-0x1"}, "page", "Expected number, received nan"),  # JavaScript's NaN too
+        ({"page": "infinity"}, "page", "Expected number, received nan"),
         ({"statuses": "x" * 1001}, "statuses", "String must contain at most 1000 character(s)"),
         ({"eventIds": "1,a"}, "eventIds", "Expected a comma-separated list of event ids"),
         ({"eventIds": "1,,2"}, "eventIds", "Expected a comma-separated list of event ids"),
@@ -120,6 +123,17 @@ async def test_invalid_query_value_is_a_v1_400(
             "method": "GET",
         }
     }
+
+
+@pytest.mark.parametrize("limit", ["0x2", "0b10", "0o2", "\u00a02", " 2\u3000", "2e0", "2."])
+async def test_numbers_are_read_as_javascripts_number_reads_them(
+    client: Client, db: Database, limit: str
+) -> None:
+    """Zod's z.coerce.number() is Number(): hex, octal and binary, and Unicode spaces around."""
+    account = await new_account(db)
+    for i in range(3):
+        await create(client, account, phoneNumber=f"+1555000{i:04d}")
+    assert len(ids(await list_contacts(client, account, limit=limit))) == 2
 
 
 async def test_unknown_order_column_and_every_failing_param_are_listed(
