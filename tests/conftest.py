@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -18,6 +19,22 @@ from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import Base
 from tests.services import postgres_url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loggers_never_cached() -> Iterator[None]:
+    """configure_logging (run in this process by tests of the CLI and of log output) has each
+    logger keep its processors from its first use, for speed: a logger first used after it
+    would keep them for the rest of the run, out of capture_logs' reach, and a test that
+    captures its lines would pass or fail by the order the tests ran in."""
+    configure = structlog.configure
+
+    def uncached(*args: object, **kwargs: object) -> None:
+        configure(*args, **{**kwargs, "cache_logger_on_first_use": False})  # type: ignore[arg-type]
+
+    structlog.configure = uncached  # type: ignore[assignment]
+    yield
+    structlog.configure = configure
 
 
 @pytest.fixture(scope="session")
