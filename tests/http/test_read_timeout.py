@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import select
 import socket
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ class Server:
     port: int
     key: str
     log: Path
+    database: Path
 
 
 async def _account_key(url: str) -> str:
@@ -50,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = folder / "server.log"
     with serve(env, log=log) as base:
         host, port = base.removeprefix("http://").split(":")
-        yield Server(host, int(port), key, log)
+        yield Server(host, int(port), key, log, folder / "s.db")
 
 
 def connect(server: Server) -> socket.socket:
@@ -111,12 +115,66 @@ def test_a_body_that_stops_part_way_closes_the_connection(server: Server) -> Non
 
 
 def test_a_body_sent_slowly_with_short_pauses_is_served(server: Server) -> None:
-    """Its pauses are short; the whole takes longer than the timeout."""
+    """Its pauses are short; the whole takes three times the timeout."""
     body = json.dumps({"email": "slow@example.com", "firstName": "Slow"}).encode()
+    pieces = 15
+    size = -(-len(body) // pieces)
     with connect(server) as sock:
         sock.sendall(create_head(server, len(body)))
-        for start in range(0, len(body), 8):
-            time.sleep(TIMEOUT_S / 6)
-            sock.sendall(body[start : start + 8])
+        for start in range(0, len(body), size):
+            time.sleep(TIMEOUT_S * 3 / pieces)
+            sock.sendall(body[start : start + size])
         status = sock.recv(65536).partition(b"\r\n")[0]
     assert status == b"HTTP/1.1 201 Created"
+
+
+def responses(sock: socket.socket) -> list[bytes]:
+    """The status line of every response until the server closes the connection."""
+    return re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", read_all(sock))
+
+
+def test_a_blank_line_after_a_response_does_not_keep_the_connection_open(
+    server: Server,
+) -> None:
+    """uvicorn sets its keep-alive timer aside for any bytes, and a blank line between
+    requests starts none: the connection stayed open for good."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        sock.sendall(b"\r\n")
+        assert read_all(sock) == b""
+
+
+def test_the_rest_of_a_body_already_answered_does_not_keep_the_connection_open(
+    server: Server,
+) -> None:
+    """A wrong key is answered before the body is read; the client sends the body anyway
+    (uvicorn's keep-alive timer is set aside for it), then nothing."""
+    body = b'{"email": "early@example.com"}' + b" " * 100_000
+    head = create_head(server, len(body)).replace(server.key.encode(), b"iclosed_wrong")
+    with connect(server) as sock:
+        sock.sendall(head + body[:1000])
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+        sock.sendall(body[1000:])
+        assert read_all(sock).count(b"HTTP/1.1") == 0
+
+
+def test_a_response_on_its_way_is_never_replaced_by_a_408(server: Server) -> None:
+    """A create waits for the database (another program holds its write lock twice the
+    timeout) while the next request's head, pipelined behind it, stops half way: the
+    client gets the create's 201, then the 408."""
+    body = json.dumps({"email": "in-flight@example.com"}).encode()
+    holder = sqlite3.connect(server.database, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(TIMEOUT_S * 2, holder.rollback)
+    release.start()
+    try:
+        with connect(server) as sock:
+            sock.sendall(create_head(server, len(body)) + body + b"GET /healthz HTTP/1.1\r\nho")
+            assert responses(sock) == [b"HTTP/1.1 201 Created", b"HTTP/1.1 408 Request Timeout"]
+    finally:
+        release.cancel()
+        release.join()
+        if holder.in_transaction:
+            holder.rollback()
+        holder.close()

@@ -25,11 +25,21 @@ A 192 MiB trailer line had taken a worker from 102 to 447 MB.
 Time (`read_timeout`, CONTACTS_API_READ_TIMEOUT_SECONDS): uvicorn waits for a request's head
 and body as long as the client likes, so connections that send a byte now and then (or
 nothing at all) each held a worker's file descriptor for good: a few thousand such clients,
-and nobody else could connect. Now a head must be complete within `read_timeout` of its
-first byte (a new connection: of its opening), else `408` and the connection is closed; a
-body may pause at most that long between reads, else the connection is closed (the app sees
-a client gone: 499). Waiting between requests is uvicorn's keep-alive timeout (5 s). Time
-the server itself stops reading (the app is behind, flow control) does not count.
+and nobody else could connect. Now:
+- a new connection must start a request within `read_timeout`, else it is closed;
+- a head must be complete within `read_timeout` of its first byte, else `408` and the
+  connection is closed;
+- a body may pause at most that long between reads, else the connection is closed (the app
+  sees a client gone: 499);
+- between requests, uvicorn's keep-alive timeout (5 s) applies; bytes that start no request
+  (a blank line, the rest of a body already answered) set that aside in uvicorn, so they
+  start our wait instead.
+Time the client spends waiting on us does not count: while we stopped reading (the app is
+behind: flow control), while an earlier response is still on its way, and while the app has
+not yet asked for a body that `Expect: 100-continue` holds back.
+
+One timer per connection, and a deadline moved by a plain assignment: a request moves it
+three times, and re-scheduling a timer each time cost ~5 us a request.
 """
 
 from __future__ import annotations
@@ -82,12 +92,16 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._quiet_reads = 0  # reads after the head that gave no body (trailers)
         self._gave_body = False
         self._head_refused = False
+        self._deadline: float | None = None  # by when the client must send (loop.time())
         self._read_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
-        self._expect_more()  # the first request's head
+        self._expect_more()  # the first request
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._expect_nothing()
+        self._deadline = None
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -116,20 +130,23 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         super().on_headers_complete()
 
     def _expect_more(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-        self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+        """The client owes bytes: they must come within `read_timeout` from now."""
+        self._deadline = self.loop.time() + self.read_timeout
+        if self._read_timer is None:
+            self._read_timer = self.loop.call_at(self._deadline, self._check_deadline)
 
     def _expect_nothing(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        self._deadline = None  # a timer still set finds nothing to do
 
-    def _read_timed_out(self) -> None:
+    def _check_deadline(self) -> None:
         self._read_timer = None
-        if self.transport.is_closing():
+        deadline = self._deadline
+        if deadline is None or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # we stopped reading, not the client: wait on
+        if self.loop.time() + 0.001 < deadline:  # moved since the timer was set
+            self._read_timer = self.loop.call_at(deadline, self._check_deadline)
+            return
+        if self._waiting_on_us():
             self._expect_more()
             return
         if self._in_head:  # a response is owed, and no app has started on this request
@@ -138,6 +155,17 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         elif self._in_message:  # the app reads this body: it sees the client gone
             self.logger.info("Request body paused over %g s: connection closed", self.read_timeout)
         self.transport.close()
+
+    def _waiting_on_us(self) -> bool:
+        """Whether the client's silence is ours to answer for (see the module's docstring)."""
+        if self.flow.read_paused or self.pipeline:
+            return True
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return False
+        if self._in_message and not self._in_head:  # this request's body: the app reads it
+            return bool(cycle.waiting_for_100_continue)
+        return True  # an earlier request's response is still on its way
 
     def data_received(self, data: bytes) -> None:
         if self._head_refused:
@@ -163,6 +191,16 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
                     "Request trailers over %d bytes: connection closed", MAX_HEAD_BYTES
                 )
                 self.transport.close()
+        if (
+            not self._in_message
+            and self._deadline is None
+            and self.timeout_keep_alive_task is None
+            and not self.pipeline
+            and (self.cycle is None or self.cycle.response_complete)
+        ):
+            # Bytes that started no request, and uvicorn set its keep-alive timer aside for
+            # them: a blank line after a response, the rest of a body already answered.
+            self._expect_more()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request the parser refused: ours is a 431 when the head
