@@ -290,11 +290,14 @@ def check_query(
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """check_fields for query strings: integer fields are coerced first; `required` must be given.
 
-    An empty value (`?page=`) counts as not given, as in a body.
+    An empty value (`?page=`) counts as not given, as in a body; [choice] so does a number's
+    value of spaces only (JavaScript's Number() reads it as 0).
     """
     integer_names = {rule.name for rule in rules if rule.kind == "integer"}
     body: dict[str, Any] = {
-        name: coerce_number(text) if name in integer_names and text.strip() else text
+        name: (coerce_number(text) if text.strip(_JS_SPACE) else "")
+        if name in integer_names
+        else text
         for name, text in params.items()
     }
     values, errors = check_fields(body, rules)

@@ -91,6 +91,7 @@ async def test_default_limit_is_20_while_count_is_every_match(client: Client, db
         ({"limit": "Infinity"}, "limit", "Expected integer, received float"),
         ({"page": "-0x1"}, "page", "Expected number, received nan"),  # JavaScript's NaN too
         ({"page": "infinity"}, "page", "Expected number, received nan"),
+        ({"page": "\x1c1"}, "page", "Expected number, received nan"),  # space to Python only
         ({"statuses": "x" * 1001}, "statuses", "String must contain at most 1000 character(s)"),
         ({"eventIds": "1,a"}, "eventIds", "Expected a comma-separated list of event ids"),
         ({"eventIds": "1,,2"}, "eventIds", "Expected a comma-separated list of event ids"),
@@ -167,6 +168,8 @@ async def test_empty_values_mean_not_given(client: Client, db: Database) -> None
     response = await list_contacts(client, account, page="", limit="", statuses="", search="")
     assert response.status_code == 200
     assert ids(response) == created[::-1]
+    spaces = await list_contacts(client, account, page=" ", limit="\u00a0")  # numbers only
+    assert ids(spaces) == created[::-1]
 
 
 async def test_statuses_filter(client: Client, db: Database) -> None:
