@@ -1,5 +1,6 @@
-"""Waiting until another transaction is blocked on a lock, instead of sleeping a guessed time
-(a sleep too short lets the race the test is about not happen, and the test still passes)."""
+"""Waiting until another transaction is blocked on a lock, on PostgreSQL as PostgreSQL reports
+it, instead of sleeping a guessed time (a sleep too short lets the race the test is about not
+happen, and the test still passes). SQLite has no such report: there, a moment is slept."""
 
 from __future__ import annotations
 

@@ -228,6 +228,13 @@ def test_an_argument_that_is_not_utf8_is_one_line(db_url: str, tmp_path: Path) -
         done = run_cli(db_url, *command)
         assert (done.returncode, done.stdout) == (2, ""), command
         assert done.stderr == "error: the argument b'acme\\xff' is not UTF-8 text\n", command
+    # A name that is also a file's is no different.
+    (tmp_path / os.fsdecode(b"acme\xff")).write_text("")
+    done = run_cli(db_url, "keys", "list", "--account", odd, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        2,
+        "error: the argument b'acme\\xff' is not UTF-8 text\n",
+    )
     # A file's name is the system's bytes: `import` reads such a file, or says why not.
     named = os.fsencode(tmp_path) + b"/leads\xe9.csv"
     with open(named, "wb") as f:

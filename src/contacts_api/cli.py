@@ -278,13 +278,14 @@ def main() -> None:
 
 def not_utf8_argument(args: list[str]) -> str | None:
     """The first argument whose bytes are not UTF-8 (Python holds them as lone surrogates,
-    which no database, length rule or output takes), unless it names an existing file: a
-    path is bytes to the system, and `import` names such a file in an error of its own."""
+    which no database, length rule or output takes), but for `import`'s FILE when it exists:
+    a path is bytes to the system, and `import` names such a file in an error of its own."""
+    command = args[0] if args else ""
     for arg in args:
         try:
             arg.encode()
         except UnicodeEncodeError:
-            if not os.path.lexists(arg):
+            if not (command == "import" and arg != command and os.path.lexists(arg)):
                 return arg
     return None
 
