@@ -54,25 +54,23 @@ from contacts_api.http.one_write import OneWriteHttpToolsProtocol
 MAX_HEAD_BYTES = 32 * 1024
 RAW_SLACK = 8 * 1024
 HEAD_TOO_LARGE = f"Request headers too large (limit {MAX_HEAD_BYTES >> 10} KiB)"
-_BODY = msgspec.json.encode(MessageBody(HEAD_TOO_LARGE))
-_RESPONSE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: application/json\r\n"
-    b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
-    b"connection: close\r\n"
-    b"\r\n" + _BODY
-)
-
-
 HEAD_TIMED_OUT = "Request timeout: the request's headers did not arrive in time"
-_TIMEOUT_BODY = msgspec.json.encode(MessageBody(HEAD_TIMED_OUT))
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: application/json\r\n"
-    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n"
-    b"connection: close\r\n"
-    b"\r\n" + _TIMEOUT_BODY
-)
+
+
+def _closing_response(status: bytes, message: str) -> bytes:
+    """A whole response in the API's `{"message": ...}` shape, closing the connection."""
+    body = msgspec.json.encode(MessageBody(message))
+    return (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n"
+        b"\r\n" + body
+    )
+
+
+_RESPONSE = _closing_response(b"431 Request Header Fields Too Large", HEAD_TOO_LARGE)
+_TIMEOUT_RESPONSE = _closing_response(b"408 Request Timeout", HEAD_TIMED_OUT)
 
 
 class HeadTooLarge(Exception):
