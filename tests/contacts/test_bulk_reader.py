@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.bulk_jobs import import_file
-from contacts_api.contacts import import_pipe, import_reader, service
+from contacts_api.contacts import bulk_files, import_pipe, service
 from contacts_api.errors import UserError
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table, tag_table
@@ -219,9 +219,9 @@ def test_the_first_bad_byte_is_found_past_a_character_cut_by_a_piece(tmp_path: P
     path = tmp_path / "leads.csv"
     start = b"a" * ((1 << 20) - 1) + "é".encode()  # é's two bytes: the 1 MiB piece ends inside
     path.write_bytes(start + b"\nok\n\xff\n")
-    assert import_reader.first_bad_utf8(str(path)) == (3, len(start) + 5)
+    assert bulk_files.first_bad_utf8(str(path)) == (3, len(start) + 5)
     path.write_bytes(start[:-1])  # a character cut by the file's end
-    assert import_reader.first_bad_utf8(str(path)) == (1, len(start) - 1)  # é's first byte
+    assert bulk_files.first_bad_utf8(str(path)) == (1, len(start) - 1)  # é's first byte
 
 
 async def test_cancelled_import_keeps_committed_batches_and_reaps_the_reader(

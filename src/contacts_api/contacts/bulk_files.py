@@ -278,3 +278,25 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
         if not any(record):
             continue
         yield layout.source(number, record, delimiter, reader.line_num, reader.unpaired)
+
+
+def first_bad_utf8(path: str) -> tuple[int, int]:
+    """Where the file stops being UTF-8: (line, byte offset), both counted from 1. Read in
+    1 MiB pieces (a character cut at a piece's end is carried to the next)."""
+    line, offset, carry = 1, 0, b""
+    with open(path, "rb") as file:
+        while True:
+            piece = file.read(1 << 20)
+            data = carry + piece
+            try:
+                data.decode()
+                good, carry = data, b""
+            except UnicodeDecodeError as exc:
+                good, carry = data[: exc.start], data[exc.start :]
+                if piece and exc.end == len(data) and exc.reason == "unexpected end of data":
+                    pass  # a character cut at the piece's end: its rest comes next
+                else:
+                    return line + good.count(b"\n"), offset + len(good) + 1
+            line, offset = line + good.count(b"\n"), offset + len(good)
+            if not piece:
+                return line, offset + 1  # every byte was UTF-8: past the end

@@ -344,28 +344,6 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def first_bad_utf8(path: str) -> tuple[int, int]:
-    """Where the file stops being UTF-8: (line, byte offset), both counted from 1. Read in
-    1 MiB pieces (a character cut at a piece's end is carried to the next)."""
-    line, offset, carry = 1, 0, b""
-    with open(path, "rb") as file:
-        while True:
-            piece = file.read(1 << 20)
-            data = carry + piece
-            try:
-                data.decode()
-                good, carry = data, b""
-            except UnicodeDecodeError as exc:
-                good, carry = data[: exc.start], data[exc.start :]
-                if piece and exc.end == len(data) and exc.reason == "unexpected end of data":
-                    pass  # a character cut at the piece's end: its rest comes next
-                else:
-                    return line + good.count(b"\n"), offset + len(good) + 1
-            line, offset = line + good.count(b"\n"), offset + len(good)
-            if not piece:
-                return line, offset + 1  # every byte was UTF-8: past the end
-
-
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
     # The collector's automatic passes cost ~10% here (every row makes several containers);
@@ -389,7 +367,7 @@ def main() -> int:
     except BrokenPipeError:
         return 0  # the writer is gone (killed, or stopped early): nothing left to do
     except UnicodeDecodeError as exc:
-        line, byte = first_bad_utf8(options.path)
+        line, byte = bulk_files.first_bad_utf8(options.path)
         send(
             ReaderError(
                 f"cannot read {options.path}: not UTF-8 text ({exc.reason} at line {line:,},"
