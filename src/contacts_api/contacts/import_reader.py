@@ -367,13 +367,12 @@ def main() -> int:
     except BrokenPipeError:
         return 0  # the writer is gone (killed, or stopped early): nothing left to do
     except UnicodeDecodeError as exc:
-        line, byte = bulk_files.first_bad_utf8(options.path)
-        send(
-            ReaderError(
-                f"cannot read {options.path}: not UTF-8 text ({exc.reason} at line {line:,},"
-                f" byte {byte:,}); save it as UTF-8"
-            )
-        )
+        where = ""
+        with contextlib.suppress(OSError):  # gone since: the reason alone
+            line, byte = bulk_files.first_bad_utf8(options.path)
+            where = f" at line {line:,}, byte {byte:,}"
+        message = f"not UTF-8 text ({exc.reason}{where}); save it as UTF-8"
+        send(ReaderError(f"cannot read {options.path}: {message}"))
     except OSError as exc:
         send(ReaderError(f"cannot read {options.path}: {exc.strerror or exc}"))
     except UserError as exc:  # the file's own fault, said in one line
