@@ -134,3 +134,25 @@ def test_trailers_that_never_end_close_the_connection(address: tuple[str, int]) 
         except ConnectionError:
             pass  # reset while sending: closed too
     assert sent < 1024 * 1024, sent
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz?limit=\xd9\xa3 HTTP/1.1\r\nhost: x\r\n\r\n",  # a raw non-ASCII byte
+        b"G\x01T /healthz HTTP/1.1\r\nhost: x\r\n\r\n",  # a method that is none
+        b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-length: ten\r\n\r\n",
+    ],
+    ids=["byte-in-url", "method", "content-length"],
+)
+def test_a_request_the_parser_refuses_is_a_json_400(
+    address: tuple[str, int], request_bytes: bytes
+) -> None:
+    """uvicorn answered these in plain text; the API answers every error as JSON."""
+    with socket.create_connection(address) as sock:
+        sock.settimeout(30)
+        sock.sendall(request_bytes)
+        status, headers, body = read_response(sock)
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert headers[b"content-type"] == b"application/json"
+    assert json.loads(body) == {"message": "Invalid HTTP request received."}

@@ -201,10 +201,9 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
             self._expect_more()
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to a request the parser refused: ours is a 431 when the head
-        was too large (uvicorn has logged "Invalid HTTP request received." by then)."""
-        if not self._head_refused:
-            super().send_400_response(msg)
-            return
-        self.transport.write(_RESPONSE)
+        """uvicorn's answer to a request the parser refused (it has logged "Invalid HTTP
+        request received." by then), in the API's JSON shape instead of uvicorn's plain text;
+        a 431 when the head was too large."""
+        response = _RESPONSE if self._head_refused else _closing_response(b"400 Bad Request", msg)
+        self.transport.write(response)
         self.transport.close()
