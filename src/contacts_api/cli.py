@@ -285,7 +285,7 @@ def not_utf8_argument(args: list[str]) -> str | None:
         try:
             arg.encode()
         except UnicodeEncodeError:
-            if not (command == "import" and arg != command and os.path.lexists(arg)):
+            if not (command == "import" and os.path.lexists(arg)):
                 return arg
     return None
 
