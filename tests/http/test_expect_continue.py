@@ -1,0 +1,92 @@
+"""The read timeout (http/head_limit.py) does not count time the client spends waiting on us:
+a client that sent `Expect: 100-continue` sends its body only once the app asks for it, and
+the app asks only when it reads the body, after its key and budget checks.
+
+Here those checks are slowed from outside: the rate limiter's Redis accepts connections and
+never answers, so the first request waits the limiter's timeout (0.5 s) before it fails open,
+while the server's read timeout is 0.2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contacts_api.http.ratelimit.redis import TIMEOUT_SECONDS
+from contacts_api.storage import migrate
+from contacts_api.storage.engine import Database
+from tests.factories import new_account
+from tests.servers import serve
+
+READ_TIMEOUT_S = 0.2
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers (a hung Redis)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+async def _account_key(url: str) -> str:
+    db = Database(url)
+    try:
+        return (await new_account(db)).key
+    finally:
+        await db.dispose()
+
+
+def test_a_body_held_back_for_100_continue_is_waited_for(tmp_path: Path, silent_redis: int) -> None:
+    assert TIMEOUT_SECONDS > 2 * READ_TIMEOUT_S  # else this test proves nothing
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    migrate.upgrade(url)
+    key = asyncio.run(_account_key(url))
+    env = {
+        "CONTACTS_API_DATABASE_URL": url,
+        "CONTACTS_API_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_S),
+        "CONTACTS_API_REDIS_URL": f"redis://127.0.0.1:{silent_redis}/0",
+    }
+    body = json.dumps({"email": "expect-continue@example.com"}).encode()
+    head = (
+        b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer " + key.encode() + b"\r\nexpect: 100-continue\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    with serve(env, log=tmp_path / "server.log") as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.settimeout(30)
+            sock.sendall(head)
+            sent = time.monotonic()
+            assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            assert time.monotonic() - sent > 2 * READ_TIMEOUT_S  # silent beyond the timeout
+            sock.sendall(body)
+            status = sock.recv(65536).partition(b"\r\n")[0]
+    assert status == b"HTTP/1.1 201 Created"
