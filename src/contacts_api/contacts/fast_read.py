@@ -160,7 +160,23 @@ def _row_reader(dialect_name: str, query: sa.Select[Any]) -> Callable[[Sequence[
 async def list_page(
     reader: RawReader, account_id: int, order: repo.ContactOrder, page: Page
 ) -> ContactList:
-    """An unfiltered page (repo.is_bounded_listing) and the maintained count."""
+    """An unfiltered page (repo.is_bounded_listing) and the maintained count; on SQLite, the
+    page read last time while nothing has been committed since (storage/snapshot_cache.py)."""
+    kept = reader.snapshots
+    if kept is None:
+        return await _read_page(reader, account_id, order, page)
+    key = (account_id, order.column, order.descending, page.limit, page.offset)
+    version = reader.snapshot_version()
+    listing = kept.get(key, version)
+    if listing is None:
+        listing = await _read_page(reader, account_id, order, page)
+        kept.put(key, version, listing)
+    return listing
+
+
+async def _read_page(
+    reader: RawReader, account_id: int, order: repo.ContactOrder, page: Page
+) -> ContactList:
     query = _page_statement(order, first_page=page.offset == 0)
     params = {"account_id": account_id, "limit": page.limit, "offset": page.offset}
     rows = await reader.fetch(query, params)

@@ -26,6 +26,7 @@ from contacts_api.storage.raw_read import (
     SqliteInlineReader,
     SqliteThreadReader,
 )
+from contacts_api.storage.snapshot_cache import SnapshotCache
 from contacts_api.storage.sqlite_setup import (
     SQLITE_BUSY_TIMEOUT_MS,
     apply_sqlite_pragmas,
@@ -36,6 +37,9 @@ from contacts_api.storage.writer_turn import WriterTurn
 T = TypeVar("T")
 # PostgreSQL connections per process for Database.raw_read, besides the engine's pool.
 READ_POOL_SIZE = 10
+# Listing pages kept per process while the SQLite file is unchanged (~85 KiB for a page of
+# 50 contacts, ~125 KiB for 100: at most ~4 MiB).
+SNAPSHOT_CACHE_ENTRIES = 32
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -165,6 +169,7 @@ class Database:
         self._inline_reader: sqlite3.Connection | None = None
         self._inline_reader_in_use = False
         self._compiled = CompiledCache(self.engine.dialect)
+        self._snapshots: SnapshotCache[Any] = SnapshotCache(SNAPSHOT_CACHE_ENTRIES)
         self._asyncpg_pool: asyncio.Future[Any] | None = None  # raw reads on PostgreSQL
 
     @asynccontextmanager
@@ -253,7 +258,7 @@ class Database:
                 conn = self._inline_reader or self._open_inline_reader()
                 conn.execute("BEGIN")
                 try:
-                    return await read(SqliteInlineReader(conn, self._compiled))
+                    return await read(SqliteInlineReader(conn, self._compiled, self._snapshots))
                 finally:
                     conn.execute("ROLLBACK")
             except sqlite3.OperationalError as exc:
@@ -271,6 +276,7 @@ class Database:
             conn.close()
             raise
         self._inline_reader = conn
+        self._snapshots.clear()  # kept with another connection's data_version
         return conn
 
     async def _sqlite_thread_read(self, read: Callable[[RawReader], Awaitable[T]]) -> T:

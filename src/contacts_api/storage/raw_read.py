@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from contacts_api.storage.snapshot_cache import SnapshotCache
+
 Rows = Sequence[Sequence[Any]]
 
 
@@ -27,8 +29,13 @@ class RawReader(Protocol):
     """Runs compiled statements inside one read (one snapshot)."""
 
     dialect_name: str
+    # Results kept while the database is unchanged (storage/snapshot_cache.py), where the
+    # snapshot has a version to check them against: the SQLite connection on the loop only.
+    snapshots: SnapshotCache[Any] | None
 
     async def fetch(self, query: sa.Select[Any], params: dict[str, Any]) -> Rows: ...
+
+    def snapshot_version(self) -> int: ...
 
 
 class Compiled:
@@ -72,13 +79,25 @@ class SqliteInlineReader:
 
     dialect_name = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, cache: CompiledCache) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        cache: CompiledCache,
+        snapshots: SnapshotCache[Any] | None = None,
+    ) -> None:
         self.conn = conn
         self.cache = cache
+        self.snapshots = snapshots
 
     async def fetch(self, query: sa.Select[Any], params: dict[str, Any]) -> Rows:
         compiled = self.cache.get(query)
         return self.conn.execute(compiled.sql, compiled.args(params)).fetchall()
+
+    def snapshot_version(self) -> int:
+        """This read's `PRAGMA data_version` (~1 us): the same for as long as nothing is
+        committed to the file, whoever commits it (storage/snapshot_cache.py)."""
+        version: int = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        return version
 
 
 class SqliteThreadReader(SqliteInlineReader):
@@ -94,10 +113,15 @@ class AsyncpgReader:
     """One asyncpg connection in autocommit: each statement is its own snapshot."""
 
     dialect_name = "postgresql"
+    # No cheap version of a snapshot to check a kept result against.
+    snapshots: SnapshotCache[Any] | None = None
 
     def __init__(self, conn: Any, cache: CompiledCache) -> None:
         self.conn = conn
         self.cache = cache
+
+    def snapshot_version(self) -> int:
+        raise NotImplementedError("PostgreSQL reads keep no results")
 
     async def fetch(self, query: sa.Select[Any], params: dict[str, Any]) -> Rows:
         compiled = self.cache.get(query)
