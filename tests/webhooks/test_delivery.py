@@ -18,6 +18,7 @@ from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.contacts.service import CreateOutcome
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
+from contacts_api.storage.models import webhook_endpoint_table as endpoints
 from contacts_api.storage.models import webhook_message_table as messages
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks import service
@@ -274,6 +275,30 @@ async def test_refused_address_at_delivery_time_is_logged_not_sent(
     [attempt] = log["deliveries"]
     assert attempt["statusCode"] is None and attempt["outcome"] == "retrying"
     assert attempt["error"].startswith("refused:")
+
+
+async def test_a_stored_url_httpx_cannot_send_to_is_a_failed_attempt(
+    client: Client, db: Database, receiver: Receiver, settings: Settings, clock: Clock
+) -> None:
+    """Subscribed before the check asked httpx too (webhooks/ssrf.split_url): a host that
+    Python's IDNA codec reads as 8.8.8.8. The attempt is recorded as failed, and retried and
+    in time disabled like any other; it used to raise out of every drain, twice a second."""
+    account = await new_account(db)
+    webhook = await subscribe(client, account, receiver.url)
+    async with db.transaction() as conn:
+        await conn.execute(
+            sa.update(endpoints)
+            .where(endpoints.c.id == webhook["id"])
+            .values(url="http://\uff18.8.8.8/hook")
+        )
+    await create_contact(client, account, email="a@example.com")
+    async with Dispatcher(db, settings, now=clock) as dispatcher:
+        assert await dispatcher.run_once() == 1
+    log = await deliveries(client, account, webhookId=webhook["id"])
+    [attempt] = log["deliveries"]
+    assert attempt["outcome"] == "retrying"
+    assert attempt["error"].startswith("refused: invalid URL")
+    assert receiver.requests == []
 
 
 async def test_the_server_dispatches_by_itself(

@@ -57,6 +57,22 @@ async def test_invalid_subscriptions_list_every_failing_field(client: Client, db
 
 
 @pytest.mark.parametrize(
+    "url",
+    ["http://\uff18.8.8.8/hook", "http://8.8.8.8\u200b/hook", "https://exa\u200bmple.com/"],
+)
+async def test_a_url_python_resolves_but_httpx_cannot_send_to_is_invalid(
+    client: Client, db: Database, url: str
+) -> None:
+    """Python's IDNA codec reads a full-width digit as a digit and drops a zero-width space;
+    httpx, which sends the deliveries, refuses both."""
+    account = await new_account(db)
+    body = {"url": url, "events": ["newContactCreated"]}
+    response = await client.post("/v1/webhooks", json=body, headers=account.headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"]["details"]["fieldErrors"] == {"url": ["Invalid url"]}
+
+
+@pytest.mark.parametrize(
     ("body", "field_errors"),
     [
         (

@@ -12,6 +12,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpx
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_SECONDS = 5.0  # a name not resolved by then is refused ("cannot resolve")
 
@@ -61,11 +63,17 @@ def is_public(address: IPAddress) -> bool:
 
 
 def split_url(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of an absolute http(s) URL, or UnsafeUrl."""
+    """(scheme, host, port) of an absolute http(s) URL, or UnsafeUrl.
+
+    The URL must parse for httpx too, which sends it: Python's IDNA codec takes a host that
+    httpx refuses (a full-width digit, a zero-width space: `http://\uff18.8.8.8/` resolves to
+    8.8.8.8), and every delivery to it would fail before it was even tried.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
         raise UnsafeUrl(f"invalid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeUrl("URL must be absolute http:// or https://")
