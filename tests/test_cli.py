@@ -51,6 +51,12 @@ def db_url(tmp_path: Path) -> str:
     ("name", "value", "reason"),
     [
         ("RATE_LIMIT", "abc", "expected POINTS/SECONDS such as 20/1, got 'abc'"),
+        # A window ending after the year 9999 was taken: every request then got a 500.
+        (
+            "RATE_LIMIT",
+            "1000/300000000000",
+            "points must be at most 2147483647 and seconds at most 31622400 (366 days)",
+        ),
         ("SQLITE_SYNCHRONOUS", "normal", "Input should be 'FULL' or 'NORMAL'"),
         ("DUPLICATE_EMAIL", "Reject", "Input should be 'upsert', 'reject' or 'allow'"),
         ("DATABASE_URL", "mysql://x@127.0.0.1/db", "expected sqlite:///PATH or postgresql://"),

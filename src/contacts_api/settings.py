@@ -26,6 +26,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # as the logging module takes
 
 
+# A rate's bounds: a window's end must be a date the headers can name (a window of 10^11 s
+# ended after the year 9999, and every request of the account got a 500), and the budget a
+# number the database stores.
+MAX_RATE_POINTS = 2**31 - 1
+MAX_RATE_WINDOW = 366 * 24 * 3600
+
+
 class Rate(NamedTuple):
     """A fixed-window budget: `points` requests per `window` seconds."""
 
@@ -41,6 +48,11 @@ class Rate(NamedTuple):
             raise ValueError(f"expected POINTS/SECONDS such as 20/1, got {text!r}") from None
         if rate.points < 1 or rate.window < 1:
             raise ValueError(f"points and seconds must be at least 1, got {text!r}")
+        if rate.points > MAX_RATE_POINTS or rate.window > MAX_RATE_WINDOW:
+            raise ValueError(
+                f"points must be at most {MAX_RATE_POINTS} and seconds at most"
+                f" {MAX_RATE_WINDOW} (366 days), got {text!r}"
+            )
         return rate
 
     def __str__(self) -> str:

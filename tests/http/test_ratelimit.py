@@ -190,6 +190,15 @@ async def test_cli_rejects_a_bad_limit_and_an_unknown_account(settings: Settings
     unknown = run_cli(settings.database_url, "accounts", "set-rate-limit", "nope", "--default")
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "error: no account named 'nope'"
+    # Once taken: a window ending after the year 9999 (every request of the account a 500),
+    # and a budget too large for the database (a traceback).
+    for limit in ("1000/253402300799", "99999999999999999999/1"):
+        huge = run_cli(
+            settings.database_url, "accounts", "set-rate-limit", "acme", "--limit", limit
+        )
+        assert huge.returncode == 2, huge.stderr
+        said = " ".join(huge.stderr.replace("│", " ").split())  # typer's box, wrapped
+        assert "points must be at most 2147483647 and seconds at most 31622400" in said
 
 
 def test_ratelimit_reset_never_names_an_instant_before_the_window_ends() -> None:
