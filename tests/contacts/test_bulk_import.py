@@ -263,6 +263,33 @@ async def test_json_lines_detected_by_content_with_malformed_lines_reported(
     assert report[0]["original"] == "{not json"
 
 
+async def test_an_integer_cell_too_long_for_python_fails_its_row_alone(
+    db: Database, tmp_path: Path
+) -> None:
+    """int() refuses over 4,300 digits: such an eventId stopped the whole import."""
+    account = await new_account(db)
+    path = tmp_path / "ids.csv"
+    huge = "9" * 4301
+    write_csv(
+        path,
+        [
+            {"Email": "a@example.com", "eventId": huge},
+            {"Email": "b@example.com", "eventId": "0" * 5000},
+            {"Email": "c@example.com", "eventId": "0" * 5000 + "12345678901234567890123"},
+            {"Email": "d@example.com", "eventId": ""},
+        ],
+    )
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 3)
+    report = read_report(tmp_path / "ids.csv.errors.csv")
+    too_large = "Number must be less than or equal to 2147483647"
+    assert [(r["row"], r["field"], r["message"]) for r in report] == [
+        ("2", "eventId", too_large),
+        ("3", "eventId", "Number must be greater than or equal to 1"),
+        ("4", "eventId", too_large),
+    ]
+
+
 async def test_clean_run_leaves_no_error_report(db: Database, tmp_path: Path) -> None:
     account = await new_account(db)
     path = tmp_path / "ok.csv"

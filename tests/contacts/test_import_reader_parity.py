@@ -98,6 +98,7 @@ TEXTS = [
     "a" * 243 + "@example.com", "a" * 244 + "@example.com", "a@b-.com", "a@b.com\x00",
     "x@y.comé", "a.@b.com", "a_b+c'd@x-y.org", " a@b.com", "é@b.com",
     "+1555", "+", "123", "١٢٣", "+" + "1" * 19, "+" + "1" * 20, "1" * 20, "1" * 21, "+1\n",
+    "9" * 4301, "0" * 4400 + "7",
     "POTENTIAL", "QUALIFIED", "DISQUALIFIED", "potential", " QUALIFIED", "QUALIFIED\x00",
     "y" * 45, "y" * 46, "y" * 50, "y" * 51, "😀" * 50, "😀" * 51, "y" * 100, "y" * 101,
     "y" * 255, "y" * 256, "y" * 1000, "y" * 1001, "😀" * 500, "😀" * 501,

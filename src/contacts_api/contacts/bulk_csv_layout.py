@@ -74,7 +74,7 @@ class CsvLayout:
             # ASCII digits only: str.isdigit() admits "²", which int() refuses. Anything else
             # stays a string and gets the field's ordinary validation error.
             if _ASCII_DIGITS.fullmatch(body[key].strip()):
-                body[key] = int(body[key])
+                body[key] = _digits_value(body[key])
         if self.utm:
             utm = [(key, record[n]) for n, key in self.utm if record[n] != ""]
             if utm:
@@ -153,6 +153,14 @@ class CsvLayout:
         return validate(self.source(number, record, delimiter, end, unpaired))
 
 
+def _digits_value(cell: str) -> int:
+    """A cell of ASCII digits as its number. Past 20 digits (leading zeros aside) any number
+    is over every integer field's maximum, and past 4,300 int() refuses it outright, which
+    stopped the whole import: such a cell reads as 10**20, to fail its row like a 23-digit one."""
+    digits = cell.strip().lstrip("0") or "0"
+    return int(digits) if len(digits) <= 20 else 10**20
+
+
 def _integer_cells(rule: FieldRule, cells: Sequence[str]) -> tuple[list[Any], set[int]]:
     """An integer column as `CsvLayout.body` and the rule take it: the values, and the
     positions of the cells refused."""
@@ -162,7 +170,7 @@ def _integer_cells(rule: FieldRule, cells: Sequence[str]) -> tuple[list[Any], se
         value: Any = cell
         if cell != "":
             if _ASCII_DIGITS.fullmatch(cell.strip()):
-                value = int(cell)
+                value = _digits_value(cell)
             if rule.check(value) != (value, []):
                 refused.add(n)
         values.append(value)
