@@ -72,6 +72,15 @@ async def test_a_url_python_resolves_but_httpx_cannot_send_to_is_invalid(
     assert response.json()["message"]["details"]["fieldErrors"] == {"url": ["Invalid url"]}
 
 
+async def test_a_url_to_port_0_is_invalid(client: Client, db: Database) -> None:
+    """Nothing listens on port 0; read as "no port", the URL was checked as one to port 443."""
+    account = await new_account(db)
+    body = {"url": "https://93.184.216.34:0/hook", "events": ["newContactCreated"]}
+    response = await client.post("/v1/webhooks", json=body, headers=account.headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["message"]["details"]["fieldErrors"] == {"url": ["Invalid url"]}
+
+
 @pytest.mark.parametrize(
     ("body", "field_errors"),
     [

@@ -79,6 +79,8 @@ def split_url(url: str) -> tuple[str, str, int]:
         raise UnsafeUrl("URL must be absolute http:// or https://")
     if parts.username or parts.password:
         raise UnsafeUrl("URL must not carry credentials")
+    if port == 0:  # no service listens there; read as "no port", it was checked as 80 or 443
+        raise UnsafeUrl("invalid URL: port 0")
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
