@@ -66,6 +66,15 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
     await client.post("/v1/contacts", json={"email": "a@example.com"}, headers=account.headers)
     await client.post("/v1/contacts", json={"email": "b@example.com"}, headers=account.headers)
     await client.post("/v1/contacts", json={"email": "a@example.com"}, headers=account.headers)
+    # The batch endpoint's creates count too (two new, one an upsert, one invalid).
+    batch = [
+        {"email": "c@example.com"},
+        {"email": "a@example.com"},
+        {"email": "x"},
+        {"phoneNumber": "+15550001111"},
+    ]
+    bulk = await client.post("/v1/contacts/bulk", json={"contacts": batch}, headers=account.headers)
+    assert [r["status"] for r in bulk.json()["data"]["results"]] == [201, 200, 400, 201]
     await client.get("/no-such-route")
     scrape = await client.get("/metrics")
     after = scrape.text
@@ -74,7 +83,7 @@ async def test_metrics_count_requests_by_route_and_status_and_contacts_created(
 
     assert metric_value(after, created_201) - metric_value(before, created_201) == 2
     assert metric_value(after, unmatched) - metric_value(before, unmatched) == 1
-    assert metric_value(after, contacts) - metric_value(before, contacts) == 2  # upsert: no
+    assert metric_value(after, contacts) - metric_value(before, contacts) == 4  # upsert: no
     assert "contacts_api_http_request_duration_seconds_bucket{" in after
     assert "# TYPE contacts_api_rate_limited_total counter" in after
 

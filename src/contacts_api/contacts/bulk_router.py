@@ -15,6 +15,7 @@ from contacts_api.contacts.bulk_schemas import (
     BulkResults,
 )
 from contacts_api.contacts.statistics import GrowthAnalyzer
+from contacts_api.http import metrics
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES
@@ -51,9 +52,11 @@ async def create_contacts_bulk(
         )
 
     results = await db.transaction_retrying(work, "POST /v1/contacts/bulk")
+    created = sum(1 for r in results if r.outcome == "created")
+    metrics.CONTACTS_CREATED.inc(created)
     analyzer: GrowthAnalyzer | None = request.app.state.analyzer
     if analyzer is not None:  # PostgreSQL's planner must see the table grow
-        analyzer.created_contacts(sum(1 for r in results if r.outcome == "created"))
+        analyzer.created_contacts(created)
     path, method = request.url.path, request.method
     return Response(
         BulkEnvelope(
