@@ -78,10 +78,12 @@ def test_a_value_longer_than_its_column_is_bad_usage_and_nothing_is_stored(
     column, command = STORED_VALUES[parameter]
     assert isinstance(column.type, sa.String) and column.type.length is not None
     limit = column.type.length
+    # Characters, not bytes: a column holds `limit` of them (an owner's is an address).
+    longest = "é" * (limit - 6) + "@x.org" if parameter == "--owner-email" else "é" * limit
     assert run_cli(database_url, "accounts", "create", "acme").exit_code == 0
     before = row_counts(database_url)
 
-    refused = run_cli(database_url, *command("é" * (limit + 1)))
+    refused = run_cli(database_url, *command("é" + longest))
 
     assert refused.exit_code == 2, refused.stderr
     unit = " (UTF-16 units, as the API counts them)" if parameter in SELECTORS else ""
@@ -92,7 +94,6 @@ def test_a_value_longer_than_its_column_is_bad_usage_and_nothing_is_stored(
     assert "Traceback" not in refused.stderr and "database error" not in refused.stderr
     assert row_counts(database_url) == before
 
-    longest = "é" * limit  # characters, not bytes: a column holds `limit` of them
     accepted = run_cli(database_url, *command(longest))
     assert accepted.exit_code == 0, accepted.stderr
     assert stored(database_url, column, longest)
@@ -114,3 +115,29 @@ def test_an_event_selector_is_measured_as_a_create_measures_it(
     accepted = run_cli(database_url, *command("😀" * 127 + "a"))  # 255 units
     assert accepted.exit_code == 0, accepted.stderr
     assert stored(database_url, column, "😀" * 127 + "a")
+
+
+@pytest.mark.parametrize("parameter", STORED_VALUES)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_value_is_bad_usage_and_nothing_is_stored(
+    database_url: str, parameter: str, value: str
+) -> None:
+    """An account or event named "" was stored (an event no create could ever select)."""
+    _column, command = STORED_VALUES[parameter]
+    assert run_cli(database_url, "accounts", "create", "acme").exit_code == 0
+    before = row_counts(database_url)
+    refused = run_cli(database_url, *command(value))
+    assert refused.exit_code == 2, refused.stderr
+    assert error_box_text(refused.stderr) == f"Invalid value for {parameter}: must not be empty"
+    assert row_counts(database_url) == before
+
+
+@pytest.mark.parametrize("owner", ["notanemail", "x y@z.org", "@z.org", "a@", "a@b@c"])
+def test_an_owner_email_must_be_an_address(database_url: str, owner: str) -> None:
+    refused = run_cli(database_url, "accounts", "create", "acme", "--owner-email", owner)
+    assert refused.exit_code == 2, refused.stderr
+    assert error_box_text(refused.stderr) == (
+        "Invalid value for --owner-email: expected an email address such as owner@example.com"
+    )
+    assert row_counts(database_url)["account"] == 0
+    assert run_cli(database_url, "accounts", "create", "acme").exit_code == 0  # owner@localhost

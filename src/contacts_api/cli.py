@@ -140,7 +140,10 @@ def accounts_create(
     name: Annotated[str, typer.Argument(callback=fits(account_table.c.name))],
     owner_email: Annotated[
         str,
-        typer.Option(help="Email of the account's first user", callback=fits(user_table.c.email)),
+        typer.Option(
+            help="Email of the account's first user",
+            callback=fits(user_table.c.email, address=True),
+        ),
     ] = "owner@localhost",
 ) -> None:
     """Create an account with one user; prints {"accountId":…,"userId":…}."""
