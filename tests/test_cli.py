@@ -321,6 +321,22 @@ def test_serve_on_a_taken_port_is_one_line(db_url: str) -> None:
     assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
+@pytest.mark.parametrize("port", ["0", "65536", "70000", "-1"])
+def test_serve_on_a_port_that_does_not_exist_is_bad_usage(db_url: str, port: str) -> None:
+    """65536 and up were taken, and uvicorn listened on some other port without a word."""
+    done = run_cli(db_url, "serve", "--port", port)
+    assert done.returncode == 2
+    assert "Invalid value for '--port'" in done.stderr
+    assert "Uvicorn running" not in done.stderr
+
+
+def test_a_cli_error_is_printed_as_written(db_url: str) -> None:
+    """rich read `:-1:` as an emoji code and printed a thumbs-down in the host's place."""
+    done = run_cli(db_url, "serve", "--host", "no-such-host.invalid:-1:")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot listen on no-such-host.invalid:-1::4000: ")
+
+
 def test_serve_stopped_by_sigterm_removes_its_metrics_folder(db_url: str, tmp_path: Path) -> None:
     """uvicorn raises SIGTERM again once it has stopped; with the default action the
     process died before removing the folder its metrics were written to."""

@@ -47,13 +47,14 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 register_bulk_commands(app)
 
-stderr = Console(stderr=True)
+# emoji=False: rich read `:-1:` in `cannot listen on 127.0.0.1:-1: ...` as an emoji code.
+stderr = Console(stderr=True, emoji=False)
 
 
 def table_console() -> Console:
     """Where a command prints its table: the terminal's width on a terminal; piped, wide
     enough that no cell is cut short or wrapped (`| grep`, `> file`)."""
-    return Console(width=None if sys.stdout.isatty() else 1000)
+    return Console(width=None if sys.stdout.isatty() else 1000, emoji=False)
 
 
 def fail(message: str) -> typer.Exit:

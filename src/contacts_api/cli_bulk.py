@@ -24,7 +24,7 @@ from contacts_api.errors import UserError
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, emoji=False)  # (see cli.py)
 
 
 def _fail(message: str) -> typer.Exit:

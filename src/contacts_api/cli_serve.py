@@ -69,7 +69,8 @@ def _terminated(_signum: int, _frame: object) -> None:
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 4000,
+    # (65536 and up were taken, and uvicorn listened on some other port without a word.)
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port")] = 4000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
 ) -> None:
     """Apply pending migrations, then serve the API."""
