@@ -32,6 +32,32 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+class OutputClosed(Exception):
+    """Standard output's reader went away (`export | head`)."""
+
+
+class _Stdout:
+    """Standard output for an export: a reader that stops reading is that, not a broken
+    connection to the database (both are BrokenPipeError)."""
+
+    def __init__(self) -> None:
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise _fail("cannot write to standard output: it is closed")
+        self.stream = sys.stdout
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise OutputClosed from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed from None
+
+
 def _run(work: Callable[[Database], Any]) -> Any:
     settings = Settings()
 
@@ -46,6 +72,10 @@ def _run(work: Callable[[Database], Any]) -> Any:
         return asyncio.run(run())
     except UserError as exc:
         raise _fail(str(exc)) from None
+    except OutputClosed:
+        # What Python's docs advise: stdout to /dev/null, so its flush at exit fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise _fail("standard output was closed before the export finished") from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         detail = exc.args[0] if exc.args else exc
         raise _fail(f"database error: {exc.__class__.__name__}: {detail}") from None
@@ -65,7 +95,10 @@ def import_command(
 ) -> None:
     """Import contacts; prints `created N, updated N, failed N, unchanged N`."""
     settings = Settings()
-    total = file.stat().st_size if file.is_file() else 0
+    try:
+        total = file.stat().st_size if file.is_file() else 0
+    except OSError as exc:  # a name too long, say (the import itself says the rest)
+        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
     # The bar measures bytes of the file read (rows are not known up front); it shows rows.
     progress, update = _progress_bar("importing", "rows", total, enabled=stderr.is_terminal)
 
@@ -112,16 +145,25 @@ def export_command(
         update(count, count, total)
 
     if output is None:
+        stdout = _Stdout()
+
+        async def to_stdout(db: Database) -> None:
+            await export_contacts(db, account, stdout, file_format, on_progress)  # type: ignore[arg-type]
+            stdout.flush()
+
         with progress:
-            _run(lambda db: export_contacts(db, account, sys.stdout, file_format, on_progress))  # type: ignore[arg-type]
+            _run(to_stdout)
         return
-    if output.is_dir():
-        raise _fail(f"cannot write {output}: Is a directory")
-    output = output.resolve()  # through a symbolic link to its file, which the rename replaces
-    # A file is written beside PATH and renamed over it once complete: a failed or interrupted
-    # export (an unknown account, Ctrl-C, a full disk) leaves a file already at PATH as it
-    # was. What is not a file (/dev/stdout, a pipe) is written to as it is.
-    in_place = output.exists() and not output.is_file()
+    try:
+        if output.is_dir():
+            raise _fail(f"cannot write {output}: Is a directory")
+        output = output.resolve()  # through a symbolic link to its file, which the rename replaces
+        # A file is written beside PATH and renamed over it once complete: a failed or
+        # interrupted export (an unknown account, Ctrl-C, a full disk) leaves a file already at
+        # PATH as it was. What is not a file (/dev/stdout, a pipe) is written to as it is.
+        in_place = output.exists() and not output.is_file()
+    except OSError as exc:  # a name too long, say
+        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     partial = output if in_place else output.with_name(output.name + ".partial")
     try:
         out = open(partial, "w", newline="", encoding="utf-8")  # noqa: SIM115

@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,15 @@ async def test_user_errors_exit_1_with_one_line(
         "unknown account": ["import", str(good), "--account", "nobody"],
         "export, unknown account": ["export", "--account", "nobody"],
         "export to a directory": ["export", "--account", "acme", "--output", str(tmp_path)],
+        # A name over the system's 255 bytes: a traceback from Path.is_file()/is_dir().
+        "a name too long": ["import", str(tmp_path / ("a" * 300 + ".csv")), "--account", "acme"],
+        "export, a name too long": [
+            "export",
+            "--account",
+            "acme",
+            "--output",
+            str(tmp_path / ("a" * 300)),
+        ],
     }
     for name, args in cases.items():
         result = await run_cli(database_url, *args)
@@ -207,3 +218,38 @@ async def test_bad_usage_exits_2(database_url: str, tmp_path: Path) -> None:
     assert no_account.exit_code == 2
     bad_format = await run_cli(database_url, "export", "--account", "a", "--format", "xml")
     assert bad_format.exit_code == 2
+
+
+EXPORT = [sys.executable, "-m", "contacts_api", "export", "--account", "acme"]
+
+
+async def test_an_export_whose_reader_stops_says_so(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """`export | head` said "cannot reach the database: Broken pipe"; a closed stdout (`>&-`)
+    gave a traceback."""
+    await new_account(db)
+    path = tmp_path / "many.csv"
+    path.write_text("email\n" + "".join(f"lead{n}@example.com\n" for n in range(3000)))
+    assert (await import_into_acme(database_url, path)).exit_code == 0
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": database_url}
+    with subprocess.Popen(
+        EXPORT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as export:
+        assert export.stdout is not None and export.stderr is not None
+        assert export.stdout.read(100).startswith(b"id,accountId,")
+        export.stdout.close()  # as `head -c 100` does, long before the 3,000 contacts are out
+        said = export.stderr.read().decode()
+        assert export.wait(timeout=60) == 1
+    assert said == "error: standard output was closed before the export finished\n"
+
+    closed = subprocess.run(
+        ["sh", "-c", 'exec 1>&-; exec "$@"', "sh", *EXPORT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert closed.returncode == 1
+    assert closed.stderr == "error: cannot write to standard output: it is closed\n"
