@@ -63,6 +63,8 @@ def db_url(tmp_path: Path) -> str:
         # Once accepted: `serve` then died on the level with a traceback, every body got 413.
         ("LOG_LEVEL", "verbose", "expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'verbose'"),
         ("MAX_BODY_BYTES", "-1", "Input should be greater than or equal to 1"),
+        ("KEY_CACHE_SECONDS", "-1", "Input should be greater than or equal to 0"),
+        ("READ_TIMEOUT_SECONDS", "inf", "Input should be a finite number"),
         ("REDIS_URL", "notaurl", "expected redis://HOST:PORT/DB (or rediss://, unix://)"),
     ],
 )

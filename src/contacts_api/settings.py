@@ -59,7 +59,9 @@ class Rate(NamedTuple):
         return f"{self.points}/{self.window}"
 
 
-Positive = Annotated[float, Field(gt=0)]
+# Finite: an infinite timeout or cache time (`inf` parses as a float) is no setting.
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 DuplicateEmailMode = Literal["upsert", "reject", "allow"]
 
 
@@ -104,7 +106,7 @@ class Settings(BaseSettings):
     # longer between reads (http/head_limit.py): else the connection is closed.
     read_timeout_seconds: Positive = 30.0
     # How long a process trusts a verified key before checking it again (revocation delay).
-    key_cache_seconds: float = 2.0
+    key_cache_seconds: NonNegative = 2.0  # 0: every request checks its key
 
     @field_validator("database_url")
     @classmethod
