@@ -22,6 +22,9 @@ async def test_healthz_and_readyz_answer_head_as_get_without_a_body(client: Clie
         response = await client.head(path)
         assert response.status_code == 200, path
         assert response.content == b"", path
+        # The length GET's body has (it said 4, the length of `null`).
+        got = await client.get(path)
+        assert response.headers["content-length"] == str(len(got.content)), path
 
 
 async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: object) -> None:
