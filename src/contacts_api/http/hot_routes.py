@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.routes import HTTPRoute
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
@@ -49,13 +50,28 @@ class HotRoutes:
             if index is None:
                 raise RuntimeError(f"route {route.name!r} is not registered")
             self.routes[(route.method, route.path)] = (route, index["handler"])
+        # OPTIONS is answered here for every fixed path: Litestar's own OPTIONS handler named
+        # only the methods of the first handler registered for the path (`OPTIONS, POST` for
+        # /v1/contacts, which also serves GET, PUT and DELETE).
+        self.allow = {
+            route.path: ", ".join(sorted(route.methods)).encode()
+            for route in litestar.routes
+            if isinstance(route, HTTPRoute) and "{" not in route.path
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = (
             self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         )
         if found is None or header(scope, IDEMPOTENCY_KEY) is not None:
-            await self.app(scope, receive, send)
+            allow = self.allow.get(scope["path"]) if scope.get("method") == "OPTIONS" else None
+            if allow is None:
+                await self.app(scope, receive, send)
+                return
+            await send(
+                {"type": "http.response.start", "status": 204, "headers": [(b"allow", allow)]}
+            )
+            await send({"type": "http.response.body", "body": b""})
             return
         route, route_handler = found
         # What Litestar's router sets: metrics and the rate-limit key name the route by its
