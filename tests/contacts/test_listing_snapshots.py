@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import make_url
 
 from contacts_api.contacts import fast_read
@@ -88,6 +89,9 @@ async def test_pages_are_kept_apart_by_account_order_and_page(client: Client, db
         assert [n for _, n, _ in await listed(client, other)] == ["Zed"]
         oldest_first = await listed(client, acme, orderColumn="id", orderBy="asc")
         assert [n for _, n, _ in oldest_first] == ["Cy", "Di", "Ed"]
+        # Only the direction differs from the default order (createdAt, desc).
+        by_creation = await listed(client, acme, orderColumn="createdAt", orderBy="asc")
+        assert [n for _, n, _ in by_creation] == ["Cy", "Di", "Ed"]
         assert [n for _, n, _ in await listed(client, acme, limit=2)] == ["Ed", "Di"]
         assert [n for _, n, _ in await listed(client, acme, limit=2, page=1)] == ["Cy"]
         by_name = await listed(client, acme, orderColumn="firstName", orderBy="asc", limit=1)
@@ -114,11 +118,43 @@ async def test_an_unchanged_file_answers_the_page_kept(client: Client, db: Datab
 
 def test_the_cache_keeps_a_value_for_its_version_and_drops_the_oldest() -> None:
     cache: SnapshotCache[str] = SnapshotCache(max_entries=2)
-    cache.put("a", 1, "page a")
-    assert cache.get("a", 1) == "page a"
-    assert cache.get("a", 2) is None  # committed to since
-    cache.put("b", 1, "page b")
-    assert cache.get("a", 1) == "page a"  # now the most recently used
-    cache.put("c", 1, "page c")
-    assert cache.get("b", 1) is None  # the least recently used went
-    assert (cache.get("a", 1), cache.get("c", 1)) == ("page a", "page c")
+    conn, other = object(), object()
+    cache.put("a", (conn, 1), "page a")
+    assert cache.get("a", (conn, 1)) == "page a"
+    assert cache.get("a", (conn, 2)) is None  # committed to since
+    assert cache.get("a", (other, 1)) is None  # another connection's 1 is another file state
+    cache.put("b", (conn, 1), "page b")
+    assert cache.get("a", (conn, 1)) == "page a"  # now the most recently used
+    cache.put("c", (conn, 1), "page c")
+    assert cache.get("b", (conn, 1)) is None  # the least recently used went
+    assert (cache.get("a", (conn, 1)), cache.get("c", (conn, 1))) == ("page a", "page c")
+
+
+async def test_a_new_reader_connection_never_answers_an_old_ones_page(
+    client: Client, db: Database
+) -> None:
+    """data_version numbers are per connection: a fresh one says 2 like the last one did,
+    whatever was committed in between."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's reader connection only")
+    account = await new_account(db)
+    contact = await create(client, account, email="r@x.test", firstName="Old")
+    order, page = repo.ContactOrder(), Page(0, 50)
+
+    async def first_name() -> str | None:
+        listing = await db.raw_read(
+            lambda r: fast_read.list_page(r, account.account_id, order, page)
+        )
+        return listing.contacts[0].firstName
+
+    assert await first_name() == "Old"
+    await set_columns(db, contact["id"], first_name="New")
+    assert await first_name() == "New"
+    await set_columns(db, contact["id"], first_name="Old")
+    assert await first_name() == "Old"  # version 4 of this connection, say
+    reader = db._inline_reader
+    assert reader is not None
+    reader.close()  # as after an error: the next read opens another connection
+    db._inline_reader = None
+    await set_columns(db, contact["id"], first_name="Newest")
+    assert await first_name() == "Newest"

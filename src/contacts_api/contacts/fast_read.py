@@ -161,7 +161,8 @@ async def list_page(
     reader: RawReader, account_id: int, order: repo.ContactOrder, page: Page
 ) -> ContactList:
     """An unfiltered page (repo.is_bounded_listing) and the maintained count; on SQLite, the
-    page read last time while nothing has been committed since (storage/snapshot_cache.py)."""
+    page read last time while nothing has been committed since (storage/snapshot_cache.py).
+    That one is shared by every request answered with it: never change what this returns."""
     kept = reader.snapshots
     if kept is None:
         return await _read_page(reader, account_id, order, page)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from contacts_api.storage.snapshot_cache import SnapshotCache
+from contacts_api.storage.snapshot_cache import SnapshotCache, Version
 
 Rows = Sequence[Sequence[Any]]
 
@@ -35,7 +35,7 @@ class RawReader(Protocol):
 
     async def fetch(self, query: sa.Select[Any], params: dict[str, Any]) -> Rows: ...
 
-    def snapshot_version(self) -> int: ...
+    def snapshot_version(self) -> Version: ...
 
 
 class Compiled:
@@ -93,11 +93,12 @@ class SqliteInlineReader:
         compiled = self.cache.get(query)
         return self.conn.execute(compiled.sql, compiled.args(params)).fetchall()
 
-    def snapshot_version(self) -> int:
-        """This read's `PRAGMA data_version` (~1 us): the same for as long as nothing is
-        committed to the file, whoever commits it (storage/snapshot_cache.py)."""
+    def snapshot_version(self) -> Version:
+        """This connection and its `PRAGMA data_version` for this read (~1 us): the same for
+        as long as nothing is committed to the file, whoever commits it
+        (storage/snapshot_cache.py)."""
         version: int = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        return version
+        return self.conn, version
 
 
 class SqliteThreadReader(SqliteInlineReader):
@@ -120,7 +121,7 @@ class AsyncpgReader:
         self.conn = conn
         self.cache = cache
 
-    def snapshot_version(self) -> int:
+    def snapshot_version(self) -> Version:
         raise NotImplementedError("PostgreSQL reads keep no results")
 
     async def fetch(self, query: sa.Select[Any], params: dict[str, Any]) -> Rows:
