@@ -6,6 +6,7 @@ stdout carries only the summary (import) or the file (export); progress and hint
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -32,30 +33,47 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-class OutputClosed(Exception):
-    """Standard output's reader went away (`export | head`)."""
+class OutputFailed(Exception):
+    """Standard output could not be written: its message says why."""
 
 
-class _Stdout:
-    """Standard output for an export: a reader that stops reading is that, not a broken
-    connection to the database (both are BrokenPipeError)."""
+class _Output:
+    """Where an export writes. Its failures are said as its own: a reader that stops reading
+    (`export | head`) is not a broken connection to the database, though both are
+    BrokenPipeError, and a full disk behind `> file` is named as standard output's."""
 
-    def __init__(self) -> None:
-        if sys.stdout is None:  # started with stdout closed (`>&-`)
-            raise _fail("cannot write to standard output: it is closed")
-        self.stream = sys.stdout
+    def __init__(self, stream: Any, name: str) -> None:
+        self.stream = stream
+        self.name = name
 
     def write(self, text: str) -> int:
         try:
-            return self.stream.write(text)
-        except BrokenPipeError:
-            raise OutputClosed from None
+            written: int = self.stream.write(text)
+        except OSError as exc:
+            raise self._failed(exc) from None
+        return written
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except BrokenPipeError:
-            raise OutputClosed from None
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> OutputFailed:
+        if isinstance(exc, BrokenPipeError):
+            return OutputFailed(f"{self.name} was closed before the export finished")
+        return OutputFailed(f"cannot write to {self.name}: {exc.strerror or exc}")
+
+
+def _quiet_stdout() -> None:
+    """Standard output to /dev/null, so that its flush at exit fails no more (what Python's
+    documentation advises after a BrokenPipeError)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 def _run(work: Callable[[Database], Any]) -> Any:
@@ -72,10 +90,9 @@ def _run(work: Callable[[Database], Any]) -> Any:
         return asyncio.run(run())
     except UserError as exc:
         raise _fail(str(exc)) from None
-    except OutputClosed:
-        # What Python's docs advise: stdout to /dev/null, so its flush at exit fails no more.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise _fail("standard output was closed before the export finished") from None
+    except OutputFailed as exc:
+        _quiet_stdout()
+        raise _fail(str(exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         detail = exc.args[0] if exc.args else exc
         raise _fail(f"database error: {exc.__class__.__name__}: {detail}") from None
@@ -145,7 +162,9 @@ def export_command(
         update(count, count, total)
 
     if output is None:
-        stdout = _Stdout()
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise _fail("cannot write to standard output: it is closed")
+        stdout = _Output(sys.stdout, "standard output")
 
         async def to_stdout(db: Database) -> None:
             await export_contacts(db, account, stdout, file_format, on_progress)  # type: ignore[arg-type]
@@ -157,11 +176,13 @@ def export_command(
     try:
         if output.is_dir():
             raise _fail(f"cannot write {output}: Is a directory")
-        output = output.resolve()  # through a symbolic link to its file, which the rename replaces
         # A file is written beside PATH and renamed over it once complete: a failed or
         # interrupted export (an unknown account, Ctrl-C, a full disk) leaves a file already at
-        # PATH as it was. What is not a file (/dev/stdout, a pipe) is written to as it is.
+        # PATH as it was. What is not a file (/dev/stdout, a pipe) is written to as it is,
+        # by the name given (/dev/stdout resolved to /proc/<pid>/fd/pipe:[...], no name at all).
         in_place = output.exists() and not output.is_file()
+        if not in_place:
+            output = output.resolve()  # through a link to its file, which the rename replaces
     except OSError as exc:  # a name too long, say
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     partial = output if in_place else output.with_name(output.name + ".partial")
@@ -171,7 +192,8 @@ def export_command(
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
         with out, progress:
-            count = _run(lambda db: export_contacts(db, account, out, file_format, on_progress))  # type: ignore[arg-type]
+            target = _Output(out, str(output))
+            count = _run(lambda db: export_contacts(db, account, target, file_format, on_progress))  # type: ignore[arg-type]
         if not in_place:
             os.replace(partial, output)
     except OSError as exc:

@@ -233,15 +233,23 @@ async def test_an_export_whose_reader_stops_says_so(
     path.write_text("email\n" + "".join(f"lead{n}@example.com\n" for n in range(3000)))
     assert (await import_into_acme(database_url, path)).exit_code == 0
     env = {**os.environ, "CONTACTS_API_DATABASE_URL": database_url}
-    with subprocess.Popen(
-        EXPORT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    ) as export:
-        assert export.stdout is not None and export.stderr is not None
-        assert export.stdout.read(100).startswith(b"id,accountId,")
-        export.stdout.close()  # as `head -c 100` does, long before the 3,000 contacts are out
-        said = export.stderr.read().decode()
-        assert export.wait(timeout=60) == 1
-    assert said == "error: standard output was closed before the export finished\n"
+    for output, name in (([], "standard output"), (["--output", "/dev/stdout"], "/dev/stdout")):
+        with subprocess.Popen(
+            [*EXPORT, *output], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as export:
+            assert export.stdout is not None and export.stderr is not None
+            assert export.stdout.read(100).startswith(b"id,accountId,")
+            export.stdout.close()  # as `head -c 100` does, long before 3,000 contacts are out
+            said = export.stderr.read().decode()
+            assert export.wait(timeout=60) == 1
+        assert said == f"error: {name} was closed before the export finished\n"
+
+    with open("/dev/full", "w") as full:  # a disk with no room left behind `> file`
+        no_room = subprocess.run(
+            EXPORT, env=env, stdout=full, stderr=subprocess.PIPE, text=True, check=False
+        )
+    assert no_room.returncode == 1
+    assert no_room.stderr == "error: cannot write to standard output: No space left on device\n"
 
     closed = subprocess.run(
         ["sh", "-c", 'exec 1>&-; exec "$@"', "sh", *EXPORT],
