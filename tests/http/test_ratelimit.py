@@ -13,6 +13,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from contacts_api.accounts import repository as accounts_repo
 from contacts_api.accounts import service as accounts
 from contacts_api.app import create_app
 from contacts_api.http.ratelimit import Decision
@@ -199,6 +200,26 @@ async def test_cli_rejects_a_bad_limit_and_an_unknown_account(settings: Settings
         assert huge.returncode == 2, huge.stderr
         said = " ".join(huge.stderr.replace("│", " ").split())  # typer's box, wrapped
         assert "points must be at most 2147483647 and seconds at most 31622400" in said
+
+
+async def test_a_limit_stored_before_the_bounds_is_read_within_them(
+    client: Client, settings: Settings, db: Database
+) -> None:
+    """A window of 10^11 s, stored before `set-rate-limit` refused it, ends after the year
+    9999: every request of the account was a 500 (SQLite; PostgreSQL's column holds 2^31-1
+    at most, 68 years)."""
+    account = await new_account(db)
+    window = 10**11 if db.is_sqlite else 2**31 - 1
+    async with db.transaction() as conn:
+        await accounts_repo.update_rate_limit(conn, account.account_id, 2**31 - 1, window)
+    async with db.read() as conn:
+        assert await accounts.rate_limit_override(conn, account.account_id) == Rate(
+            2**31 - 1, 366 * 24 * 3600
+        )
+    response = await client.get("/v1/users", headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["ratelimit-limit"] == str(2**31 - 1)
+    assert response.headers["ratelimit-reset"] < "2100"  # a date, not a 500
 
 
 def test_ratelimit_reset_never_names_an_instant_before_the_window_ends() -> None:

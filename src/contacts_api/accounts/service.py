@@ -13,7 +13,7 @@ from contacts_api.accounts import keys
 from contacts_api.accounts import repository as repo
 from contacts_api.accounts.schemas import Principal, UserRead
 from contacts_api.errors import Unauthorized, UserError
-from contacts_api.settings import Rate
+from contacts_api.settings import MAX_RATE_POINTS, MAX_RATE_WINDOW, Rate
 
 MISSING_KEY = "API key is required"
 INVALID_KEY = "Invalid API key"
@@ -121,7 +121,12 @@ async def set_rate_limit(conn: AsyncConnection, account_name: str, rate: Rate | 
 async def rate_limit_override(conn: AsyncConnection, account_id: int) -> Rate | None:
     """The account's own rate limit, or None when it follows the server default."""
     found = await repo.find_rate_limit(conn, account_id)
-    return Rate(*found) if found else None
+    if not found:
+        return None
+    # Within the bounds Rate.parse now sets: a window stored before them (10^11 s, say)
+    # made every request of the account a 500.
+    points, window = found
+    return Rate(min(points, MAX_RATE_POINTS), min(window, MAX_RATE_WINDOW))
 
 
 async def list_users(conn: AsyncConnection, principal: Principal) -> list[UserRead]:
