@@ -184,6 +184,17 @@ def test_account_key_event_round_trip(db_url: str, tmp_path: Path) -> None:
     assert again.stderr.strip() == "error: no active key with id 1"
 
 
+def test_a_listing_prints_its_cells_as_stored(db_url: str) -> None:
+    """rich read an owner email `[red]o@x.org` as markup (and printed `o@x.org`)."""
+    run_cli(db_url, "db", "upgrade")
+    created = run_cli(db_url, "accounts", "create", "acme", "--owner-email", "[red]o:-1:@x.org")
+    assert created.returncode == 0, created.stderr
+    assert run_cli(db_url, "keys", "create", "--account", "acme").returncode == 0
+    listing = run_cli(db_url, "keys", "list", "--account", "acme")
+    assert listing.returncode == 0
+    assert "[red]o:-1:@x.org" in listing.stdout
+
+
 def test_user_errors_exit_1_with_one_line(db_url: str) -> None:
     run_cli(db_url, "db", "upgrade")
     result = run_cli(db_url, "keys", "create", "--account", "nobody")

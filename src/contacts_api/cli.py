@@ -53,8 +53,9 @@ stderr = Console(stderr=True, emoji=False)
 
 def table_console() -> Console:
     """Where a command prints its table: the terminal's width on a terminal; piped, wide
-    enough that no cell is cut short or wrapped (`| grep`, `> file`)."""
-    return Console(width=None if sys.stdout.isatty() else 1000, emoji=False)
+    enough that no cell is cut short or wrapped (`| grep`, `> file`). Cells are printed as
+    stored: an owner email `[red]a@b.c` is no markup, `:-1:` no emoji."""
+    return Console(width=None if sys.stdout.isatty() else 1000, markup=False, emoji=False)
 
 
 def fail(message: str) -> typer.Exit:
