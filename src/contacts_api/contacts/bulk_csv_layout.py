@@ -20,6 +20,12 @@ from contacts_api.validation import FieldRule, rules_for
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _INTEGER_FIELDS = {rule.name for rule in rules_for(ContactImport) if rule.kind == "integer"}
+# What _digits_value assumes: every integer field has a maximum, and one below 10**20.
+assert all(
+    rule.maximum is not None and rule.maximum < 10**20
+    for rule in rules_for(ContactImport)
+    if rule.kind == "integer"
+), "an integer field without a maximum under 10**20: see _digits_value"
 
 
 class CsvLayout:
