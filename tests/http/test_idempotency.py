@@ -238,9 +238,33 @@ async def test_oversized_body_with_a_key_is_still_413(client: Client, db: Databa
     headers = {**keyed(account, "big"), "content-type": "application/json"}
     response = await client.post("/v1/contacts", content=body, headers=headers)
     assert response.status_code == 413
+    assert response.json() == {"message": "Request body too large (limit 1 MiB)"}
     assert await count_contacts(db, account.account_id) == 0
     small = await post(client, account, "big", {"email": "a@x.test"})
     assert small.status_code == 201  # nothing was stored under the key
+
+
+async def test_oversized_body_on_a_route_that_reads_none_is_413_and_runs_nothing(
+    client: Client, db: Database
+) -> None:
+    """DELETE never reads its body: with a key and 1 MiB of body it ran, stored nothing, and
+    the retry with the same key ran again, to a 404."""
+    account = await new_account(db)
+    created = await post(client, account, "make", {"email": "d@x.test"})
+    contact_id = created.json()["data"]["contact"]["id"]
+    response = await client.request(
+        "DELETE",
+        "/v1/contacts",
+        params={"id": contact_id},
+        content=b"x" * (1024 * 1024 + 1),
+        headers=keyed(account, "gone"),
+    )
+    assert response.status_code == 413
+    assert await count_contacts(db, account.account_id) == 1
+    deleted = await client.delete(
+        "/v1/contacts", params={"id": contact_id}, headers=keyed(account, "gone")
+    )
+    assert deleted.status_code == 200, deleted.text
 
 
 async def test_credentials_are_checked_before_the_key_itself(client: Client) -> None:

@@ -33,7 +33,8 @@ def _render(request: Request[Any, Any, Any], error: AppError) -> Response[Any]:
     )
 
 
-def _from_litestar(exc: HTTPException) -> AppError:
+def as_app_error(exc: HTTPException) -> AppError:
+    """A Litestar HTTP error as the AppError the API answers with."""
     if isinstance(exc, ValidationException):
         field_errors: dict[str, list[str]] = {}
         form_errors: list[str] = []
@@ -63,7 +64,7 @@ def handle_app_error(request: Request[Any, Any, Any], exc: AppError) -> Response
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code >= 500:
         return handle_unexpected(request, exc)
-    return _render(request, _from_litestar(exc))
+    return _render(request, as_app_error(exc))
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

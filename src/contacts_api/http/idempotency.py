@@ -17,6 +17,8 @@ import structlog
 from litestar import Request
 
 from contacts_api.errors import AppError, ValidationFailed
+from contacts_api.http.body import body_too_large
+from contacts_api.http.error_handlers import as_app_error
 from contacts_api.http.ratelimit.guard import provide_gated_principal
 from contacts_api.http.raw_asgi import ASGIApp, Message, Receive, Scope, Send, header, send_error
 from contacts_api.idempotency import service
@@ -41,7 +43,7 @@ class BufferedBody:
 
     data: bytes
     ended: bool  # the client sent its last chunk
-    too_large: bool  # over the server's limit: the route answers 413, nothing is claimed
+    too_large: bool  # over the server's limit: answered 413 at once, nothing is claimed
     disconnected: bool
 
 
@@ -104,7 +106,9 @@ def idempotency_middleware(app: ASGIApp) -> Any:  # Any: Litestar types ASGI app
         if body.disconnected:
             return
         if body.too_large:
-            await app(scope, _replaying_receive(body, receive), send)
+            # The route's 413, here: a route that never reads its body (DELETE) ran, and
+            # nothing was stored, so a retry with the same key ran again (a 404).
+            await send_error(scope, send, as_app_error(body_too_large(settings.max_body_bytes)))
             return
         fingerprint = service.fingerprint(
             scope["method"], scope["path"], scope.get("query_string", b""), body.data
