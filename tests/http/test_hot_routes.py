@@ -142,6 +142,8 @@ async def test_only_plain_creates_take_the_hot_route() -> None:
         passed.append((scope["method"], scope["path"]))
 
     class FakeLitestar:
+        routes: list[Any] = []  # no path of its own to answer OPTIONS for
+
         def get_handler_index_by_name(self, name: str) -> dict[str, Any]:
             return {"handler": object()}
 
