@@ -224,7 +224,10 @@ class Database:
             if self._writer_turn is not None
             else nullcontext()
         )
-        async with turn, self.batch_engine.connect() as conn:
+        # The connection is had before the turn and handed back after it: the turn covers
+        # BEGIN to COMMIT only, not the pool's checkout and check-in. Timed under wrk, the
+        # turn was held 4.6-5.1 -> 4.1-4.5 ms a batch; creates/s stayed within the noise.
+        async with self.batch_engine.connect() as conn, turn:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             await _begin_when_unlocked(conn, deadline)
             try:
