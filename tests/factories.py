@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -68,3 +69,17 @@ async def sqlite_file_with_account(path: Path) -> tuple[str, AccountFixture]:
         return url, await new_account(db)
     finally:
         await db.dispose()
+
+
+def new_account_key(url: str) -> str:
+    """A new account's key in the database at `url`, from synchronous code (a test that
+    starts a server on that database)."""
+
+    async def make() -> str:
+        db = Database(url)
+        try:
+            return (await new_account(db)).key
+        finally:
+            await db.dispose()
+
+    return asyncio.run(make())

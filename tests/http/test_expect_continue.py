@@ -9,7 +9,6 @@ while the server's read timeout is 0.2 s.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -21,8 +20,7 @@ import pytest
 
 from contacts_api.http.ratelimit.redis import TIMEOUT_SECONDS
 from contacts_api.storage import migrate
-from contacts_api.storage.engine import Database
-from tests.factories import new_account
+from tests.factories import new_account_key
 from tests.servers import serve
 
 READ_TIMEOUT_S = 0.2
@@ -55,19 +53,11 @@ def silent_redis() -> Iterator[int]:
         listener.close()
 
 
-async def _account_key(url: str) -> str:
-    db = Database(url)
-    try:
-        return (await new_account(db)).key
-    finally:
-        await db.dispose()
-
-
 def test_a_body_held_back_for_100_continue_is_waited_for(tmp_path: Path, silent_redis: int) -> None:
     assert TIMEOUT_SECONDS > 2 * READ_TIMEOUT_S  # else this test proves nothing
     url = f"sqlite:///{tmp_path / 's.db'}"
     migrate.upgrade(url)
-    key = asyncio.run(_account_key(url))
+    key = new_account_key(url)
     env = {
         "CONTACTS_API_DATABASE_URL": url,
         "CONTACTS_API_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_S),

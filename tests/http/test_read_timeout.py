@@ -4,7 +4,6 @@ than that between reads (http/head_limit.py). Here the timeout is 2 s."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import select
@@ -20,8 +19,7 @@ import pytest
 
 from contacts_api.http.head_limit import HEAD_TIMED_OUT
 from contacts_api.storage import migrate
-from contacts_api.storage.engine import Database
-from tests.factories import new_account
+from tests.factories import new_account_key
 from tests.servers import serve, wait_until
 
 TIMEOUT_S = 2
@@ -36,20 +34,12 @@ class Server:
     database: Path
 
 
-async def _account_key(url: str) -> str:
-    db = Database(url)
-    try:
-        return (await new_account(db)).key
-    finally:
-        await db.dispose()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder: Path = tmp_path_factory.mktemp("read_timeout")
     url = f"sqlite:///{folder / 's.db'}"
     migrate.upgrade(url)
-    key = asyncio.run(_account_key(url))
+    key = new_account_key(url)
     env = {"CONTACTS_API_DATABASE_URL": url, "CONTACTS_API_READ_TIMEOUT_SECONDS": str(TIMEOUT_S)}
     log = folder / "server.log"
     with serve(env, log=log) as base:
