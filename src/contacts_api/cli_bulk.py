@@ -34,7 +34,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 class OutputFailed(Exception):
-    """Standard output could not be written: its message says why."""
+    """The export's output could not be written: its message says why."""
 
 
 class _Output:
