@@ -64,6 +64,31 @@ async def test_failures_are_retried_with_growing_delays_until_delivered(
     assert await message_statuses(db) == ["delivered"]
 
 
+async def test_a_redelivered_message_starts_its_schedule_over(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
+) -> None:
+    receiver.respond = Script(Reply(500), Reply(500), Reply(500), Reply(200), Reply(500))
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+    for _ in range(100):  # 50 s: three failures (at 0, ~5 s, ~15 s), then delivered
+        await dispatcher.run_once()
+        clock.advance(seconds=0.5)
+    assert await message_statuses(db) == ["delivered"]
+    [message_id] = set(receiver.ids)
+    response = await client.post(
+        "/v1/webhooks/redeliver", json={"messageId": message_id}, headers=account.headers
+    )
+    assert response.status_code == 202
+    assert await dispatcher.run_once() == 1  # fails (the fifth reply)
+    started = clock.now
+    while not await dispatcher.run_once():
+        clock.advance(seconds=0.5)
+        assert (clock.now - started).total_seconds() < 60, "never retried"
+    # The first step of the schedule (5 s, ±20 %), not the fifth (80 s).
+    assert 4 <= (clock.now - started).total_seconds() <= 6.5
+
+
 async def test_retry_after_is_honoured(
     client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher, clock: Clock
 ) -> None:

@@ -253,6 +253,9 @@ async def redeliver(conn: AsyncConnection, account_id: int, message_id: str, now
             "next_attempt_at": now,
             "first_attempt_at": None,
             "completed_at": None,
+            # The schedule starts over too (5 s, 10 s, ...): the earlier failures had it
+            # waiting 40 s after its first new failure, and an hour after a given-up one.
+            "attempt_count": 0,
         },
     )
     if not requeued:  # pruned since it was found (webhooks/retention.py)
