@@ -297,6 +297,22 @@ async def test_import_csv_row_with_cells_past_the_header_fails_alone(
     assert sorted(emails) == ["ok@example.com", "trailing@example.com"]
 
 
+async def test_import_csv_cell_quoted_over_lines_fails_with_its_fields_messages_alone(
+    db: Database, account: AccountFixture, tmp_path: Path
+) -> None:
+    """Its quotes pair up: no hint of a quote left open, the API's messages only."""
+    path = tmp_path / "leads.csv"
+    path.write_text('email,firstName\r\nbad2,"Jo\nAnn"\r\nok@ex.com,"Jo\nAnn"\r\n')
+    summary = await import_file(db, path, account.name)
+    assert (summary.created, summary.failed) == (1, 1)
+    [failure] = read_report(tmp_path / "leads.csv.errors.csv")
+    assert (failure["row"], failure["field"], failure["message"]) == (
+        "2",
+        "email",
+        "Invalid email format",
+    )
+
+
 async def test_import_csv_quote_left_open_names_the_lines_it_swallowed(
     db: Database, account: AccountFixture, tmp_path: Path
 ) -> None:
@@ -318,7 +334,7 @@ async def test_import_csv_quote_left_open_names_the_lines_it_swallowed(
     [failure] = read_report(tmp_path / "leads.csv.errors.csv")
     assert failure["row"] == "4"
     assert failure["message"].startswith(
-        "This row runs from line 4 to line 6: is a quote left open?; "
+        "This row runs from line 4 to line 6: is a quote left open?, "
     )
     async with db.read() as conn:
         emails = (await conn.execute(sa.select(contact_table.c.email))).scalars().all()
@@ -367,9 +383,9 @@ async def test_import_csv_quote_left_open_in_an_ignored_column_fails_its_row(
     assert (summary.created, summary.failed) == (2, 2)
     [shifted, failure] = read_report(tmp_path / "leads.csv.errors.csv")
     assert shifted["row"] == "5"
-    assert (failure["row"], failure["field"]) == ("6", "(row); (row)")
+    assert (failure["row"], failure["field"]) == ("6", "(row)")  # one field, two messages
     assert failure["message"] == (
-        f"This row runs from line 6 to line {last_line}: is a quote left open?; {message}"
+        f"This row runs from line 6 to line {last_line}: is a quote left open?, {message}"
     )
     assert "lost@example.com,Cy,Day," in failure["original"]
     async with db.read() as conn:
@@ -398,7 +414,7 @@ async def test_import_csv_record_of_too_many_lines_fails_and_its_original_is_cut
     [long, big] = read_report(tmp_path / "leads.csv.errors.csv")
     last = 2 + bulk_files.MAX_RECORD_LINES + 1
     assert long["message"] == (
-        f"This row runs from line 2 to line {last}: is a quote left open?; "
+        f"This row runs from line 2 to line {last}: is a quote left open?, "
         "A record of over 10,000 lines is no lead's"
     )
     assert long["original"] == f'long@example.com,Ann,"{breaks}"'

@@ -57,8 +57,9 @@ def describe(error: Exception) -> tuple[list[str], list[str]]:
     """The failing fields and, aligned with them, their messages."""
     if not isinstance(error, ValidationFailed):
         return ["email"], [str(error)]
-    fields = [ErrorReport.FORM_FIELD for _ in error.form_errors]
-    messages = list(error.form_errors)
+    # The row's own errors are one field, `(row)`, their messages joined as a field's are.
+    fields = [ErrorReport.FORM_FIELD] if error.form_errors else []
+    messages = [", ".join(error.form_errors)] if error.form_errors else []
     for name, field_messages in error.field_errors.items():
         fields.append(name)
         messages.append(", ".join(field_messages))

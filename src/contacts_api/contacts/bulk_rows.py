@@ -85,11 +85,18 @@ def validate(source: SourceRow) -> Checked:
     """The row validated as POST /v1/contacts validates a body (plus `tracking`, and the
     secondary email and phone as PUT validates them).
 
-    A failing CSV record that runs over several lines says so: a quote left open reads the
-    rows after it into one cell, up to the next quote, and they are in this one's report.
+    A CSV record over several lines that fails as a whole (its quotes do not pair up, or it
+    has more cells than the header) says which lines it ran over: a quote left open reads the
+    rows after it into one cell, up to the next quote, and they are in this one's report. A
+    cell quoted as it should be that holds a line break is no sign of one: its row fails
+    with its fields' messages alone, as the API gives them.
     """
     checked = _validate(source)
-    if isinstance(checked, ValidationFailed) and source.last_line > source.row:
+    if (
+        isinstance(checked, ValidationFailed)
+        and source.body is None
+        and source.last_line > source.row
+    ):
         checked.form_errors.insert(
             0,
             f"This row runs from line {source.row} to line {source.last_line}:"
