@@ -10,6 +10,10 @@ size limit of the registered route handler, and the app's exception handlers for
 Everything else goes on to Litestar: other paths and methods, and any request with an
 Idempotency-Key (the idempotency middleware owns those). The Litestar routes stay registered:
 they are what OpenAPI documents.
+
+OPTIONS is answered here too, for every fixed path, from Litestar's own route table: this is
+the one place in front of Litestar that knows it, and Litestar's OPTIONS handler named only
+the methods of the first handler registered for a path.
 """
 
 from __future__ import annotations
@@ -50,9 +54,7 @@ class HotRoutes:
             if index is None:
                 raise RuntimeError(f"route {route.name!r} is not registered")
             self.routes[(route.method, route.path)] = (route, index["handler"])
-        # OPTIONS is answered here for every fixed path: Litestar's own OPTIONS handler named
-        # only the methods of the first handler registered for the path (`OPTIONS, POST` for
-        # /v1/contacts, which also serves GET, PUT and DELETE).
+        # Each fixed path's Allow (Litestar's said `OPTIONS, POST` for /v1/contacts).
         self.allow = {
             route.path: ", ".join(sorted(route.methods)).encode()
             for route in litestar.routes
