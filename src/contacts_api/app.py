@@ -31,7 +31,7 @@ from contacts_api.http.hot_routes import HotRoute, HotRoutes
 from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.metrics import metrics_endpoint
 from contacts_api.http.observability import ObservabilityMiddleware
-from contacts_api.http.ops import docs, healthz, healthz_head, openapi_json, readyz, readyz_head
+from contacts_api.http.ops import docs, healthz, openapi_json, readyz
 from contacts_api.http.ratelimit import limiter_for
 from contacts_api.http.ratelimit.guard import AccountRates, Gate, provide_gated_principal
 from contacts_api.notes.router import NOTE_ROUTES
@@ -90,9 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             v1,
             healthz,
-            healthz_head,
             readyz,
-            readyz_head,
             metrics_endpoint,
             openapi_json,
             docs,

@@ -9,12 +9,13 @@ from litestar.testing import AsyncTestClient
 
 Client = AsyncTestClient[Litestar]
 
+# HEAD wherever GET is (http/head_as_get.py).
 SERVED = {
-    "/v1/contacts": {"GET", "POST", "PUT", "DELETE"},
-    "/v1/contacts/detail": {"GET"},
+    "/v1/contacts": {"GET", "HEAD", "POST", "PUT", "DELETE"},
+    "/v1/contacts/detail": {"GET", "HEAD"},
     "/v1/contacts/bulk": {"POST"},
-    "/v1/contacts/notes": {"GET", "POST"},
-    "/v1/webhooks": {"GET", "POST", "DELETE"},
+    "/v1/contacts/notes": {"GET", "HEAD", "POST"},
+    "/v1/webhooks": {"GET", "HEAD", "POST", "DELETE"},
     "/healthz": {"GET", "HEAD"},
 }
 

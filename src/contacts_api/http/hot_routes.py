@@ -13,7 +13,8 @@ they are what OpenAPI documents.
 
 OPTIONS is answered here too, for every fixed path, from Litestar's own route table: this is
 the one place in front of Litestar that knows it, and Litestar's OPTIONS handler named only
-the methods of the first handler registered for a path.
+the methods of the first handler registered for a path. For the same reason HEAD is run here
+as GET on every fixed path that serves GET (http/head_as_get.py).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from litestar.routes import HTTPRoute
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
+from contacts_api.http.head_as_get import run_as_get
 from contacts_api.http.idempotency import HEADER as IDEMPOTENCY_KEY
 from contacts_api.http.ratelimit.guard import provide_gated_principal
-from contacts_api.http.raw_asgi import ASGIApp, Receive, Scope, Send, header, send_json
+from contacts_api.http.raw_asgi import ASGIApp, Message, Receive, Scope, Send, header, send_json
 
 # (request, principal) -> (status, body): the work of a route once the caller is admitted.
 RouteWork = Callable[[Request[Any, Any, Any], Principal], Awaitable[tuple[int, Any]]]
@@ -54,26 +56,37 @@ class HotRoutes:
             if index is None:
                 raise RuntimeError(f"route {route.name!r} is not registered")
             self.routes[(route.method, route.path)] = (route, index["handler"])
-        # Each fixed path's Allow (Litestar's said `OPTIONS, POST` for /v1/contacts).
-        self.allow = {
-            route.path: ", ".join(sorted(route.methods)).encode()
+        # Each fixed path's methods, HEAD wherever GET is (see head_as_get.py).
+        self.methods = {
+            route.path: route.methods | ({"HEAD"} if "GET" in route.methods else set())
             for route in litestar.routes
             if isinstance(route, HTTPRoute) and "{" not in route.path
         }
+        self.head_as_get = {path for path, names in self.methods.items() if "GET" in names}
+        # Each fixed path's Allow (Litestar's said `OPTIONS, POST` for /v1/contacts).
+        self.allow = {
+            path: ", ".join(sorted(names)).encode() for path, names in self.methods.items()
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "HEAD"
+            and scope["path"] in self.head_as_get
+        ):
+            try:
+                await self.answer(scope, receive, run_as_get(scope, send))
+            finally:  # an error the outer layers answer is a HEAD's answer too
+                scope["method"] = "HEAD"
+            return
+        await self.answer(scope, receive, send)
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = (
             self.routes.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
         )
         if found is None or header(scope, IDEMPOTENCY_KEY) is not None:
-            allow = self.allow.get(scope["path"]) if scope.get("method") == "OPTIONS" else None
-            if allow is None:
-                await self.app(scope, receive, send)
-                return
-            await send(
-                {"type": "http.response.start", "status": 204, "headers": [(b"allow", allow)]}
-            )
-            await send({"type": "http.response.body", "body": b""})
+            await self.pass_on(scope, receive, send)
             return
         route, route_handler = found
         # What Litestar's router sets: metrics and the rate-limit key name the route by its
@@ -91,6 +104,31 @@ class HotRoutes:
             await asgi_response(scope, receive, send)  # type: ignore[arg-type]
             return
         await send_json(send, status, body)
+
+    async def pass_on(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """To Litestar; but OPTIONS of a fixed path, and the Allow of its 405, from our table."""
+        methods = self.methods.get(scope["path"]) if scope["type"] == "http" else None
+        if methods is not None and scope["method"] not in methods:
+            allow = self.allow[scope["path"]]
+            send = _with_allow(send, allow)  # Litestar's 405 does not name HEAD
+        elif methods is not None and scope["method"] == "OPTIONS":
+            allow = self.allow[scope["path"]]
+            await send(
+                {"type": "http.response.start", "status": 204, "headers": [(b"allow", allow)]}
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
+
+
+def _with_allow(send: Send, allow: bytes) -> Send:
+    async def send_with_allow(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"allow"]
+            message = {**message, "headers": [*headers, (b"allow", allow)]}
+        await send(message)
+
+    return send_with_allow
 
 
 def _handler_for(exc: Exception) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from litestar import MediaType, Request, Response, get, head
+from litestar import MediaType, Request, Response, get
 
 from contacts_api.http.openapi_docs import openapi_document
 from contacts_api.http.state import app_db
@@ -22,26 +22,6 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     """The database answers and carries the newest schema."""
     return await _readiness(request)
-
-
-# HEAD as well as GET: load balancers and uptime checks often probe with HEAD, and HTTP asks
-# that a resource answering GET answer HEAD too (the same status, no body).
-# The head says the length GET's body would have (it said 4, the length of `null`).
-@head("/healthz", include_in_schema=False)
-async def healthz_head() -> Response[None]:
-    """The process is up."""
-    return _as_head(Response({"status": "ok"}))
-
-
-@head("/readyz", include_in_schema=False)
-async def readyz_head(request: Request[Any, Any, Any]) -> Response[None]:
-    """As GET /readyz, without the body."""
-    return _as_head(await _readiness(request))
-
-
-def _as_head(response: Response[Any]) -> Response[None]:
-    length = len(response.render(response.content, MediaType.JSON))
-    return Response(None, status_code=response.status_code, headers={"content-length": str(length)})
 
 
 async def _readiness(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
