@@ -68,7 +68,7 @@ class FieldRule:
     """The checks for one optional input field, derived from its annotation."""
 
     name: str
-    kind: str  # "string" | "integer" | "enum" | "array" (items are the caller's to check)
+    kind: str  # "string" | "integer" | "boolean" | "enum" | "array" (items: the caller's)
     max_length: int | None = None
     pattern: re.Pattern[str] | None = None
     pattern_message: str = "Invalid"
@@ -84,6 +84,10 @@ class FieldRule:
             return None, []  # [choice] null or "" means "not given"
         if self.kind == "integer":
             return self._check_integer(value)
+        if self.kind == "boolean":
+            if isinstance(value, bool):
+                return value, []
+            return None, [f"Expected boolean, received {js_type_name(value)}"]
         if self.kind == "array":
             if not isinstance(value, list):
                 return None, [f"Expected array, received {js_type_name(value)}"]
@@ -201,6 +205,8 @@ def _rule_from_type(name: str, info: mi.Type) -> FieldRule:
         return FieldRule(name, "enum", choices=tuple(str(v) for v in choices))
     if isinstance(info, mi.IntType):
         return FieldRule(name, "integer", minimum=info.ge, maximum=info.le)
+    if isinstance(info, mi.BoolType):
+        return FieldRule(name, "boolean")
     if isinstance(info, mi.ListType):
         return FieldRule(name, "array", min_items=info.min_length)
     raise TypeError(f"{name}: unsupported field type {info!r}")

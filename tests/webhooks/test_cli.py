@@ -96,3 +96,36 @@ def test_an_unreachable_database_is_one_line_and_exit_1() -> None:
         assert (code, out) == (1, ""), err
         assert err.startswith("error: database unavailable: ") and "Traceback" not in err
         assert err.count("\n") == 1
+
+
+def test_webhooks_enable_enables_a_disabled_webhook(database_url: str) -> None:
+    import sqlalchemy as sa
+
+    from contacts_api.storage.engine import sync_url
+    from contacts_api.storage.models import webhook_endpoint_table
+
+    assert run(database_url, "accounts", "create", "acme")[0] == 0
+    code, out, err = run(
+        database_url, "webhooks", "create", "--account", "acme", "--url", "http://127.0.0.1:9/h"
+    )
+    assert code == 0, err
+    webhook_id = json.loads(out)["id"]
+    engine = sa.create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:  # as the dispatcher leaves it after a 410
+            conn.execute(
+                sa.update(webhook_endpoint_table).values(
+                    disabled_at=sa.func.now(), disabled_reason="receiver answered 410 Gone"
+                )
+            )
+    finally:
+        engine.dispose()
+    assert "410 Gone" in run(database_url, "webhooks", "list", "--account", "acme")[1]
+
+    args = ("webhooks", "enable", "--account", "acme", str(webhook_id), "--redeliver-failed")
+    code, out, err = run(database_url, *args)
+    assert code == 0, err
+    assert json.loads(out) == {"id": webhook_id, "requeued": 0}
+    assert "410 Gone" not in run(database_url, "webhooks", "list", "--account", "acme")[1]
+    code, _, err = run(database_url, "webhooks", "enable", "--account", "acme", "999")
+    assert code == 1 and "Webhook not found" in err

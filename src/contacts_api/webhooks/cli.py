@@ -109,6 +109,35 @@ def webhooks_rotate_secret(account: Account, webhook_id: WebhookId) -> None:
     print(in_transaction(work).secret)
 
 
+@webhooks_app.command("enable")
+def webhooks_enable(
+    account: Account,
+    webhook_id: WebhookId,
+    redeliver_failed: Annotated[
+        bool,
+        typer.Option(
+            "--redeliver-failed",
+            help="Also queue again every failed message it still has (those failed when it "
+            "was disabled included)",
+        ),
+    ] = False,
+) -> None:
+    """Enable a disabled webhook in place; prints how many messages were queued again."""
+    from contacts_api.cli import in_transaction
+
+    async def work(conn: AsyncConnection) -> int:
+        try:
+            account_id = await account_id_by_name(conn, account)
+            _, requeued = await service.enable_webhook(
+                conn, account_id, webhook_id, redeliver_failed, utcnow()
+            )
+            return requeued
+        except AppError as exc:
+            raise _explain(exc) from None
+
+    print(json.dumps({"id": webhook_id, "requeued": in_transaction(work)}))
+
+
 @webhooks_app.command("prune")
 def webhooks_prune(
     older_than_days: Annotated[

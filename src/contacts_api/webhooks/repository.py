@@ -144,6 +144,18 @@ async def fail_pending_messages(conn: AsyncConnection, endpoint_id: int, now: da
     )
 
 
+async def requeue_failed_messages(
+    conn: AsyncConnection, endpoint_id: int, values: dict[str, Any]
+) -> int:
+    """Put every failed message of an endpoint back in its queue; how many there were."""
+    statement = (
+        sa.update(messages)
+        .where(messages.c.endpoint_id == endpoint_id, messages.c.status == FAILED)
+        .values(**values)
+    )
+    return int((await conn.execute(statement)).rowcount)
+
+
 async def pending_messages(conn: AsyncConnection, endpoint_id: int, limit: int) -> list[Row]:
     """The endpoint's queue, oldest first: the order in which they must go out."""
     query = (

@@ -20,6 +20,9 @@ from contacts_api.webhooks.schemas import (
     RedeliveryQueued,
     WebhookCreate,
     WebhookDeleteQuery,
+    WebhookEnable,
+    WebhookEnabled,
+    WebhookEnabledEnvelope,
     WebhookEnvelope,
     WebhookList,
     WebhookListEnvelope,
@@ -91,6 +94,25 @@ async def rotate_secret(
     return WebhookEnvelope(WebhookPayload(rotated))
 
 
+@post(
+    "/enable",
+    status_code=200,
+    opt={"request_body": WebhookEnable},
+    responses={**AUTH_RESPONSES, **BODY_RESPONSES, **NOT_FOUND},
+)
+async def enable_webhook(
+    request: Request[Any, Any, Any], principal: CurrentPrincipal
+) -> WebhookEnabledEnvelope:
+    """Enable a disabled webhook in place; with `redeliverFailed`, queue its failed messages
+    again (those failed when it was disabled included)."""
+    webhook_id, redeliver_failed = service.parse_enable(await read_json_object(request))
+    async with app_db(request).transaction() as conn:
+        webhook, requeued = await service.enable_webhook(
+            conn, principal.account_id, webhook_id, redeliver_failed, utcnow()
+        )
+    return WebhookEnabledEnvelope(WebhookEnabled(webhook, requeued))
+
+
 @get(
     "/deliveries",
     opt={"query": DeliveryListQuery},
@@ -114,7 +136,7 @@ async def list_deliveries(
         **AUTH_RESPONSES,
         **BODY_RESPONSES,
         404: message_response("Message not found"),
-        409: message_response("The webhook is disabled"),
+        409: message_response("The webhook is disabled; enable it first"),
     },
 )
 async def redeliver(
@@ -134,6 +156,7 @@ webhooks_router = Router(
         list_webhooks,
         delete_webhook,
         rotate_secret,
+        enable_webhook,
         list_deliveries,
         redeliver,
     ],

@@ -50,6 +50,19 @@ class WebhookRotate(msgspec.Struct, kw_only=True):
     id: Annotated[int, Meta(ge=1, le=MAX_ID)]
 
 
+class WebhookEnable(msgspec.Struct, kw_only=True):
+    """Body of POST /v1/webhooks/enable."""
+
+    id: Annotated[int, Meta(ge=1, le=MAX_ID)]
+    redeliverFailed: Annotated[
+        bool,
+        Meta(
+            description="Also queue again every failed message it still has (same webhook-id "
+            "and body, oldest first), such as those failed when it was disabled"
+        ),
+    ] = False
+
+
 class WebhookRedeliver(msgspec.Struct, kw_only=True):
     """Body of POST /v1/webhooks/redeliver: the `webhook-id` of the message to send again."""
 
@@ -131,6 +144,17 @@ class DeliveryListEnvelope(msgspec.Struct):
     """`{"data": {"count": <total>, "deliveries": [...]}}`, newest attempt first."""
 
     data: DeliveryList
+
+
+class WebhookEnabled(msgspec.Struct):
+    webhook: WebhookRead
+    requeued: int  # failed messages queued again (0 unless redeliverFailed)
+
+
+class WebhookEnabledEnvelope(msgspec.Struct):
+    """`{"data": {"webhook": {...}, "requeued": n}}`."""
+
+    data: WebhookEnabled
 
 
 class RedeliveryQueued(msgspec.Struct):

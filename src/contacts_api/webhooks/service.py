@@ -26,6 +26,7 @@ from contacts_api.webhooks.schemas import (
     DeliveryRead,
     WebhookCreate,
     WebhookDeleteQuery,
+    WebhookEnable,
     WebhookRead,
     WebhookRedeliver,
     WebhookRotate,
@@ -94,6 +95,15 @@ def parse_webhook_id(body: dict[str, Any]) -> int:
     if errors:
         raise ValidationFailed(field_errors=errors)
     return int(values["id"])
+
+
+def parse_enable(body: dict[str, Any]) -> tuple[int, bool]:
+    """(`id`, `redeliverFailed`) of an enable body."""
+    values, errors = check_fields(body, rules_for(WebhookEnable))
+    _require(values, errors, ("id",))
+    if errors:
+        raise ValidationFailed(field_errors=errors)
+    return int(values["id"]), bool(values.get("redeliverFailed", False))
 
 
 def parse_message_id(body: dict[str, Any]) -> str:
@@ -244,19 +254,46 @@ async def redeliver(conn: AsyncConnection, account_id: int, message_id: str, now
         raise NotFound("Message not found")
     endpoint = await repo.get_endpoint(conn, message.endpoint_id)
     if endpoint is None or endpoint.disabled_at is not None:
-        raise Conflict("The webhook is disabled; subscribe again")
-    requeued = await repo.update_message(
-        conn,
-        message.id,
-        {
-            "status": repo.PENDING,
-            "next_attempt_at": now,
-            "first_attempt_at": None,
-            "completed_at": None,
-            # The schedule starts over too (5 s, 10 s, ...): the earlier failures had it
-            # waiting 40 s after its first new failure, and an hour after a given-up one.
-            "attempt_count": 0,
-        },
-    )
+        raise Conflict("The webhook is disabled; enable it first")
+    requeued = await repo.update_message(conn, message.id, _queued_again(now))
     if not requeued:  # pruned since it was found (webhooks/retention.py)
         raise NotFound("Message not found")
+
+
+async def enable_webhook(
+    conn: AsyncConnection, account_id: int, webhook_id: int, redeliver_failed: bool, now: datetime
+) -> tuple[WebhookRead, int]:
+    """Enable a webhook in place (a no-op on an enabled one): events are queued for it again,
+    and its 24 hours of failures before disabling start afresh. With `redeliver_failed`, every
+    failed message it still has (retention keeps them 30 days) goes back in its queue, each at
+    its place by age: those failed when it was disabled, and those given up. Returns the
+    webhook and how many messages were queued again.
+
+    The row is locked first, as a dispatcher disabling it at the same moment would be.
+    """
+    row = await repo.get_account_endpoint(conn, account_id, webhook_id, lock=True)
+    if row is None:
+        raise NotFound(WEBHOOK_NOT_FOUND)
+    if row.disabled_at is not None:
+        row = await repo.update_endpoint(
+            conn, row.id, {"disabled_at": None, "disabled_reason": None, "failing_since": None}
+        )
+    requeued = (
+        await repo.requeue_failed_messages(conn, row.id, _queued_again(now))
+        if redeliver_failed
+        else 0
+    )
+    return webhook_read(row), requeued
+
+
+def _queued_again(now: datetime) -> dict[str, Any]:
+    """A message's columns when it goes back in its queue: due now, a fresh 24-hour window,
+    and its retry schedule started over (5 s, 10 s, ...; the earlier failures had it waiting
+    40 s after its first new failure, and an hour after a given-up one)."""
+    return {
+        "status": repo.PENDING,
+        "next_attempt_at": now,
+        "first_attempt_at": None,
+        "completed_at": None,
+        "attempt_count": 0,
+    }
