@@ -88,6 +88,22 @@ async def test_head_spends_the_budget_of_get(database_url: str) -> None:
         assert over.headers["retry-after"]
 
 
+async def test_head_on_every_spelling_litestar_routes(client: Client, db: Database) -> None:
+    """Litestar's router drops a trailing slash and collapses repeated ones; so does HEAD."""
+    account = await new_account(db)
+    for path in ("/healthz/", "/readyz//", "/readyz/", "/v1/contacts/", "/v1//contacts"):
+        got = await client.get(path, headers=account.headers)
+        head = await client.head(path, headers=account.headers)
+        assert got.status_code == 200, (path, got.text)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-length"] == str(len(got.content)), path
+        options = await client.options(path)
+        assert options.status_code == 204, path
+        assert "HEAD" in options.headers["allow"].split(", "), path
+    refused = await client.head("/v1/contacts/bulk/", headers=account.headers)
+    assert refused.status_code == 405 and refused.headers["allow"] == "OPTIONS, POST"
+
+
 async def test_head_where_no_get_is_served_is_a_405(client: Client, db: Database) -> None:
     account = await new_account(db)
     refused = await client.head("/v1/contacts/bulk", headers=account.headers)

@@ -25,6 +25,7 @@ from typing import Any
 
 from litestar import Litestar, Request
 from litestar.routes import HTTPRoute
+from litestar.utils.path import normalize_path
 
 from contacts_api.accounts.schemas import Principal
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
@@ -72,7 +73,7 @@ class HotRoutes:
         if (
             scope["type"] == "http"
             and scope["method"] == "HEAD"
-            and scope["path"] in self.head_as_get
+            and _route_path(scope) in self.head_as_get
         ):
             try:
                 await self.answer(scope, receive, run_as_get(scope, send))
@@ -107,18 +108,24 @@ class HotRoutes:
 
     async def pass_on(self, scope: Scope, receive: Receive, send: Send) -> None:
         """To Litestar; but OPTIONS of a fixed path, and the Allow of its 405, from our table."""
-        methods = self.methods.get(scope["path"]) if scope["type"] == "http" else None
-        if methods is not None and scope["method"] not in methods:
-            allow = self.allow[scope["path"]]
+        path = _route_path(scope) if scope["type"] == "http" else None
+        methods = self.methods.get(path) if path is not None else None
+        if path is not None and methods is not None and scope["method"] not in methods:
+            allow = self.allow[path]
             send = _with_allow(send, allow)  # Litestar's 405 does not name HEAD
-        elif methods is not None and scope["method"] == "OPTIONS":
-            allow = self.allow[scope["path"]]
+        elif path is not None and methods is not None and scope["method"] == "OPTIONS":
+            allow = self.allow[path]
             await send(
                 {"type": "http.response.start", "status": 204, "headers": [(b"allow", allow)]}
             )
             await send({"type": "http.response.body", "body": b""})
             return
         await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as Litestar's router matches it: `/healthz/` and `//healthz` are `/healthz`."""
+    return normalize_path(scope["path"])
 
 
 def _with_allow(send: Send, allow: bytes) -> Send:
