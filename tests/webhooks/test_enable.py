@@ -3,6 +3,7 @@ sent after all (`redeliverFailed`), with their own webhook-ids, oldest first."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from contacts_api.storage.engine import Database
@@ -99,6 +100,30 @@ async def test_enabled_without_redelivery_its_failed_messages_stay_failed_until_
     assert await dispatcher.run_once() == 1
     assert receiver.ids[1:] == [first_id]
     assert await message_statuses(db) == ["delivered", "failed"]
+
+
+async def test_a_message_queued_again_while_the_queue_drains_keeps_its_place(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    """The drain reads the queue a batch at a time; a failed message queued again meanwhile is
+    older than the rest of that batch and goes out before them."""
+    account = await new_account(db)
+    webhook = await disabled_by_410(client, account, receiver, dispatcher)
+    first_id = receiver.ids[0]
+    assert (await enable(client, account, webhook["id"]))[0] == 200
+    await create_contact(client, account, email="third@example.com")
+    await create_contact(client, account, email="fourth@example.com")
+    receiver.respond = lambda _request: Reply(delay_s=0.2)
+
+    draining = asyncio.create_task(dispatcher.run_once())
+    await receiver.wait_for(2)  # "third" is being answered, "fourth" is next in the batch
+    queued = await client.post(
+        "/v1/webhooks/redeliver", json={"messageId": first_id}, headers=account.headers
+    )
+    assert queued.status_code == 202
+    assert await draining == 3
+    emails = [request.json()[0]["email"] for request in receiver.requests[1:]]
+    assert emails == ["third@example.com", "first@example.com", "fourth@example.com"]
 
 
 async def test_an_enabled_webhook_has_a_fresh_day_before_it_is_disabled_again(

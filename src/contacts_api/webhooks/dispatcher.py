@@ -207,6 +207,13 @@ class Dispatcher:
                 "webhook messages pruned", deleted=deleted, older_than_days=keep / timedelta(days=1)
             )
 
+    async def _heads_the_queue(self, endpoint_id: int, message_id: int) -> bool:
+        """Whether the message is still the endpoint's oldest pending one: a redelivery or an
+        enable with redeliverFailed may have queued an older message since the batch was read.
+        One indexed read per message, small beside the POST it precedes."""
+        async with self.db.read() as conn:
+            return await repo.oldest_pending_id(conn, endpoint_id) == message_id
+
     async def _let_go(self, endpoint_id: int) -> None:
         with suppress(Exception):
             async with self.db.transaction() as conn:
@@ -236,7 +243,9 @@ class Dispatcher:
                     batch = await repo.pending_messages(conn, endpoint_id, BATCH)
                 if endpoint is None or endpoint.lease_owner != self.name or not batch:
                     return attempts
-                for message in batch:
+                for index, message in enumerate(batch):
+                    if index and not await self._heads_the_queue(endpoint_id, message.id):
+                        break  # an older one was queued again meanwhile: read the queue afresh
                     if message.next_attempt_at > self.now():
                         return attempts
                     result = await self.attempt(endpoint, message)

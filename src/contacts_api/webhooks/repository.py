@@ -167,6 +167,18 @@ async def pending_messages(conn: AsyncConnection, endpoint_id: int, limit: int) 
     return list((await conn.execute(query)).all())
 
 
+async def oldest_pending_id(conn: AsyncConnection, endpoint_id: int) -> int | None:
+    """The id of the message at the head of the endpoint's queue (None: the queue is empty)."""
+    query = (
+        sa.select(messages.c.id)
+        .where(messages.c.endpoint_id == endpoint_id, messages.c.status == PENDING)
+        .order_by(messages.c.id)
+        .limit(1)
+    )
+    head: int | None = (await conn.execute(query)).scalar()
+    return head
+
+
 # --- leases: which dispatcher drains which endpoint ------------------------------------------
 
 # PostgreSQL looks at twice as many candidates as it has free slots: another dispatcher may
