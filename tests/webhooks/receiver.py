@@ -34,6 +34,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay_s: float = 0.0  # how long to wait before answering (timeouts)
+    hold: asyncio.Event | None = None  # answer only once the test sets it (a send in flight)
 
 
 Responder = Callable[[Received], Reply]
@@ -87,6 +88,8 @@ class Receiver:
                 reply = self.respond(received)
                 if reply.delay_s:
                     await asyncio.sleep(reply.delay_s)
+                if reply.hold is not None:
+                    await reply.hold.wait()
                 extra = "".join(f"{k}: {v}\r\n" for k, v in reply.headers.items())
                 writer.write(
                     f"HTTP/1.1 {reply.status} X\r\ncontent-length: {len(reply.body)}\r\n"

@@ -35,7 +35,7 @@ from tests.webhooks.conftest import (
     message_statuses,
     subscribe,
 )
-from tests.webhooks.receiver import Received, Receiver
+from tests.webhooks.receiver import Received, Receiver, Reply
 
 CREATE_BATCH = CreateBatchHandler("upsert", record_change=record_contact_changes)
 
@@ -258,6 +258,40 @@ async def test_redeliver_sends_the_same_message_again(
         "/v1/webhooks/redeliver", json={"messageId": "msg_nope"}, headers=account.headers
     )
     assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize("answer", [200, 500])
+async def test_redeliver_while_the_message_is_in_flight_sends_it_again(
+    client: Client,
+    db: Database,
+    receiver: Receiver,
+    dispatcher: Dispatcher,
+    clock: Clock,
+    answer: int,
+) -> None:
+    """The attempt on its way is logged, but does not undo the redelivery asked meanwhile:
+    the message goes out again at once, with a fresh retry schedule."""
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+    held = asyncio.Event()
+    receiver.respond = lambda _request: Reply(answer, hold=held)
+    draining = asyncio.create_task(dispatcher.run_once())
+    await receiver.wait_for(1)
+    response = await client.post(
+        "/v1/webhooks/redeliver", json={"messageId": receiver.ids[0]}, headers=account.headers
+    )
+    assert response.status_code == 202
+    held.set()
+    await draining
+    receiver.respond = lambda _request: Reply()
+    await dispatcher.run_once()
+    assert receiver.ids == [receiver.ids[0]] * 2
+    assert await message_statuses(db) == ["delivered"]
+    outcomes = sorted(
+        entry["outcome"] for entry in (await deliveries(client, account))["deliveries"]
+    )
+    assert outcomes == sorted(["delivered", "delivered" if answer == 200 else "retrying"])
 
 
 async def test_refused_address_at_delivery_time_is_logged_not_sent(

@@ -113,14 +113,16 @@ async def test_a_message_queued_again_while_the_queue_drains_keeps_its_place(
     assert (await enable(client, account, webhook["id"]))[0] == 200
     await create_contact(client, account, email="third@example.com")
     await create_contact(client, account, email="fourth@example.com")
-    receiver.respond = lambda _request: Reply(delay_s=0.2)
+    held = asyncio.Event()
+    receiver.respond = lambda _request: Reply(hold=held)
 
     draining = asyncio.create_task(dispatcher.run_once())
-    await receiver.wait_for(2)  # "third" is being answered, "fourth" is next in the batch
+    await receiver.wait_for(2)  # "third" is in flight, "fourth" is next in the batch
     queued = await client.post(
         "/v1/webhooks/redeliver", json={"messageId": first_id}, headers=account.headers
     )
     assert queued.status_code == 202
+    held.set()
     assert await draining == 3
     emails = [request.json()[0]["email"] for request in receiver.requests[1:]]
     assert emails == ["third@example.com", "first@example.com", "fourth@example.com"]

@@ -93,7 +93,8 @@ async def record_attempt(
     """Log the attempt and move the message on; True when the endpoint's next may go now.
 
     Only the holder of the endpoint's lease changes state: a dispatcher that lost its lease
-    (it stalled past the expiry) still logs what it saw, then steps aside.
+    (it stalled past the expiry) still logs what it saw, then steps aside. A message redelivered
+    while this attempt was on its way keeps the redelivery (it is sent again).
     """
     endpoint = await repo.get_endpoint(conn, message.endpoint_id)
     if endpoint is None:  # unsubscribed meanwhile: message and log are gone with it
@@ -125,10 +126,12 @@ async def record_attempt(
     progress = {"attempt_count": message.attempt_count + 1, "first_attempt_at": first_attempt_at}
     if outcome == "retrying":
         delay = next_delay(message.attempt_count + 1, result.retry_after, now, random)
-        await repo.update_message(conn, message.id, {**progress, "next_attempt_at": now + delay})
+        await repo.update_sent_message(conn, message, {**progress, "next_attempt_at": now + delay})
         return False
     status = repo.DELIVERED if outcome == "delivered" else repo.FAILED
-    await repo.update_message(conn, message.id, {**progress, "status": status, "completed_at": now})
+    await repo.update_sent_message(
+        conn, message, {**progress, "status": status, "completed_at": now}
+    )
     if outcome == "disabled":
         reason = "answered 410 Gone" if result.status_code == 410 else "failing for 24 hours"
         await _disable(conn, endpoint.id, owner, reason, now)
@@ -152,9 +155,9 @@ async def postpone_unrecorded(
     the message off by the backoff, so it is not sent again at every poll."""
     error = "the attempt could not be recorded"
     await repo.insert_attempt(conn, _attempt_row(message, result, None, error, "retrying"))
-    await repo.update_message(
+    await repo.update_sent_message(
         conn,
-        message.id,
+        message,
         {
             "attempt_count": message.attempt_count + 1,
             "first_attempt_at": message.first_attempt_at or result.started_at,

@@ -135,6 +135,19 @@ async def update_message(conn: AsyncConnection, message_id: int, values: dict[st
     return bool((await conn.execute(statement)).rowcount)
 
 
+async def update_sent_message(conn: AsyncConnection, sent: Row, values: dict[str, Any]) -> bool:
+    """Move on a message after an attempt, unless it was queued again while the attempt was
+    on its way: a redelivery sets `next_attempt_at` to the moment it was asked, which is not
+    the value the attempt was sent under; then that redelivery stands and the message goes out
+    again. False when not updated (queued again, or pruned)."""
+    statement = (
+        sa.update(messages)
+        .where(messages.c.id == sent.id, messages.c.next_attempt_at == sent.next_attempt_at)
+        .values(**values)
+    )
+    return bool((await conn.execute(statement)).rowcount)
+
+
 async def fail_pending_messages(conn: AsyncConnection, endpoint_id: int, now: datetime) -> None:
     """Give up on every pending message of an endpoint (it was just disabled)."""
     await conn.execute(
