@@ -215,6 +215,23 @@ async def test_bad_bytes_past_the_sample_are_reported_by_the_reader(
     assert await count_contacts(db) == 0  # found by the first pass over the file (repeated keys)
 
 
+async def test_bad_bytes_far_into_the_file_refuse_it_whole_under_allow(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under CONTACTS_API_DUPLICATE_EMAIL=allow there is no pass over the file for repeated
+    emails; the import still refuses it before writing its first batch."""
+    account = await new_account(db)
+    path = tmp_path / "leads.csv"
+    rows = "".join(f"lead{i}@example.com\n" for i in range(12_000))
+    path.write_bytes(b"email\n" + rows.encode() + b"bad\xff@example.com\n")
+    processes = _record_processes(monkeypatch)
+    with pytest.raises(UserError, match=r"^cannot read .*leads\.csv: not UTF-8 text \(") as error:
+        await import_file(db, path, account.name, duplicate_email="allow", batch_size=1000)
+    assert "at line 12,002" in str(error.value)
+    _assert_reaped(processes)
+    assert await count_contacts(db) == 0
+
+
 def test_the_first_bad_byte_is_found_past_a_character_cut_by_a_piece(tmp_path: Path) -> None:
     path = tmp_path / "leads.csv"
     start = b"a" * ((1 << 20) - 1) + "é".encode()  # é's two bytes: the 1 MiB piece ends inside

@@ -245,7 +245,13 @@ class _Shaper:
 def read_file(options: Options, send: Any) -> None:
     """Read the whole file, calling `send(message)` for each batch, then Done."""
     repeated: set[str] = set()
-    if options.duplicate_email != "allow":
+    if options.duplicate_email == "allow":
+        # No first pass over the file (repeated keys) finds its bad bytes before a batch is
+        # written: this decoding pass does, so a file that is not UTF-8 is refused whole.
+        with open(options.path, encoding="utf-8-sig", newline="") as scan:
+            while scan.read(1 << 20):
+                pass
+    else:
         with open(options.path, encoding="utf-8-sig", newline="") as scan:
             repeated = bulk_dedupe.repeated_keys(scan, options.file_format, options.delimiter)  # type: ignore[arg-type]
     shaper = _Shaper(options)
