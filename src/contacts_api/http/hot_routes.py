@@ -108,12 +108,12 @@ class HotRoutes:
 
     async def pass_on(self, scope: Scope, receive: Receive, send: Send) -> None:
         """To Litestar; but OPTIONS of a fixed path, and the Allow of its 405, from our table."""
-        path = _route_path(scope) if scope["type"] == "http" else None
-        methods = self.methods.get(path) if path is not None else None
-        if path is not None and methods is not None and scope["method"] not in methods:
+        path = _route_path(scope) if scope["type"] == "http" else ""  # "": in no table
+        methods = self.methods.get(path)
+        if methods is not None and scope["method"] not in methods:
             allow = self.allow[path]
             send = _with_allow(send, allow)  # Litestar's 405 does not name HEAD
-        elif path is not None and methods is not None and scope["method"] == "OPTIONS":
+        elif methods is not None and scope["method"] == "OPTIONS":
             allow = self.allow[path]
             await send(
                 {"type": "http.response.start", "status": 204, "headers": [(b"allow", allow)]}
