@@ -50,6 +50,29 @@ async def test_a_free_slot_goes_to_the_account_holding_fewest(
     assert claimed == [[first], [other], [second], [third]]
 
 
+async def test_endpoints_without_a_queue_are_passed_over_wherever_they_lie(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    """The ranking looks only at endpoints with pending messages, found by hopping along the
+    pending index: idle endpoints between them, and a long backlog, must not hide any."""
+    busy = await new_account(db, "busy", "owner@busy.test")
+    quiet = await new_account(db, "quiet", "owner@quiet.test")
+    deleted_only = ("contactDeleted",)
+    first = int((await subscribe(client, busy, f"{receiver.url}/1"))["id"])
+    await subscribe(client, busy, f"{receiver.url}/idle-1", deleted_only)
+    second = int((await subscribe(client, busy, f"{receiver.url}/2"))["id"])
+    await subscribe(client, quiet, f"{receiver.url}/idle-2", deleted_only)
+    other = int((await subscribe(client, quiet, f"{receiver.url}/3"))["id"])
+    await subscribe(client, quiet, f"{receiver.url}/idle-3", deleted_only)
+    for n in range(30):  # a backlog on both of the busy account's endpoints
+        await create_contact(client, busy, email=f"c{n}@busy.test")
+    await create_contact(client, quiet, email="a@quiet.test")
+
+    claimed = [await dispatcher.claim(1) for _ in range(4)]
+
+    assert claimed == [[first], [other], [second], []]
+
+
 async def test_a_drain_lets_go_of_its_endpoint_when_its_time_is_up(
     client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
 ) -> None:
