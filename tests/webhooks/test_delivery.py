@@ -260,6 +260,33 @@ async def test_redeliver_sends_the_same_message_again(
     assert unknown.status_code == 404
 
 
+async def test_redeliver_of_a_message_still_waiting_its_turn_sends_it_once(
+    client: Client, db: Database, receiver: Receiver, dispatcher: Dispatcher
+) -> None:
+    """Asked again before its first send (it waits behind an older one, in the batch the
+    drain already read), a message goes out once, from its row as it is now."""
+    account = await new_account(db)
+    await subscribe(client, account, receiver.url)
+    await create_contact(client, account, email="a@example.com")
+    await create_contact(client, account, email="b@example.com")
+    held = asyncio.Event()
+    receiver.respond = lambda _request: Reply(hold=held)
+    draining = asyncio.create_task(dispatcher.run_once())
+    await receiver.wait_for(1)  # "a" in flight, "b" read with it
+    async with db.read() as conn:
+        query = sa.select(messages.c.webhook_id).order_by(messages.c.id)
+        first_id, second_id = (await conn.execute(query)).scalars().all()
+    response = await client.post(
+        "/v1/webhooks/redeliver", json={"messageId": second_id}, headers=account.headers
+    )
+    assert response.status_code == 202
+    held.set()
+    assert await draining == 2
+    assert await dispatcher.run_once() == 0
+    assert receiver.ids == [first_id, second_id]
+    assert await message_statuses(db) == ["delivered", "delivered"]
+
+
 @pytest.mark.parametrize("answer", [200, 500])
 async def test_redeliver_while_the_message_is_in_flight_sends_it_again(
     client: Client,

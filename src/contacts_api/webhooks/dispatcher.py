@@ -207,12 +207,15 @@ class Dispatcher:
                 "webhook messages pruned", deleted=deleted, older_than_days=keep / timedelta(days=1)
             )
 
-    async def _heads_the_queue(self, endpoint_id: int, message_id: int) -> bool:
-        """Whether the message is still the endpoint's oldest pending one: a redelivery or an
-        enable with redeliverFailed may have queued an older message since the batch was read.
-        One indexed read per message, small beside the POST it precedes."""
+    async def _head(self, endpoint_id: int) -> repo.Row | None:
+        """The endpoint's oldest pending message as it is now. Since the batch was read, a
+        redelivery or an enable with redeliverFailed may have queued an older one, and a
+        redelivery may have changed this one (sent with the row as read, its attempt would
+        not be recorded, and it would go out twice). One indexed read per message, small
+        beside the POST it precedes."""
         async with self.db.read() as conn:
-            return await repo.oldest_pending_id(conn, endpoint_id) == message_id
+            head = await repo.pending_messages(conn, endpoint_id, 1)
+        return head[0] if head else None
 
     async def _let_go(self, endpoint_id: int) -> None:
         with suppress(Exception):
@@ -243,8 +246,9 @@ class Dispatcher:
                     batch = await repo.pending_messages(conn, endpoint_id, BATCH)
                 if endpoint is None or endpoint.lease_owner != self.name or not batch:
                     return attempts
-                for index, message in enumerate(batch):
-                    if index and not await self._heads_the_queue(endpoint_id, message.id):
+                for index, read in enumerate(batch):
+                    message = await self._head(endpoint_id) if index else read
+                    if message is None or message.id != read.id:
                         break  # an older one was queued again meanwhile: read the queue afresh
                     if message.next_attempt_at > self.now():
                         return attempts

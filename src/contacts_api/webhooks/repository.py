@@ -169,24 +169,15 @@ async def requeue_failed_messages(
     return int((await conn.execute(statement)).rowcount)
 
 
-def _queue(endpoint_id: int, *columns: Any) -> sa.Select[Any]:
-    """The endpoint's pending messages, oldest first: the order in which they must go out."""
-    return (
-        sa.select(*columns)
+async def pending_messages(conn: AsyncConnection, endpoint_id: int, limit: int) -> list[Row]:
+    """The endpoint's queue, oldest first: the order in which they must go out."""
+    query = (
+        sa.select(messages)
         .where(messages.c.endpoint_id == endpoint_id, messages.c.status == PENDING)
         .order_by(messages.c.id)
+        .limit(limit)
     )
-
-
-async def pending_messages(conn: AsyncConnection, endpoint_id: int, limit: int) -> list[Row]:
-    """The first `limit` messages of the endpoint's queue."""
-    return list((await conn.execute(_queue(endpoint_id, messages).limit(limit))).all())
-
-
-async def oldest_pending_id(conn: AsyncConnection, endpoint_id: int) -> int | None:
-    """The id of the message at the head of the endpoint's queue (None: the queue is empty)."""
-    head: int | None = (await conn.execute(_queue(endpoint_id, messages.c.id).limit(1))).scalar()
-    return head
+    return list((await conn.execute(query)).all())
 
 
 # --- leases: which dispatcher drains which endpoint ------------------------------------------
