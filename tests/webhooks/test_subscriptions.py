@@ -132,6 +132,26 @@ async def test_redeliver_bodies_are_checked_against_the_documented_schema(
     assert response.json()["message"]["details"]["fieldErrors"] == {"messageId": messages}
 
 
+@pytest.mark.parametrize("path", ["/v1/webhooks/rotate-secret", "/v1/webhooks/enable"])
+@pytest.mark.parametrize(
+    ("body", "messages"),
+    [
+        ({}, ["Required"]),
+        ({"id": None}, ["Required"]),
+        ({"id": ""}, ["Required"]),  # not given, as everywhere (was a 500 on rotate-secret)
+        ({"id": "1"}, ["Expected number, received string"]),
+        ({"id": 0}, ["Number must be greater than or equal to 1"]),
+    ],
+)
+async def test_webhook_id_bodies_are_checked_field_by_field(
+    client: Client, db: Database, path: str, body: dict[str, object], messages: list[str]
+) -> None:
+    account = await new_account(db)
+    response = await client.post(path, json=body, headers=account.headers)
+    assert response.status_code == 400
+    assert response.json()["message"]["details"]["fieldErrors"] == {"id": messages}
+
+
 async def test_delete_and_another_accounts_webhook_is_not_found(
     client: Client, db: Database
 ) -> None:

@@ -88,10 +88,10 @@ def parse_webhook_create(body: dict[str, Any]) -> NewSubscription:
 
 
 def parse_webhook_id(body: dict[str, Any]) -> int:
-    """The `id` of a body such as rotate-secret's (a positive 32-bit id)."""
-    if body.get("id") is None:
-        raise ValidationFailed(field_errors={"id": ["Required"]})
+    """The `id` of a body such as rotate-secret's (a positive 32-bit id); `""` is not given,
+    as everywhere, so Required."""
     values, errors = check_fields(body, rules_for(WebhookRotate))
+    _require(values, errors, ("id",))
     if errors:
         raise ValidationFailed(field_errors=errors)
     return int(values["id"])
