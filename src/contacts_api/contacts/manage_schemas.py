@@ -23,8 +23,11 @@ from contacts_api.contacts.schemas import (
 from contacts_api.paging import Id, Limit, PageNumber
 
 ORDER_COLUMNS = ("id", "createdAt", "updatedAt", "joinedTime", "firstName", "lastName", "email")
-OrderColumn = Literal[
-    "id", "createdAt", "updatedAt", "joinedTime", "firstName", "lastName", "email"
+# The choices named in API.md's order (an error lists them so, as Zod does; msgspec would
+# sort them).
+OrderColumn = Annotated[
+    Literal["id", "createdAt", "updatedAt", "joinedTime", "firstName", "lastName", "email"],
+    Meta(extra={"choices": ORDER_COLUMNS}),
 ]
 ZuluTime = Annotated[
     str,
