@@ -313,6 +313,10 @@ NEITHER = "Either email or phoneNumber is required"
         # bytes inside a string that are not UTF-8: once a 500 (UnicodeDecodeError)
         (b'{"phoneNumber": "1", "firstName": "\xff\xfe"}', "Malformed JSON in request body"),
         (b'{"phoneNumber": "1", "firstName": "\xed\xa0\x80"}', "Malformed JSON in request body"),
+        (b"\xef\xbb\xbf\xef\xbb\xbf{}", "Malformed JSON in request body"),  # one mark only
+        (b"\xef\xbb\xbf" + b"[" * 5000, "Malformed JSON in request body"),
+        (b"\xef\xbb\xbf", "Malformed JSON in request body"),
+        (b"\xef\xbb\xbf[]", "Expected object, received array"),
         (b'[{"email": "a@b.co"}]', "Expected object, received array"),
         (b'"a@b.co"', "Expected object, received string"),
         (b"null", "Expected object, received null"),
@@ -330,6 +334,22 @@ async def test_form_errors(
     )
     assert response.status_code == 400
     assert response.json()["message"]["details"] == {"formErrors": [form_error], "fieldErrors": {}}
+
+
+async def test_a_utf8_byte_order_mark_before_the_body_is_ignored(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    """As Node's body parsers (and RFC 8259 8.1) do: a body saved by a Windows editor and
+    sent with `curl -d @lead.json` creates the contact."""
+    response = await client.post(
+        "/v1/contacts",
+        content=b"\xef\xbb\xbf" + b'{"email": "bom@example.com", "firstName": "B\xc3\xb6m"}',
+        headers={**account.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 201
+    contact = response.json()["data"]["contact"]
+    assert (contact["email"], contact["firstName"]) == ("bom@example.com", "B\u00f6m")
+    assert await count_contacts(db) == 1
 
 
 async def test_body_over_one_mebibyte_is_413(client: Client, account: AccountFixture) -> None:
