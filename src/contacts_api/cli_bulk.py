@@ -104,7 +104,11 @@ def _run(work: Callable[[Database], Any]) -> Any:
 
 
 def import_command(
-    file: Annotated[Path, typer.Argument(help="CSV (header row) or JSON Lines file")],
+    # readable=False: click's own check is a usage error (exit 2); the import says "cannot
+    # read FILE: Permission denied" in one line with exit 1, as the contract wants.
+    file: Annotated[
+        Path, typer.Argument(help="CSV (header row) or JSON Lines file", readable=False)
+    ],
     account: Annotated[str, typer.Option(help="Account name")],
     emit_webhooks: Annotated[
         bool, typer.Option("--emit-webhooks", help="Send webhook events for imported contacts")
@@ -148,7 +152,9 @@ def export_command(
     format_: Annotated[
         str, typer.Option("--format", help="csv or jsonl", case_sensitive=False)
     ] = "csv",
-    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout)")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="File to write (default: stdout)", readable=False)
+    ] = None,
 ) -> None:
     """Export every live contact (with tracking) as CSV or JSON Lines."""
     file_format = format_.lower()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -103,6 +104,40 @@ async def test_user_errors_exit_1_with_one_line(
         assert result.stdout == "", name
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, name
         assert "Traceback" not in result.stderr
+
+
+async def test_a_file_it_may_not_read_is_one_line_and_exit_1(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """click's own readability check answered with a usage box and exit 2; it also refused
+    to export over a file one may write but not read."""
+    await new_account(db)
+    path = tmp_path / "locked.csv"
+    path.write_text("email\na@example.com\n")
+    path.chmod(0)
+    write_only = tmp_path / "drop-box.csv"
+    write_only.touch(mode=0o200)
+    command = [sys.executable, "-m", "contacts_api"]
+    if os.geteuid() == 0:  # root reads anything: run without the two capabilities that allow it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root, and no setpriv (util-linux) to drop read capabilities")
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": database_url}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    result = await asyncio.to_thread(run, "import", str(path), "--account", "acme")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"error: cannot read {path}: Permission denied\n"
+    exported = await asyncio.to_thread(
+        run, "export", "--account", "acme", "--output", str(write_only)
+    )
+    assert exported.returncode == 0, exported.stderr
+    write_only.chmod(0o600)
+    assert write_only.read_text().startswith("id,accountId,")
 
 
 async def test_a_failed_export_leaves_the_output_file_as_it_was(
