@@ -364,6 +364,24 @@ async def test_export_then_import_into_a_new_account_reproduces_every_contact(
     assert await snapshot(db, source.account_id) == before
 
 
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+async def test_an_empty_accounts_export_imports_as_nothing(
+    db: Database, tmp_path: Path, file_format: str
+) -> None:
+    """JSON Lines of no contacts is an empty file, which the import once refused
+    ("unrecognised format"), so a nightly export -> import stopped on a new account."""
+    source = await new_account(db)
+    out = io.StringIO()
+    assert await export_contacts(db, source.name, out, file_format) == 0  # type: ignore[arg-type]
+    path = tmp_path / f"export.{file_format}"
+    path.write_text(out.getvalue())
+    summary = await import_file(db, path, source.name)
+    assert (summary.line(), summary.report) == ("created 0, updated 0, failed 0, unchanged 0", None)
+    blank = tmp_path / "blank.csv"
+    blank.write_bytes(b"\xef\xbb\xbf\r\n  \n")  # a BOM and blank lines: no rows either
+    assert (await import_file(db, blank, source.name)).line().startswith("created 0,")
+
+
 async def test_contacts_on_many_rows_each_merge_when_their_rows_wait_on_disk(
     db: Database, tmp_path: Path
 ) -> None:

@@ -60,8 +60,12 @@ def csv_column_key(header: str) -> str | None:
 
 
 def detect_format(sample: bytes) -> tuple[FileFormat, str]:
-    """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither."""
+    """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither.
+
+    `sample` is the file's first SAMPLE_BYTES (all of it when shorter)."""
     text = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not text and len(sample) < SAMPLE_BYTES:  # the whole file, and blank: no rows
+        return "jsonl", ""  # (an empty account's JSON Lines export is an empty file)
     if text.startswith(b"{"):
         opening, newline, _ = text.partition(b"\n")
         if newline and opening.rstrip().endswith((b"{", b"[")):
