@@ -50,7 +50,10 @@ def db_url(tmp_path: Path) -> str:
 @pytest.mark.parametrize(
     ("name", "value", "reason"),
     [
-        ("RATE_LIMIT", "abc", "expected POINTS/SECONDS such as 20/1, got 'abc'"),
+        ("RATE_LIMIT", "abc", "expected POINTS/SECONDS such as 20/1 (a second) or 20/60 (a"),
+        # A bare count was read as per second, silently: 20 failed keys a second, not a minute.
+        ("AUTH_FAIL_LIMIT", "20", "expected POINTS/SECONDS such as 20/1 (a second) or 20/60 (a"),
+        ("RATE_LIMIT", "20/", "expected POINTS/SECONDS such as 20/1, got '20/'"),
         # A window ending after the year 9999 was taken: every request then got a 500.
         (
             "RATE_LIMIT",

@@ -42,8 +42,12 @@ class Rate(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> Rate:
         points, sep, window = text.partition("/")
+        if not sep:  # `20` was once 20 per second, which for AUTH_FAIL_LIMIT (20/60) was a guess
+            raise ValueError(
+                f"expected POINTS/SECONDS such as 20/1 (a second) or 20/60 (a minute), got {text!r}"
+            )
         try:
-            rate = cls(int(points), int(window) if sep else 1)
+            rate = cls(int(points), int(window))
         except ValueError:
             raise ValueError(f"expected POINTS/SECONDS such as 20/1, got {text!r}") from None
         if rate.points < 1 or rate.window < 1:

@@ -182,9 +182,11 @@ async def test_cli_sets_and_clears_an_account_limit(settings: Settings, db: Data
 
 
 async def test_cli_rejects_a_bad_limit_and_an_unknown_account(settings: Settings) -> None:
-    bad = run_cli(settings.database_url, "accounts", "set-rate-limit", "acme", "--limit", "x")
-    assert bad.returncode == 2
-    assert "expected POINTS/SECONDS such as 20/1, got 'x'" in bad.stderr
+    for limit in ("x", "100"):  # a bare count was once taken as per second
+        bad = run_cli(settings.database_url, "accounts", "set-rate-limit", "acme", "--limit", limit)
+        assert bad.returncode == 2
+        said = " ".join(bad.stderr.replace("│", " ").split())  # typer's box, wrapped
+        assert f"such as 20/1 (a second) or 20/60 (a minute), got '{limit}'" in said
     neither = run_cli(settings.database_url, "accounts", "set-rate-limit", "acme")
     assert neither.returncode == 2
     assert "give either --limit POINTS/SECONDS or --default" in neither.stderr
