@@ -117,6 +117,25 @@ def test_a_database_from_a_newer_version_is_one_clear_line(db_url: str) -> None:
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def test_the_dispatcher_on_a_database_not_upgraded_is_one_line(db_url: str) -> None:
+    """It once ran on, logging a traceback for every poll ("no such table")."""
+    said = (
+        f"error: {db_url} is not at this version's schema: run `contacts-api db upgrade`"
+        " first (`serve` applies it too)\n"
+    )
+    never_upgraded = run_cli(db_url, "webhooks", "dispatch")
+    assert (never_upgraded.returncode, never_upgraded.stdout, never_upgraded.stderr) == (
+        1,
+        "",
+        said,
+    )
+    assert run_cli(db_url, "db", "upgrade").returncode == 0
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    from_a_newer_version = run_cli(db_url, "webhooks", "dispatch")
+    assert (from_a_newer_version.returncode, from_a_newer_version.stderr) == (1, said)
+
+
 def test_settings_that_disagree_are_one_line_naming_both(db_url: str) -> None:
     done = run_cli(
         db_url, "db", "upgrade", settings={"CONTACTS_API_WEBHOOKS_TIMEOUT_SECONDS": "40"}

@@ -111,6 +111,22 @@ def upgrade_database(settings: Settings) -> None:
         raise fail(f"cannot migrate {url}: {exc.__class__.__name__}: {cause}") from None
 
 
+def require_current_schema(settings: Settings) -> None:
+    """One line and exit 1 unless the database is reachable and at this version's schema:
+    a command that runs on (the dispatcher) would otherwise log a traceback a second."""
+    url = redacted_url(settings.database_url)
+    try:
+        current = migrate.is_current(settings.database_url)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().partition("\n")[0]
+        raise fail(f"cannot read {url}: {exc.__class__.__name__}: {cause}") from None
+    if not current:
+        raise fail(
+            f"{url} is not at this version's schema: run `contacts-api db upgrade` first"
+            " (`serve` applies it too)"
+        )
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations."""

@@ -69,5 +69,15 @@ def upgrade(database_url: str) -> None:
         engine.dispose()
 
 
+def is_current(database_url: str) -> bool:
+    """Whether the database is at this version's schema (not behind it, nor ahead)."""
+    engine = sync_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return current_revisions(connection) == head_revisions()
+    finally:
+        engine.dispose()
+
+
 def current_revisions(connection: sa.Connection) -> set[str]:
     return set(MigrationContext.configure(connection).get_current_heads())

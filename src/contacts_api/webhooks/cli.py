@@ -171,10 +171,12 @@ def webhooks_prune(
 @webhooks_app.command("dispatch")
 def webhooks_dispatch() -> None:
     """Run the delivery worker on its own until SIGINT/SIGTERM (logs on stderr)."""
+    from contacts_api.cli import require_current_schema
     from contacts_api.logging import configure_logging
     from contacts_api.webhooks.dispatcher import run_dispatcher
 
     settings = Settings()
+    require_current_schema(settings)
     configure_logging(settings)
 
     async def main() -> None:
