@@ -12,14 +12,19 @@ from contacts_api.settings import Settings
 
 def configure_logging(settings: Settings) -> None:
     """Route structlog and the standard library's logging to stderr in one format."""
-    use_json = (settings.log_format or ("console" if sys.stderr.isatty() else "json")) == "json"
+    on_terminal = sys.stderr.isatty()
+    use_json = (settings.log_format or ("console" if on_terminal else "json")) == "json"
     # The console's tracebacks without each frame's local variables (structlog shows them by
     # default): a request's locals hold its Authorization header and the contact it carried.
+    # Colours only on a terminal: `LOG_FORMAT=console 2>server.log` wrote escape codes.
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if use_json
         else structlog.dev.ConsoleRenderer(
-            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
+            colors=on_terminal,
+            exception_formatter=structlog.dev.RichTracebackFormatter(
+                show_locals=False, color_system="truecolor" if on_terminal else None
+            ),
         )
     )
     shared: list[structlog.types.Processor] = [

@@ -64,3 +64,4 @@ async def test_a_failed_write_is_logged_without_the_key_or_the_contact(
     assert "Traceback" in text
     for secret in (account.key, *LEAD.values()):
         assert secret not in text
+    assert "\x1b[" not in text  # a file, not a terminal: no colour codes, console or not
