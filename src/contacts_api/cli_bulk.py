@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 import os
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import sqlalchemy.exc
 import typer
@@ -193,7 +194,7 @@ def export_command(
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     partial = output if in_place else output.with_name(output.name + ".partial")
     try:
-        out = open(partial, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        out = _open_to_replace(partial, output)
     except OSError as exc:
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
@@ -210,6 +211,25 @@ def export_command(
     stderr.print(
         f"exported {count} contacts to {output}", markup=False, highlight=False, soft_wrap=True
     )
+
+
+def _open_to_replace(partial: Path, output: Path) -> IO[str]:
+    """`partial` opened for writing, with the permissions (and, where allowed, the owner) of
+    `output` when it exists: renamed over a 0600 file, it once left the contacts readable by
+    every local user."""
+    out = open(partial, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    try:
+        existing = os.stat(output)
+    except FileNotFoundError:
+        return out  # a new file: as the umask says
+    try:
+        with contextlib.suppress(PermissionError):  # only root may give a file away
+            os.fchown(out.fileno(), existing.st_uid, existing.st_gid)
+        os.fchmod(out.fileno(), stat.S_IMODE(existing.st_mode))
+    except BaseException:
+        out.close()
+        raise
+    return out
 
 
 def _progress_bar(

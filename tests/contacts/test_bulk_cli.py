@@ -157,6 +157,25 @@ async def test_a_failed_export_leaves_the_output_file_as_it_was(
     assert sorted(p.name for p in out.parent.iterdir()) == ["contacts.csv"]
 
 
+async def test_an_export_over_a_file_keeps_its_permissions(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """The new file was renamed over the old one with the umask's 0644: a 0600 file of
+    contacts became readable by every local user."""
+    await new_account(db)
+    private = tmp_path / "contacts.csv"
+    private.write_text("last week's export\n")
+    private.chmod(0o600)
+    group = tmp_path / "team.jsonl"
+    group.write_text("")
+    group.chmod(0o640)
+    for path, mode in ((private, 0o600), (group, 0o640)):
+        done = await run_cli(database_url, "export", "--account", "acme", "--output", str(path))
+        assert done.exit_code == 0, done.stderr
+        assert path.read_text().startswith("id,accountId,")
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
 async def test_a_csv_opening_with_blank_lines_and_a_huge_cell_imports_the_rest(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:
