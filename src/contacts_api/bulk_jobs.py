@@ -121,6 +121,9 @@ async def import_file(
         user_id = await accounts_repo.find_user_id(conn, account_id, None)
     assert user_id is not None
     raw, file_format, delimiter = _open_source(path)
+    # The report quotes rejected rows: readable by no one who may not read the file (the
+    # umask may take more away). It was always the umask's 0644, for a 0600 file too.
+    source_mode = stat.S_IMODE(os.fstat(raw.fileno()).st_mode)
     raw.close()
     match_phone = duplicate_email == "upsert"
     options = import_reader.Options(
@@ -137,7 +140,7 @@ async def import_file(
         fast=not emit_webhooks,  # webhook events need each new contact's id
         parent_pid=os.getpid(),
     )
-    report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"))
+    report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"), source_mode)
     upserter = BulkUpserter(
         account_id,
         user_id,

@@ -176,6 +176,24 @@ async def test_an_export_over_a_file_keeps_its_permissions(
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
+async def test_the_error_report_is_no_more_readable_than_the_file(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """The report quotes the rejected rows; it was created 0644 beside a 0600 file."""
+    await new_account(db)
+    for name, mode in (("private.csv", 0o600), ("shared.csv", 0o644)):
+        path = tmp_path / name
+        path.write_text("email,firstName\nnot-an-email,Secret Person\n")
+        path.chmod(mode)
+        result = await import_into_acme(database_url, path)
+        assert result.stdout == "created 0, updated 0, failed 1, unchanged 0\n"
+        report = tmp_path / f"{name}.errors.csv"
+        assert "Secret Person" in report.read_text()
+        umask = os.umask(0o22)
+        os.umask(umask)
+        assert stat.S_IMODE(report.stat().st_mode) == mode & ~umask, name
+
+
 async def test_a_csv_opening_with_blank_lines_and_a_huge_cell_imports_the_rest(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:

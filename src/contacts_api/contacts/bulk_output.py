@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from typing import IO, Any
 
 import msgspec
@@ -23,8 +24,9 @@ class ErrorReport:
     HEADER = ("row", "field", "message", "original")
     FORM_FIELD = "(row)"
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Any, mode: int = 0o666) -> None:
         self.path = path
+        self.mode = mode  # the source's permissions: its rows are no more readable here
         self.count = 0
         self._file: IO[str] | None = None
         self._writer: Any = None
@@ -36,7 +38,8 @@ class ErrorReport:
     def add_record(self, record: tuple[int, str, str, str]) -> None:
         """A record as `render` made it (the reader process renders its own failures)."""
         if self._file is None:
-            self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            created = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+            self._file = open(created, "w", newline="", encoding="utf-8")  # noqa: SIM115
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.HEADER)
         self._writer.writerow(record)
