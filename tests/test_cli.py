@@ -136,6 +136,29 @@ def test_the_dispatcher_on_a_database_not_upgraded_is_one_line(db_url: str) -> N
     assert (from_a_newer_version.returncode, from_a_newer_version.stderr) == (1, said)
 
 
+def test_ctrl_c_while_the_cli_loads_exits_130_quietly() -> None:
+    """A Ctrl-C in the second or two the CLI's modules take to load printed a traceback. The
+    interrupt is raised where such a one lands, in the import of contacts_api.cli, by a hook."""
+    interrupted_load = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'contacts_api.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "import runpy\n"
+        "runpy.run_module('contacts_api', run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", interrupted_load, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
+
+
 def test_settings_that_disagree_are_one_line_naming_both(db_url: str) -> None:
     done = run_cli(
         db_url, "db", "upgrade", settings={"CONTACTS_API_WEBHOOKS_TIMEOUT_SECONDS": "40"}

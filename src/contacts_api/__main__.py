@@ -1,3 +1,3 @@
-from contacts_api.cli import main
+from contacts_api.entry import main
 
 main()
