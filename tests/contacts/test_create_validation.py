@@ -363,6 +363,35 @@ async def test_body_over_one_mebibyte_is_413(client: Client, account: AccountFix
     assert response.json() == {"message": "Request body too large (limit 1 MiB)"}
 
 
+async def test_a_delete_or_get_with_a_body_over_the_limit_is_413_and_does_nothing(
+    client: Client, db: Database, account: AccountFixture
+) -> None:
+    """Routes that never read a body carried a 1.1 MB DELETE out and answered 200 (and 413
+    with an Idempotency-Key): the limit holds for every method (found by a reviewer)."""
+    created = await client.post(
+        "/v1/contacts", json={"email": "keep@x.test"}, headers=account.headers
+    )
+    contact_id = created.json()["data"]["contact"]["id"]
+    oversized = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    headers = {**account.headers, "Content-Type": "application/json"}
+    for method, url in (
+        ("DELETE", f"/v1/contacts?id={contact_id}"),
+        ("GET", "/v1/contacts"),
+        ("GET", f"/v1/contacts/detail?contactId={contact_id}"),
+    ):
+        response = await client.request(method, url, content=oversized, headers=headers)
+        assert response.status_code == 413, (method, url)
+        assert response.json() == {"message": "Request body too large (limit 1 MiB)"}
+    kept = await client.get(f"/v1/contacts/detail?contactId={contact_id}", headers=account.headers)
+    assert kept.status_code == 200
+    small = await client.request(
+        "DELETE", f"/v1/contacts?id={contact_id}", content=b"{}", headers=headers
+    )
+    assert small.status_code == 200, small.text
+    gone = await client.get(f"/v1/contacts/detail?contactId={contact_id}", headers=account.headers)
+    assert gone.status_code == 404
+
+
 @pytest.mark.parametrize(
     ("limit", "shown"), [(2000, "2,000 bytes"), (64 * 1024, "64 KiB"), (3 << 20, "3 MiB")]
 )

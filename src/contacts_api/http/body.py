@@ -49,6 +49,25 @@ def body_too_large(limit: float) -> RequestEntityTooLarge:
 TOO_LARGE = "Request body too large"
 
 
+# The methods whose routes never read a body: it is still held to the limit, by its length.
+UNREAD_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def refuse_announced_overflow(request: Request[Any, Any, Any]) -> None:
+    """413 for a GET or DELETE announcing a body over the limit, as POST and PUT answer. Their
+    routes never read one: a DELETE with 1.1 MB was carried out and answered 200 (and 413
+    with an Idempotency-Key, whose middleware reads every body). A chunked body, with no
+    length announced, is not read to find out."""
+    if request.method not in UNREAD_BODY_METHODS:
+        return
+    announced = header(request.scope, b"content-length")  # type: ignore[arg-type]
+    if announced is None or not (announced.isascii() and announced.isdigit()):
+        return  # absent, or malformed: the server (h11/httptools) refuses the latter itself
+    limit = request.route_handler.resolve_request_max_body_size() or math.inf
+    if int(announced) > limit:
+        raise body_too_large(limit)
+
+
 async def read_body(request: Request[Any, Any, Any]) -> bytes:
     """The whole body, with the checks of Litestar's `Request.body()`: 413 when the announced
     length or the bytes received exceed the route handler's limit (the app's 1 MiB).

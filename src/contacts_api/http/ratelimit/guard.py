@@ -18,6 +18,7 @@ from contacts_api.accounts.schemas import Principal
 from contacts_api.errors import RateLimitExceeded, Unauthorized
 from contacts_api.http import metrics
 from contacts_api.http.auth import provide_principal
+from contacts_api.http.body import refuse_announced_overflow
 from contacts_api.http.observability import RequestContext
 from contacts_api.http.ratelimit import Decision, Limiter
 from contacts_api.settings import Rate
@@ -108,5 +109,6 @@ async def provide_gated_principal(request: Request[Any, Any, Any]) -> Principal:
             context.rate = decision
         if not decision.allowed:
             raise reject(decision, "account")
+    refuse_announced_overflow(request)  # after the key and the budget, as a POST's 413
     request.scope[GATED] = principal  # type: ignore[literal-required]
     return principal
