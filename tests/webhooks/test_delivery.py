@@ -338,19 +338,26 @@ async def test_refused_address_at_delivery_time_is_logged_not_sent(
     assert attempt["error"].startswith("refused:")
 
 
+@pytest.mark.parametrize("stored", ["http://\uff18.8.8.8/hook", " {receiver}"])
 async def test_a_stored_url_httpx_cannot_send_to_is_a_failed_attempt(
-    client: Client, db: Database, receiver: Receiver, settings: Settings, clock: Clock
+    client: Client,
+    db: Database,
+    receiver: Receiver,
+    settings: Settings,
+    clock: Clock,
+    stored: str,
 ) -> None:
     """Subscribed before the check asked httpx too (webhooks/ssrf.split_url): a host that
     Python's IDNA codec reads as 8.8.8.8. The attempt is recorded as failed, and retried and
-    in time disabled like any other; it used to raise out of every drain, twice a second."""
+    in time disabled like any other; it used to raise out of every drain, twice a second.
+    So did a URL with a leading space (httpx.InvalidURL from building the request)."""
     account = await new_account(db)
     webhook = await subscribe(client, account, receiver.url)
     async with db.transaction() as conn:
         await conn.execute(
             sa.update(endpoints)
             .where(endpoints.c.id == webhook["id"])
-            .values(url="http://\uff18.8.8.8/hook")
+            .values(url=stored.format(receiver=receiver.url))
         )
     await create_contact(client, account, email="a@example.com")
     async with Dispatcher(db, settings, now=clock) as dispatcher:

@@ -319,7 +319,9 @@ class Dispatcher:
                     await response.aclose()
         except ssrf.UnsafeUrl as exc:
             error = f"refused: {exc}"
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        # InvalidURL, which is no HTTPError: a URL httpx reads otherwise than split_url did
+        # (one with a leading space once) is a failed attempt, not a drain's traceback.
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         latency_ms = int((time.perf_counter() - clock) * 1000)
         log.debug(

@@ -69,6 +69,10 @@ def split_url(url: str) -> tuple[str, str, int]:
     httpx refuses (a full-width digit, a zero-width space: `http://\uff18.8.8.8/` resolves to
     8.8.8.8), and every delivery to it would fail before it was even tried.
     """
+    if url != url.strip():
+        # urlsplit drops a leading space (as WHATWG's parser does), httpx reads the URL as a
+        # relative one: " http://host/" passed here, and no delivery could ever be sent.
+        raise UnsafeUrl("invalid URL: it starts or ends with a space")
     try:
         parts = urlsplit(url)
         port = parts.port
