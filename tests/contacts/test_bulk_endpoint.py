@@ -123,6 +123,17 @@ async def test_body_shape_errors(client: Client, db: Database) -> None:
         answer = await bulk(client, account, body)
         assert answer.status_code == 400
         assert answer.json()["message"]["details"]["fieldErrors"] == {"contacts": [message]}
+    for scalar, received in ((b"5", "number"), (b'"x"', "string"), (b"null", "null")):
+        answer = await client.post(
+            "/v1/contacts/bulk",
+            content=scalar,
+            headers={**account.headers, "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 400
+        assert answer.json()["message"]["details"] == {
+            "formErrors": [f"Expected object, received {received}"],  # not an object: API.md 2
+            "fieldErrors": {},
+        }
     malformed = await client.post(
         "/v1/contacts/bulk",
         content=b"[{",

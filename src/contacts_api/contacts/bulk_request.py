@@ -20,6 +20,8 @@ MAX_BATCH_ITEMS = 1000
 
 def batch_items(body: Any) -> list[Any]:
     """The items of a POST /v1/contacts/bulk body: `{"contacts": [...]}` or a bare array."""
+    if not isinstance(body, (dict, list)):  # a body not an object: a form error (API.md 2)
+        raise ValidationFailed([f"Expected object, received {js_type_name(body)}"])
     if isinstance(body, dict) and "contacts" not in body:  # as Zod names a missing key
         raise ValidationFailed(field_errors={"contacts": ["Required"]})
     items = body.get("contacts") if isinstance(body, dict) else body
