@@ -54,6 +54,22 @@ async def test_invalid_subscriptions_list_every_failing_field(client: Client, db
     errors = response.json()["message"]["details"]["fieldErrors"]
     assert errors["url"] == ["Invalid url"]
     assert "received 'contactMerged'" in errors["events"][0]
+    # Every failing item, non-strings named as JavaScript names them (once Python's 'None').
+    events = [None, "newContactCreated", True, {"a": 1}, "nope", 5]
+    response = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://93.184.216.34/hook", "events": events},
+        headers=account.headers,
+    )
+    messages = response.json()["message"]["details"]["fieldErrors"]["events"]
+    assert messages[:3] == [
+        "Expected string, received null",
+        "Expected string, received boolean",
+        "Expected string, received object",
+    ]
+    assert messages[3].startswith("Invalid enum value. Expected 'newContactCreated' | ")
+    assert messages[3].endswith(", received 'nope'")
+    assert messages[4:] == ["Expected string, received number"]
 
 
 @pytest.mark.parametrize(

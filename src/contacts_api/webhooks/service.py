@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contacts_api.errors import Conflict, NotFound, ValidationFailed
 from contacts_api.paging import Page
 from contacts_api.timeutil import format_time
-from contacts_api.validation import check_fields, check_query, rules_for
+from contacts_api.validation import check_fields, check_query, js_type_name, rules_for
 from contacts_api.webhooks import repository as repo
 from contacts_api.webhooks import rotation, ssrf
 from contacts_api.webhooks.schemas import (
@@ -44,16 +44,22 @@ class NewSubscription:
 
 
 def _canonical_events(value: list[Any]) -> tuple[list[str], list[str]]:
-    """(canonical event names without repeats, error messages) of a non-empty array."""
+    """(canonical event names without repeats, error messages) of a non-empty array: one
+    message per failing item, as Zod's flatten lists them (it once stopped at the first, and
+    named a non-string by Python's repr: `received 'None'`)."""
     names: list[str] = []
+    messages: list[str] = []
+    expected = " | ".join(f"'{n}'" for n in (*EVENT_NAMES, *EVENT_ALIASES))
     for item in value:
-        name = EVENT_ALIASES.get(item, item) if isinstance(item, str) else None
+        if not isinstance(item, str):
+            messages.append(f"Expected string, received {js_type_name(item)}")
+            continue
+        name = EVENT_ALIASES.get(item, item)
         if name not in EVENT_NAMES:
-            expected = " | ".join(f"'{n}'" for n in (*EVENT_NAMES, *EVENT_ALIASES))
-            return [], [f"Invalid enum value. Expected {expected}, received '{item}'"]
-        if name not in names:
+            messages.append(f"Invalid enum value. Expected {expected}, received '{item}'")
+        elif name not in names:
             names.append(name)
-    return names, []
+    return ([], messages) if messages else (names, [])
 
 
 def _require(values: dict[str, Any], errors: dict[str, list[str]], names: tuple[str, ...]) -> None:
