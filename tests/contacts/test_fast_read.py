@@ -31,6 +31,7 @@ from tests.contacts.helpers import (
     settings,  # noqa: F401  (fixture: no rate limit)
 )
 from tests.factories import AccountFixture, new_account, new_event
+from tests.loop_ticks import LoopTicks
 
 ORDERS = [repo.ContactOrder(column, desc) for column in service.ORDER_COLUMN.values()
           for desc in (True, False)]  # fmt: skip
@@ -211,34 +212,32 @@ async def test_sqlite_busy_inline_read_waits_in_a_thread_not_on_the_loop(
     # connection can take the exclusive lock that makes readers busy.
     path = make_url(db.url).database or ""
 
-    async def lock_for(seconds: float) -> None:
+    async def take_lock() -> sqlite3.Connection:
         await app.state.db.dispose()
         await db.dispose()
         holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         holder.execute("PRAGMA locking_mode=EXCLUSIVE")
         holder.execute("UPDATE contact SET last_name = 'Held' WHERE id = ?", (contact["id"],))
-        threading.Timer(seconds, holder.close).start()  # the test client blocks this loop
+        return holder
 
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    await lock_for(0.4)
-    ticking = asyncio.create_task(ticker())
-    try:
-        detail = await db.raw_read(
-            lambda r: fast_read.contact_detail(r, account.account_id, contact["id"])
+    # The lock is held until the loop has ticked ten times with the read still waiting:
+    # counted, not timed (a read that blocked the loop would be over before any tick).
+    holder = await take_lock()
+    async with LoopTicks() as ticks:
+        read = asyncio.create_task(
+            db.raw_read(lambda r: fast_read.contact_detail(r, account.account_id, contact["id"]))
         )
-    finally:
-        ticking.cancel()
+        try:
+            async with asyncio.timeout(5):
+                await ticks.ten_more()
+            assert not read.done(), "the read did not wait for the lock, or blocked the loop"
+        finally:
+            holder.close()
+        detail = await read
     assert detail.lastName == "Held"
-    assert ticks >= 10  # the loop ran while the read waited for the lock in a thread
 
-    await lock_for(0.3)
+    holder = await take_lock()
+    threading.Timer(0.3, holder.close).start()  # the test client blocks this loop
     response = await client.get("/v1/contacts/detail", params=params, headers=account.headers)
     assert response.status_code == 200, response.text
     listed = await list_contacts(client, account)
