@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -303,3 +304,65 @@ async def test_under_reject_a_batch_of_known_emails_turns_to_lookup_first(db: Da
         else:
             assert isinstance(outcome, Conflict)
             assert not handler.insert_first
+
+
+# The backend inserting this email kills itself, as an operator's pg_terminate_backend or a
+# PostgreSQL restart would kill it in the middle of a batch.
+CUT = "cut@x.test"
+CUT_CONNECTION = (
+    [
+        "CREATE FUNCTION cut_connection() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.email_key = '{CUT}' THEN PERFORM pg_terminate_backend(pg_backend_pid());"
+        " END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER cut_connection BEFORE INSERT ON contact"
+        " FOR EACH ROW EXECUTE FUNCTION cut_connection()",
+    ],
+    ["DROP TRIGGER cut_connection ON contact", "DROP FUNCTION cut_connection()"],
+)
+
+
+async def test_a_connection_lost_mid_batch_is_503_and_the_next_create_works(
+    database_url: str, db: Database, client: Any
+) -> None:
+    """The batch rolled back to its savepoint on the dead connection: SQLAlchemy's
+    PendingRollbackError, and every create of the batch answered 500 with a traceback
+    (found by a reviewer cutting PostgreSQL's connections under load)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's backends; SQLite's file has no connection to lose")
+    account = await new_account(db)
+    create, drop = CUT_CONNECTION
+    async with db.transaction() as conn:
+        for statement in create:
+            await conn.exec_driver_sql(statement)
+    try:
+        with capture_logs() as logs:
+            cut = await client.post("/v1/contacts", json={"email": CUT}, headers=account.headers)
+        assert cut.status_code == 503, cut.text
+        assert [e for e in logs if e["log_level"] == "error"] == []  # no traceback
+        after = await client.post(
+            "/v1/contacts", json={"email": "after@x.test"}, headers=account.headers
+        )
+        assert after.status_code == 201, after.text
+    finally:
+        async with db.transaction() as conn:
+            for statement in drop:
+                await conn.exec_driver_sql(statement)
+
+
+async def test_a_batch_stamps_its_contacts_no_earlier_than_any_request_arrived(
+    db: Database,
+) -> None:
+    """A batch once stamped its contacts with its first request's arrival: one that waited its
+    turn got an updatedAt before a later request of its own client had been sent (another
+    server had meanwhile answered with a later time; found by a scale-out reviewer)."""
+    account = await new_account(db)
+    first, later = job(account, email="first@x.io"), job(account, email="later@x.io")
+    later = CreateJob(later.principal, later.data, first.now + timedelta(milliseconds=100))
+    handler = CreateBatchHandler("upsert")
+    async with db.transaction() as conn:
+        outcomes = await handler(conn, [first, later])
+    stamps = [o.contact.updated_at for o in outcomes]  # type: ignore[union-attr]
+    assert stamps == [later.now, later.now]
+    async with db.read() as conn:
+        stored = (await conn.execute(sa.select(contact_table.c.updated_at))).scalars().all()
+    assert [s.replace(tzinfo=None) for s in stored] == [later.now.replace(tzinfo=None)] * 2

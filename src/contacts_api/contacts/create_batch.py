@@ -25,7 +25,7 @@ from contacts_api.errors import Conflict
 from contacts_api.http import metrics
 from contacts_api.settings import DuplicateEmailMode
 from contacts_api.storage import retry
-from contacts_api.storage.outage import log_failure
+from contacts_api.storage.outage import log_failure, unavailable_cause
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +86,11 @@ class CreateBatchHandler:
                 outcomes = await self._batched(conn, jobs, pending)
                 break
             except Exception as exc:
+                if unavailable_cause(exc) is not None:
+                    # The connection is gone (PostgreSQL restarted, its backend killed): so is
+                    # the transaction, with nothing to roll back to. Its rollback raised
+                    # PendingRollbackError, and every create of the batch answered 500, not 503.
+                    raise
                 await conn.exec_driver_sql("ROLLBACK TO SAVEPOINT create_batch")
                 pending.clear()  # the tags it created were rolled back with the savepoint
                 if retry.is_retryable(exc) and attempt < retry.ATTEMPTS:
@@ -130,7 +135,11 @@ class CreateBatchHandler:
                 insert_first=self.insert_first and conn.dialect.name == "sqlite",
             )
             items = [bulk.BulkItem(p, jobs[p].data) for p in positions]
-            for result in await upserter.upsert(conn, items, jobs[positions[0]].now):
+            # The latest arrival's time: a contact's updatedAt is never before the request
+            # that set it arrived (the first arrival's, a batch waiting its turn stamped a
+            # request sent after another server had answered a later time).
+            now = max(jobs[p].now for p in positions)
+            for result in await upserter.upsert(conn, items, now):
                 results[result.index] = result
         outcomes: list[service.CreateOutcome | Exception] = []
         for position in range(len(jobs)):
