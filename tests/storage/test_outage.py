@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import (
     AsyncAdapt_asyncpg_dbapi,
 )
 
+from contacts_api.storage.engine import Database
 from contacts_api.storage.outage import unavailable_cause
 
 
@@ -54,3 +55,24 @@ def test_bare_errors() -> None:
         raise RuntimeError("a bug") from refused
     except RuntimeError as bug:
         assert unavailable_cause(bug) is None
+
+
+async def test_a_statement_after_the_connection_died_in_a_transaction_is_an_outage(
+    database_url: str, db: Database
+) -> None:
+    """SQLAlchemy answers any statement on a connection invalidated inside a transaction with
+    PendingRollbackError ("Can't reconnect until invalid transaction is rolled back"), no
+    DB-API error: it was a 500 with a traceback wherever a rollback or a savepoint followed."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's backends; SQLite's file has no connection to lose")
+    async with db.transaction() as conn:
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as died:
+            await conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        assert unavailable_cause(died.value) is not None
+        with pytest.raises(sqlalchemy.exc.PendingRollbackError) as after:
+            await conn.exec_driver_sql("SELECT 1")
+        assert unavailable_cause(after.value) is after.value
+        await conn.rollback()
+    with pytest.raises(sqlalchemy.exc.PendingRollbackError) as misuse:
+        raise sqlalchemy.exc.PendingRollbackError("This transaction is inactive")
+    assert unavailable_cause(misuse.value) is None  # other misuse stays a bug

@@ -107,6 +107,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ClientDisconnected: handle_client_disconnected,
     sqlalchemy.exc.DBAPIError: handle_database_unavailable,
     sqlalchemy.exc.TimeoutError: handle_database_unavailable,
+    sqlalchemy.exc.PendingRollbackError: handle_database_unavailable,  # died in a transaction
     **dict.fromkeys(UNAVAILABLE_CAUSES, handle_database_unavailable),
     sqlite3.OperationalError: handle_database_unavailable,  # a hot read's, raised bare
     Exception: handle_unexpected,

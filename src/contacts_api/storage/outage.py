@@ -24,6 +24,10 @@ UNAVAILABLE_CAUSES = (
 )
 
 
+# SQLAlchemy's words (engine/base.py, Connection._invalid_transaction), savepoint or not.
+_DIED_IN_TRANSACTION = "Can't reconnect until invalid "
+
+
 def unavailable_cause(exc: BaseException) -> BaseException | None:
     """The driver's error when `exc` means the database cannot be reached, else None.
 
@@ -31,6 +35,10 @@ def unavailable_cause(exc: BaseException) -> BaseException | None:
     driver's own (asyncpg's "the database system is starting up" arrives that way, and the
     connection is not marked invalidated); the hot reads on asyncpg raise its errors bare.
     """
+    if isinstance(exc, sqlalchemy.exc.PendingRollbackError):
+        # A statement (a rollback to a savepoint, say) on a connection that died inside its
+        # transaction: SQLAlchemy's own error, not the driver's. Other misuse stays a bug.
+        return exc if str(exc).startswith(_DIED_IN_TRANSACTION) else None
     if not isinstance(exc, sqlalchemy.exc.DBAPIError):
         return exc if isinstance(exc, UNAVAILABLE_CAUSES) or sqlite_locked(exc) else None
     for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
