@@ -134,6 +134,10 @@ def test_the_dispatcher_on_a_database_not_upgraded_is_one_line(db_url: str) -> N
         conn.execute("UPDATE alembic_version SET version_num = '0099'")
     from_a_newer_version = run_cli(db_url, "webhooks", "dispatch")
     assert (from_a_newer_version.returncode, from_a_newer_version.stderr) == (1, said)
+    unreachable = run_cli("postgresql://app@127.0.0.1:1/db", "webhooks", "dispatch")
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("error: cannot read postgresql://app@127.0.0.1:1/db: ")
+    assert unreachable.stderr.count("\n") == 1, unreachable.stderr
 
 
 def test_ctrl_c_while_the_cli_loads_exits_130_quietly() -> None:

@@ -106,9 +106,14 @@ def upgrade_database(settings: Settings) -> None:
             " no downgrade: run that version, or restore the backup taken before upgrading"
         ) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        # The driver's own first line: refused, no such database, authentication failed...
-        cause = str(getattr(exc, "orig", None) or exc).strip().partition("\n")[0]
-        raise fail(f"cannot migrate {url}: {exc.__class__.__name__}: {cause}") from None
+        raise fail(f"cannot migrate {url}: {driver_says(exc)}") from None
+
+
+def driver_says(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
+    """The error's class and the driver's own first line: refused, no such database,
+    authentication failed..."""
+    cause = str(getattr(exc, "orig", None) or exc).strip().partition("\n")[0]
+    return f"{exc.__class__.__name__}: {cause}"
 
 
 def require_current_schema(settings: Settings) -> None:
@@ -118,8 +123,7 @@ def require_current_schema(settings: Settings) -> None:
     try:
         current = migrate.is_current(settings.database_url)
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        cause = str(getattr(exc, "orig", None) or exc).strip().partition("\n")[0]
-        raise fail(f"cannot read {url}: {exc.__class__.__name__}: {cause}") from None
+        raise fail(f"cannot read {url}: {driver_says(exc)}") from None
     if not current:
         raise fail(
             f"{url} is not at this version's schema: run `contacts-api db upgrade` first"
