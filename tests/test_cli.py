@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -340,6 +341,34 @@ def test_first_serve_bootstraps_and_the_seed_curl_example_answers_201(tmp_path: 
             server.terminate()
             server.wait(timeout=15)
         assert server.stdout is not None and server.stdout.read() == ""  # stdout: logs never
+
+
+def test_first_serve_beyond_this_machine_prints_no_key(tmp_path: Path) -> None:
+    """A deployment (0.0.0.0) keeps its stderr in a journal or a log shipper: the first start
+    printed a working key there for an account nobody asked for. It makes nothing and says
+    how to make an account and key."""
+    db_url = f"sqlite:///{tmp_path}/deployed.db"
+    port = free_port()
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": db_url, "CONTACTS_API_LOG_FORMAT": "json"}
+    command = [sys.executable, "-m", "contacts_api", "serve", "--host", "0.0.0.0", "--port"]  # noqa: S104
+    with subprocess.Popen(
+        [*command, str(port)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    ) as server:
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
+                        break
+                time.sleep(0.1)
+        finally:
+            server.terminate()
+            _, stderr = server.communicate(timeout=15)
+    assert "iclosed_" not in stderr
+    assert "No account yet." in stderr
+    assert "contacts-api keys create --account NAME" in stderr
+    listed = run_cli(db_url, "keys", "list", "--account", "default")
+    assert (listed.returncode, listed.stderr) == (1, "error: no account named 'default'\n")
 
 
 def check_first_start(server: subprocess.Popen[str], port: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import sys
 
@@ -12,6 +13,11 @@ from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
 
+NO_ACCOUNT_HINT = (
+    "No account yet. Serving beyond this machine, the first start makes none and prints no "
+    "key (logs keep what is printed): create one with `contacts-api accounts create NAME`, "
+    "then a key with `contacts-api keys create --account NAME`."
+)
 DEFAULT_ACCOUNT = "default"
 DEFAULT_OWNER = "owner@localhost"
 SEED_BODY = (
@@ -23,12 +29,29 @@ SEED_BODY = (
 )
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `--host` serves this machine only (`make run`'s 127.0.0.1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 async def bootstrap_first_run(settings: Settings, host: str, port: int) -> None:
-    """When there is no account yet, create the default one and print its key once."""
+    """When there is no account yet, create the default one and print its key once.
+
+    Only on a loopback address: a server others can reach is a deployment, whose stderr a
+    service manager or log shipper keeps, and a key printed there was a standing credential
+    in the logs. It gets a hint instead (the CLI makes accounts and keys)."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         async with db.transaction() as conn:
             if await accounts_repo.any_account(conn):
+                return
+            if not is_loopback(host):
+                print(NO_ACCOUNT_HINT, file=sys.stderr, flush=True)
                 return
             now = utcnow()
             await accounts.create_account(conn, DEFAULT_ACCOUNT, DEFAULT_OWNER, now)
