@@ -11,6 +11,7 @@ import os
 import socket
 import stat
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -192,9 +193,12 @@ def export_command(
             output = output.resolve()  # through a link to its file, which the rename replaces
     except OSError as exc:  # a name too long, say
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
-    partial = output if in_place else output.with_name(output.name + ".partial")
     try:
-        out = _open_to_replace(partial, output)
+        out: IO[str]
+        if in_place:
+            out, partial = open(output, "w", newline="", encoding="utf-8"), output  # noqa: SIM115
+        else:
+            out, partial = _open_to_replace(output)
     except OSError as exc:
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
@@ -213,23 +217,43 @@ def export_command(
     )
 
 
-def _open_to_replace(partial: Path, output: Path) -> IO[str]:
-    """`partial` opened for writing, with the permissions (and, where allowed, the owner) of
-    `output` when it exists: renamed over a 0600 file, it once left the contacts readable by
-    every local user."""
-    out = open(partial, "w", newline="", encoding="utf-8")  # noqa: SIM115
+def _open_to_replace(output: Path) -> tuple[IO[str], Path]:
+    """A new file beside `output`, opened for writing, to be renamed over it once complete.
+
+    Made by mkstemp (a name of its own, created exclusively): at the fixed `PATH.partial` a
+    link or a file someone else left there was written through, and the contacts went into
+    their file. It gets the permissions (and, where allowed, the owner) of `output` when that
+    exists — renamed over a 0600 file, it once left the contacts readable by every local
+    user — and the umask's for a new file.
+    """
+    fd, name = tempfile.mkstemp(prefix=f"{output.name}.", suffix=".partial", dir=output.parent)
+    partial = Path(name)
     try:
-        existing = os.stat(output)
-    except FileNotFoundError:
-        return out  # a new file: as the umask says
+        out = open(fd, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    except BaseException:
+        os.close(fd)
+        partial.unlink(missing_ok=True)
+        raise
     try:
-        with contextlib.suppress(PermissionError):  # only root may give a file away
-            os.fchown(out.fileno(), existing.st_uid, existing.st_gid)
-        os.fchmod(out.fileno(), stat.S_IMODE(existing.st_mode))
+        try:
+            existing = os.stat(output)
+        except FileNotFoundError:
+            os.fchmod(fd, 0o666 & ~_umask())
+        else:
+            with contextlib.suppress(PermissionError):  # only root may give a file away
+                os.fchown(fd, existing.st_uid, existing.st_gid)
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode))
     except BaseException:
         out.close()
+        partial.unlink(missing_ok=True)
         raise
-    return out
+    return out, partial
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _progress_bar(

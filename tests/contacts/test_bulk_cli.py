@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 
 from contacts_api.cli import app
 from contacts_api.contacts.bulk_files import SAMPLE_BYTES
+from contacts_api.contacts.bulk_output import ErrorReport
 from contacts_api.storage.engine import Database
 from tests.factories import new_account
 
@@ -174,6 +175,52 @@ async def test_an_export_over_a_file_keeps_its_permissions(
         assert done.exit_code == 0, done.stderr
         assert path.read_text().startswith("id,accountId,")
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+async def test_an_export_writes_through_nothing_left_at_a_guessable_name(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """The export was written to `PATH.partial`, opened as found: a link planted there sent the
+    contacts into the file it pointed at, and a file someone else left there (mode 0666) was
+    filled and renamed into place, theirs. A new file still gets the umask's permissions."""
+    await new_account(db)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important\n")
+    out = shared / "out.csv"
+    (shared / "out.csv.partial").symlink_to(victim)
+    done = await run_cli(database_url, "export", "--account", "acme", "--output", str(out))
+    assert done.exit_code == 0, done.stderr
+    assert victim.read_text() == "important\n"
+    assert not out.is_symlink()
+    assert out.read_text().startswith("id,accountId,")
+    umask = os.umask(0o22)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    planted = shared / "team.csv.partial"
+    planted.write_text("")
+    planted.chmod(0o666)
+    done = await run_cli(
+        database_url, "export", "--account", "acme", "--output", str(shared / "team.csv")
+    )
+    assert done.exit_code == 0, done.stderr
+    assert planted.read_text() == ""
+    assert (shared / "team.csv").read_text().startswith("id,accountId,")
+
+
+def test_the_error_report_writes_through_no_link_made_after_the_start(tmp_path: Path) -> None:
+    """The stale report is removed when the import starts; a link made at its name before the
+    first rejected row was followed, and the rejected rows written into its target."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important\n")
+    path = tmp_path / "leads.csv.errors.csv"
+    report = ErrorReport(path)
+    path.symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        report.add_record((2, "email", "Invalid email", "bad@,Secret Person"))
+    report.close()
+    assert victim.read_text() == "important\n"
 
 
 async def test_the_error_report_is_no_more_readable_than_the_file(

@@ -38,7 +38,11 @@ class ErrorReport:
     def add_record(self, record: tuple[int, str, str, str]) -> None:
         """A record as `render` made it (the reader process renders its own failures)."""
         if self._file is None:
-            created = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+            # Exclusively: the stale report was removed at the start, and what appeared at
+            # its name since (a link planted beside a file in a shared folder) is not
+            # written through.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            created = os.open(self.path, flags, self.mode)
             self._file = open(created, "w", newline="", encoding="utf-8")  # noqa: SIM115
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.HEADER)
