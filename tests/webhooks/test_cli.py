@@ -66,7 +66,7 @@ def test_cli_refuses_loopback_without_the_setting(database_url: str) -> None:
         allow_private=False,
     )
     assert code == 1 and out == ""
-    assert "non-public address" in err
+    assert "does not resolve to a public address" in err
 
 
 def test_out_of_range_ids_are_usage_errors(database_url: str) -> None:

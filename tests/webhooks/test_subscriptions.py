@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import socket
+from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -297,8 +299,36 @@ async def test_private_destinations_are_refused_without_the_setting(
         )
     assert response.status_code == 400
     [message] = response.json()["message"]["details"]["fieldErrors"]["url"]
-    assert "non-public address" in message
+    assert message.endswith(" does not resolve to a public address")
     assert "(" not in message  # which address it was is not said
+
+
+async def test_an_unknown_name_and_an_internal_one_get_the_same_answer(
+    database_url: str, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answered `cannot resolve nosuch` but `vault resolves to a non-public address`, a tenant
+    could list which names the server's internal DNS knows. The resolver is outside us: faked."""
+
+    def internal_dns(host: str, *_args: Any, **_kwargs: Any) -> Any:
+        if host == "vault":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 80))]
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", internal_dns)
+    account = await new_account(db)
+    app = create_app(make_settings(database_url))
+    answers = []
+    async with AsyncTestClient(app=app) as client:
+        for host in ("vault", "nosuch"):
+            response = await client.post(
+                "/v1/webhooks",
+                json={"url": f"http://{host}/hook", "events": ["newContactCreated"]},
+                headers=account.headers,
+            )
+            assert response.status_code == 400
+            [message] = response.json()["message"]["details"]["fieldErrors"]["url"]
+            answers.append(message.replace(host, "HOST"))
+    assert answers == ["HOST does not resolve to a public address"] * 2
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,10 @@ class UnsafeUrl(Exception):
     """The URL is malformed, cannot be resolved, or leads to a refused address."""
 
 
+class Unresolved(UnsafeUrl):
+    """The host name has no address: unknown to the resolver, or not answered in time."""
+
+
 # IPv6 ranges that carry an IPv4 address the network may route to: NAT64 (well-known and
 # local-use prefixes), the deprecated IPv4-compatible ::/96 (::127.0.0.1) and the
 # IPv4-translated ::ffff:0:0:0/96 of SIIT (::ffff:0:7f00:1 is 127.0.0.1).
@@ -102,7 +106,7 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         async with asyncio.timeout(RESOLVE_SECONDS):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError):
-        raise UnsafeUrl(f"cannot resolve {host}") from None
+        raise Unresolved(f"cannot resolve {host}") from None
     except UnicodeError:  # IDNA refuses the name: an empty or over-long label ("a..com")
         raise UnsafeUrl(f"invalid host name {host!r}") from None
     addresses: list[IPAddress] = []
@@ -111,7 +115,7 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise UnsafeUrl(f"cannot resolve {host}")
+        raise Unresolved(f"cannot resolve {host}")
     return addresses
 
 
@@ -122,10 +126,16 @@ async def checked_address(url: str, *, allow_private: bool) -> IPAddress:
     a private address would otherwise be a way in.
     """
     _scheme, host, port = split_url(url)
-    addresses = await resolve(host, port)
-    if not allow_private:
-        refused = [a for a in addresses if not is_public(a)]
-        if refused:
-            # Which address is not said: the API is no map of internal addresses.
-            raise UnsafeUrl(f"{host} resolves to a non-public address")
+    # One answer for a name that has no address and one that has a private one, and which
+    # address is not said: the API is no probe of internal DNS ("cannot resolve vault" and
+    # "vault resolves to a non-public address" told a tenant which internal names exist).
+    not_public = UnsafeUrl(f"{host} does not resolve to a public address")
+    try:
+        addresses = await resolve(host, port)
+    except Unresolved:
+        if allow_private:
+            raise
+        raise not_public from None
+    if not allow_private and not all(is_public(a) for a in addresses):
+        raise not_public
     return addresses[0]
