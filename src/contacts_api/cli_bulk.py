@@ -20,6 +20,7 @@ import sqlalchemy.exc
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import make_url
 
 from contacts_api.bulk_export import export_contacts
 from contacts_api.bulk_jobs import ImportSummary, import_file
@@ -191,6 +192,7 @@ def export_command(
         in_place = output.exists() and not output.is_file()
         if not in_place:
             output = output.resolve()  # through a link to its file, which the rename replaces
+            _refuse_the_database(output)
     except OSError as exc:  # a name too long, say
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
@@ -215,6 +217,18 @@ def export_command(
     stderr.print(
         f"exported {count} contacts to {output}", markup=False, highlight=False, soft_wrap=True
     )
+
+
+def _refuse_the_database(output: Path) -> None:
+    """A UserError when `output` is the SQLite database or one of its journals: the rename
+    replaced every account's contacts with one account's export."""
+    url = make_url(Settings().database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    database = Path(url.database).resolve()
+    journals = (database.with_name(database.name + end) for end in ("-wal", "-shm", "-journal"))
+    if output in (database, *journals):
+        raise _fail(f"cannot write {output}: it is the database (CONTACTS_API_DATABASE_URL)")
 
 
 def _open_to_replace(output: Path) -> tuple[IO[str], Path]:

@@ -177,6 +177,23 @@ async def test_an_export_over_a_file_keeps_its_permissions(
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
+async def test_an_export_over_the_sqlite_database_itself_is_refused(tmp_path: Path) -> None:
+    """`--output contacts.db` renamed one account's CSV over the database: every account gone,
+    and the next command said `file is not a database`."""
+    url = f"sqlite:///{tmp_path}/contacts.db"
+    assert (await run_cli(url, "db", "upgrade")).exit_code == 0
+    assert (await run_cli(url, "accounts", "create", "acme")).exit_code == 0
+    for name in ("contacts.db", "contacts.db-wal"):
+        target = tmp_path / name
+        done = await run_cli(url, "export", "--account", "acme", "--output", str(target))
+        assert done.exit_code == 1
+        assert done.stderr == (
+            f"error: cannot write {target}: it is the database (CONTACTS_API_DATABASE_URL)\n"
+        )
+    listed = await run_cli(url, "keys", "list", "--account", "acme")
+    assert listed.exit_code == 0, listed.stderr
+
+
 async def test_an_export_writes_through_nothing_left_at_a_guessable_name(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:
