@@ -140,7 +140,7 @@ async def import_file(
         fast=not emit_webhooks,  # webhook events need each new contact's id
         parent_pid=os.getpid(),
     )
-    report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"), source_mode)
+    report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"), source_mode, path)
     upserter = BulkUpserter(
         account_id,
         user_id,

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -18,7 +19,7 @@ from contacts_api.cli import app
 from contacts_api.contacts.bulk_files import SAMPLE_BYTES
 from contacts_api.contacts.bulk_output import ErrorReport
 from contacts_api.storage.engine import Database
-from tests.factories import new_account
+from tests.factories import count_contacts, new_account
 
 
 async def run_cli(database_url: str, *args: str) -> Result:
@@ -238,6 +239,47 @@ def test_the_error_report_writes_through_no_link_made_after_the_start(tmp_path: 
         report.add_record((2, "email", "Invalid email", "bad@,Secret Person"))
     report.close()
     assert victim.read_text() == "important\n"
+
+
+async def test_a_file_that_links_to_its_own_report_name_is_not_removed(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """`leads` a link to `leads.errors.csv`: removing the stale report removed the data."""
+    await new_account(db)
+    data = tmp_path / "leads.errors.csv"
+    data.write_text("Email\na@example.com\nbad\n")
+    (tmp_path / "leads").symlink_to(data)
+    done = await import_into_acme(database_url, tmp_path / "leads")
+    assert done.exit_code == 1
+    assert done.stderr == (
+        f"error: cannot write {data}: it is the file being imported; rename one\n"
+    )
+    assert data.read_text() == "Email\na@example.com\nbad\n"
+
+
+async def test_a_report_that_cannot_be_written_stops_the_import_before_any_batch(
+    database_url: str, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a folder the report cannot be made in (read-only, another user's), the import
+    committed its first batch, stopped at the first rejected row, and every re-run stopped
+    there again: the rows after it could never be imported. The file system is faked (the
+    tests run as root, whom permissions do not stop)."""
+    account = await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text("Email\nbad\n" + "".join(f"lead{i}@example.com\n" for i in range(50)))
+    real_open = os.open
+
+    def read_only_folder(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(name).endswith(".errors.csv") and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_folder)
+    done = await import_into_acme(database_url, path)
+    monkeypatch.undo()
+    assert done.exit_code == 1
+    assert done.stderr == f"error: cannot write {path}.errors.csv: Permission denied\n"
+    assert await count_contacts(db, account.account_id) == 0
 
 
 async def test_the_error_report_is_no_more_readable_than_the_file(

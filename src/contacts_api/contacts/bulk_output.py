@@ -12,7 +12,7 @@ from typing import IO, Any
 import msgspec
 
 from contacts_api.contacts.manage_schemas import ContactExtendedRead
-from contacts_api.errors import ValidationFailed
+from contacts_api.errors import UserError, ValidationFailed
 
 
 class ErrorReport:
@@ -23,14 +23,23 @@ class ErrorReport:
 
     HEADER = ("row", "field", "message", "original")
     FORM_FIELD = "(row)"
+    _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
-    def __init__(self, path: Any, mode: int = 0o666) -> None:
+    def __init__(self, path: Any, mode: int = 0o666, source: Any = None) -> None:
         self.path = path
         self.mode = mode  # the source's permissions: its rows are no more readable here
         self.count = 0
         self._file: IO[str] | None = None
         self._writer: Any = None
+        # FILE a link to its own report's name: removing the stale report removed the data.
+        if source is not None and path.exists() and os.path.samefile(path, source):
+            raise UserError(f"cannot write {path}: it is the file being imported; rename one")
         path.unlink(missing_ok=True)
+        # Made and removed once now, so that a folder the report cannot be written in stops
+        # the import before its first batch: it stopped at the first rejected row, batches
+        # already committed, and every re-run stopped there again.
+        os.close(os.open(path, self._FLAGS, mode))
+        path.unlink()
 
     def add(self, row: int, original: str, error: ValidationFailed | Exception) -> None:
         self.add_record(render(row, original, error))
@@ -41,8 +50,7 @@ class ErrorReport:
             # Exclusively: the stale report was removed at the start, and what appeared at
             # its name since (a link planted beside a file in a shared folder) is not
             # written through.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-            created = os.open(self.path, flags, self.mode)
+            created = os.open(self.path, self._FLAGS, self.mode)
             self._file = open(created, "w", newline="", encoding="utf-8")  # noqa: SIM115
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.HEADER)
