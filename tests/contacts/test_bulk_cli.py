@@ -315,6 +315,32 @@ async def test_a_csv_opening_with_blank_lines_and_a_huge_cell_imports_the_rest(
     assert report[1].startswith("5,firstName,String must contain at most 25 character(s),")
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        " \nFirst Name,Email\nAnn,ann@x.test\n",  # a line of a space: every row failed
+        ",,\r\nFirst Name,Email,Phone\r\nAnn,ann@x.test,\r\n",  # a sheet's empty first row
+        "sep=;\r\nFirst Name;Email\r\nAnn;ann@x.test\r\n",  # Excel's delimiter line
+        "sep=,\nFirst Name,Email\nAnn,ann@x.test\n",
+        " ; ;\nsep=\t\nFirst Name\tEmail\nAnn\tann@x.test\n",
+    ],
+)
+async def test_what_spreadsheets_put_before_the_header_is_skipped(
+    database_url: str, db: Database, tmp_path: Path, content: str
+) -> None:
+    """Empty rows (`,,`) and Excel's `sep=;` line made the file "unrecognised", a line of
+    spaces made every row fail; the header after them is found, the rows imported."""
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_bytes(content.encode())
+    result = await import_into_acme(database_url, path)
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == "created 1, updated 0, failed 0, unchanged 0\n"
+    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
+    [contact] = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert (contact["firstName"], contact["email"]) == ("Ann", "ann@x.test")
+
+
 async def test_a_cell_past_the_bound_stops_the_import_with_its_line(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:

@@ -86,8 +86,8 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
                 "unrecognised format: not UTF-8 text (expected CSV or JSON Lines)"
             ) from None
         decoded = text[: exc.start].decode("utf-8")
-    first_line = decoded.splitlines()[0] if decoded else ""
-    for delimiter in (",", ";", "\t", "|"):
+    hint, first_line = _header_line(decoded)
+    for delimiter in (hint,) if hint else (",", ";", "\t", "|"):
         headers = next(csv.reader([first_line], delimiter=delimiter), [])
         plausible = len(headers) > 1 or delimiter == ","
         if plausible and any(csv_column_key(h) for h in headers):
@@ -96,6 +96,33 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
         "unrecognised format: expected JSON Lines, or CSV with a header row naming contact "
         "fields (email, phoneNumber, firstName, ...)"
     )
+
+
+_SEP_LINE = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
+_BLANK = ' \t,;|"'  # what a line or cell before the header may hold and still be blank
+
+
+def _header_line(text: str) -> tuple[str | None, str]:
+    """The delimiter an Excel `sep=;` line names (None without one) and the line that should
+    be the header: the first one with a cell not blank. A sheet's first row left empty
+    (`,,`) or a line of spaces before the header made the file "unrecognised"."""
+    hint = None
+    for line in text.splitlines():
+        if not line.strip(_BLANK):
+            continue
+        sep = _SEP_LINE.fullmatch(line.strip(" "))
+        if hint is None and sep:
+            hint = sep.group(1)
+            continue
+        return hint, line
+    return hint, ""
+
+
+def _is_header_filler(record: list[str]) -> bool:
+    """A record before the header that is none: no cell but blank ones, or Excel's `sep=;`
+    line (read with its own delimiter: `sep=` and an empty cell)."""
+    cells = [cell.strip(_BLANK) for cell in record]
+    return not any(cells) or (cells[0].lower() == "sep=" and not any(cells[1:]))
 
 
 def read_rows(text: IO[str], file_format: FileFormat, delimiter: str) -> Iterator[SourceRow]:
@@ -141,11 +168,12 @@ csv.field_size_limit(CSV_CELL_LIMIT)
 
 def csv_records(text: IO[str], delimiter: str) -> tuple[Any, list[str] | None]:
     """A csv reader over `text` and the header: the first record not blank (a file may open
-    with blank lines), or None for a file of none. A cell over CSV_CELL_LIMIT is a UserError
+    with blank lines, empty rows, Excel's `sep=` line: `_is_header_filler`), or None for a
+    file of none. A cell over CSV_CELL_LIMIT is a UserError
     naming its line, whenever the reader meets it."""
     reader = _CheckedReader(text, delimiter)
     for record in reader:
-        if any(record):
+        if not _is_header_filler(record):
             return reader, record
     return reader, None
 
