@@ -341,6 +341,25 @@ async def test_what_spreadsheets_put_before_the_header_is_skipped(
     assert (contact["firstName"], contact["email"]) == ("Ann", "ann@x.test")
 
 
+async def test_utm_columns_are_read_however_spreadsheets_spell_them(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """`UTM Source` and `utm-medium` were ignored, the attribution lost without a word."""
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text(
+        "Email,UTM Source,utm-medium,UTM_Campaign, utm_term ,UTMContent\n"
+        "ann@x.test,google,cpc,spring,shoes,banner\n"
+    )
+    result = await import_into_acme(database_url, path)
+    assert result.stdout == "created 1, updated 0, failed 0, unchanged 0\n", result.stderr
+    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
+    tracking = json.loads(exported.stdout)["tracking"]
+    expected = {"source": "google", "medium": "cpc", "campaign": "spring", "term": "shoes"}
+    expected["content"] = "banner"
+    assert {k: tracking[f"utm_{k}"] for k in expected} == expected
+
+
 async def test_a_cell_past_the_bound_stops_the_import_with_its_line(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:

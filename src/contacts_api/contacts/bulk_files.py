@@ -44,6 +44,12 @@ _ALIASES = {
     "secondaryphonenumber": "secondary_phoneNumber", "secondaryphone": "secondary_phoneNumber",
 }  # fmt: skip
 _UTM_COLUMN = re.compile(r"utm_[a-z0-9_]+")
+_UTM_SEPARATORS = re.compile(r"[\s_-]+")
+# The usual parameters written without a separator (`UTMSource`): where the others split.
+_UTM_RUN_TOGETHER = {
+    f"utm{name}": f"utm_{name}"
+    for name in ("source", "medium", "campaign", "term", "content", "id")
+}
 _json_decoder = msgspec.json.Decoder()
 
 
@@ -54,9 +60,13 @@ def _normalise(header: str) -> str:
 def csv_column_key(header: str) -> str | None:
     """The body key a CSV header stands for, `utm_*` columns as themselves, else None."""
     name = header.strip().lstrip("\ufeff")
-    if _UTM_COLUMN.fullmatch(name.lower()):
-        return name.lower()
-    return _ALIASES.get(_normalise(name))
+    # `UTM Source`, `utm-medium` as `utm_source`, `utm_medium`: they were ignored, the
+    # campaign's attribution lost without a word.
+    utm = _UTM_SEPARATORS.sub("_", name.lower())
+    if _UTM_COLUMN.fullmatch(utm):
+        return utm
+    normalised = _normalise(name)
+    return _ALIASES.get(normalised) or _UTM_RUN_TOGETHER.get(normalised)
 
 
 def detect_format(sample: bytes) -> tuple[FileFormat, str]:
