@@ -360,6 +360,34 @@ async def test_utm_columns_are_read_however_spreadsheets_spell_them(
     assert {k: tracking[f"utm_{k}"] for k in expected} == expected
 
 
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ("Email,First Name,Email", "'Email' and 'Email' both stand for email"),
+        (
+            "Email,Phone,Mobile,Telephone",
+            "'Phone', 'Mobile' and 'Telephone' all stand for phoneNumber",
+        ),
+        ("Email,utm_source,UTM Source", "'utm_source' and 'UTM Source' both stand for utm_source"),
+    ],
+)
+async def test_two_columns_for_one_field_refuse_the_file(
+    database_url: str, db: Database, tmp_path: Path, header: str, named: str
+) -> None:
+    """The last column's value not empty was taken, the other's lost without a word: with
+    `Email,First Name,Email` the first address was never imported."""
+    account = await new_account(db)
+    path = tmp_path / "leads.csv"
+    cells = ",".join(f"+1555000000{n}" for n in range(header.count(",")))
+    path.write_text(f"{header}\nq1@example.com,{cells}\n")
+    result = await import_into_acme(database_url, path)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: cannot read {path}: the columns {named}: keep one, delete or rename the rest\n"
+    )
+    assert await count_contacts(db, account.account_id) == 0
+
+
 async def test_a_cell_past_the_bound_stops_the_import_with_its_line(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:

@@ -184,8 +184,26 @@ def csv_records(text: IO[str], delimiter: str) -> tuple[Any, list[str] | None]:
     reader = _CheckedReader(text, delimiter)
     for record in reader:
         if not _is_header_filler(record):
+            _refuse_shared_fields(record)
             return reader, record
     return reader, None
+
+
+def _refuse_shared_fields(headers: list[str]) -> None:
+    """A UserError when two columns stand for one field (`Phone` and `Mobile`, `Email` twice):
+    a row's value was the last column's not empty, the other lost without a word."""
+    columns: dict[str, list[str]] = {}
+    for header in headers:
+        key = csv_column_key(header)
+        if key is not None:
+            columns.setdefault(key, []).append(header.strip().lstrip("\ufeff"))
+    for key, names in columns.items():
+        if len(names) > 1:
+            shown = ", ".join(repr(name) for name in names[:-1]) + f" and {names[-1]!r}"
+            both = "both" if len(names) == 2 else "all"
+            raise UserError(
+                f"the columns {shown} {both} stand for {key}: keep one, delete or rename the rest"
+            )
 
 
 # A record over more lines than this fails (no lead's cells hold that many line breaks: a
