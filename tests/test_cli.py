@@ -118,6 +118,29 @@ def test_a_database_from_a_newer_version_is_one_clear_line(db_url: str) -> None:
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("accounts", "create", "acme"),
+        ("keys", "list", "--account", "acme"),
+        ("export", "--account", "acme"),
+        ("import", "leads.csv", "--account", "acme"),
+    ],
+)
+def test_a_command_on_a_database_never_upgraded_says_so(
+    db_url: str, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """They said `database error: OperationalError: ... no such table: account`."""
+    (tmp_path / "leads.csv").write_text("email\na@example.com\n")
+    done = run_cli(db_url, *command, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        f"error: {db_url} is not at this version's schema: run `contacts-api db upgrade`"
+        " first (`serve` applies it too)\n",
+    )
+
+
 def test_the_dispatcher_on_a_database_not_upgraded_is_one_line(db_url: str) -> None:
     """It once ran on, logging a traceback for every poll ("no such table")."""
     said = (

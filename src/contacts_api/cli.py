@@ -89,8 +89,10 @@ def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     except UserError as exc:
         raise fail(str(exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
+        advice = migrate.schema_advice(settings.database_url)  # `no such table`: why
         raise fail(
-            f"database error: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"
+            advice
+            or f"database error: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"
         ) from None
     except OSError as exc:  # asyncpg's connect refused or unreachable: not wrapped by SQLAlchemy
         raise fail(f"database unavailable: {exc.__class__.__name__}: {exc}") from None
@@ -125,10 +127,7 @@ def require_current_schema(settings: Settings) -> None:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise fail(f"cannot read {url}: {driver_says(exc)}") from None
     if not current:
-        raise fail(
-            f"{url} is not at this version's schema: run `contacts-api db upgrade` first"
-            " (`serve` applies it too)"
-        )
+        raise fail(migrate.not_current(settings.database_url))
 
 
 @db_app.command("upgrade")

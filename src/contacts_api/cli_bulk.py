@@ -26,6 +26,7 @@ from contacts_api.bulk_export import export_contacts
 from contacts_api.bulk_jobs import ImportSummary, import_file
 from contacts_api.errors import UserError
 from contacts_api.settings import Settings
+from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 
 stderr = Console(stderr=True, emoji=False)  # (see cli.py)
@@ -98,7 +99,8 @@ def _run(work: Callable[[Database], Any]) -> Any:
         raise _fail(str(exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         detail = exc.args[0] if exc.args else exc
-        raise _fail(f"database error: {exc.__class__.__name__}: {detail}") from None
+        advice = migrate.schema_advice(settings.database_url)  # `no such table`: why
+        raise _fail(advice or f"database error: {exc.__class__.__name__}: {detail}") from None
     except (ConnectionError, socket.gaierror, TimeoutError) as exc:  # before OSError: its kin
         raise _fail(f"cannot reach the database: {exc}") from None
     except OSError as exc:  # the error report or the export cannot be written: a full disk...

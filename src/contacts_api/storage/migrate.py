@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from contacts_api.settings import redacted_url
 from contacts_api.storage.engine import is_sqlite, sync_url
 from contacts_api.storage.sqlite_setup import SQLITE_BUSY_TIMEOUT_MS, install_sqlite_listeners
 
@@ -77,6 +78,25 @@ def is_current(database_url: str) -> bool:
             return current_revisions(connection) == head_revisions()
     finally:
         engine.dispose()
+
+
+def schema_advice(database_url: str) -> str | None:
+    """What to do when the database answers but is not at this version's schema (never
+    upgraded, or by a newer version); None when it is, or cannot be read. A command's
+    `no such table: account` said nothing of the cause."""
+    try:
+        if is_current(database_url):
+            return None
+    except sa.exc.SQLAlchemyError:
+        return None
+    return not_current(database_url)
+
+
+def not_current(database_url: str) -> str:
+    return (
+        f"{redacted_url(database_url)} is not at this version's schema: run `contacts-api db"
+        " upgrade` first (`serve` applies it too)"
+    )
 
 
 def current_revisions(connection: sa.Connection) -> set[str]:
