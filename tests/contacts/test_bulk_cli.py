@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import shutil
@@ -386,6 +387,34 @@ async def test_two_columns_for_one_field_refuse_the_file(
         f"error: cannot read {path}: the columns {named}: keep one, delete or rename the rest\n"
     )
     assert await count_contacts(db, account.account_id) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (
+            "email,firstName\na@x.test,Ann\n".encode("utf-16"),
+            'UTF-16 text (Excel\'s "Unicode Text"); save it as CSV UTF-8',
+        ),
+        (gzip.compress(b"email\na@x.test\n"), "a gzip file; decompress it first"),
+        (
+            b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml",
+            "a zip file (an .xlsx workbook?); save the sheet as CSV UTF-8",
+        ),
+    ],
+)
+async def test_a_file_that_is_not_csv_is_named_with_what_to_do(
+    database_url: str, db: Database, tmp_path: Path, content: bytes, said: str
+) -> None:
+    """Each was `not UTF-8 text (expected CSV or JSON Lines)`, naming nothing."""
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_bytes(content)
+    result = await import_into_acme(database_url, path)
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"error: unrecognised format: {said}\n",
+    )
 
 
 async def test_a_cell_past_the_bound_stops_the_import_with_its_line(

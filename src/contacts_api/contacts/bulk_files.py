@@ -69,10 +69,23 @@ def csv_column_key(header: str) -> str | None:
     return _ALIASES.get(normalised) or _UTM_RUN_TOGETHER.get(normalised)
 
 
+# Files often given instead of CSV, known by their first bytes: named, with what to do (each
+# was "not UTF-8 text").
+_NOT_TEXT = {
+    b"\xff\xfe": 'UTF-16 text (Excel\'s "Unicode Text"); save it as CSV UTF-8',
+    b"\xfe\xff": "UTF-16 text; save it as CSV UTF-8",
+    b"\x1f\x8b": "a gzip file; decompress it first",
+    b"PK\x03\x04": "a zip file (an .xlsx workbook?); save the sheet as CSV UTF-8",
+}
+
+
 def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither.
 
     `sample` is the file's first SAMPLE_BYTES (all of it when shorter)."""
+    for magic, what in _NOT_TEXT.items():
+        if sample.startswith(magic):
+            raise UserError(f"unrecognised format: {what}")
     text = sample.removeprefix(b"\xef\xbb\xbf").lstrip()
     if not text and len(sample) < SAMPLE_BYTES:  # the whole file, and blank: no rows
         return "jsonl", ""  # (an empty account's JSON Lines export is an empty file)
