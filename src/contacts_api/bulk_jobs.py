@@ -223,6 +223,10 @@ async def import_file(
                 if on_progress is not None:
                     on_progress(consumed, summary.rows)
     finally:
+        # Also when interrupted (Ctrl-C cancels this): the rows of every committed batch,
+        # counted as each commit returned, for the CLI to say where the import stands.
+        if on_progress is not None:
+            on_progress(consumed, summary.rows)
         gc.unfreeze()
         if collecting:
             gc.enable()
@@ -231,8 +235,6 @@ async def import_file(
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 async with db.engine.connect() as conn:
                     await import_repo.set_sqlite_cache(conn, None)
-    if on_progress is not None:
-        on_progress(consumed, summary.rows)
     summary.report = report.path if report.count else None
     return summary
 

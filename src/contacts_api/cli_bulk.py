@@ -128,20 +128,33 @@ def import_command(
     # The bar measures bytes of the file read (rows are not known up front); it shows rows.
     progress, update = _progress_bar("importing", "rows", total, enabled=stderr.is_terminal)
 
+    done = [0]  # rows of the batches committed so far
+
     def on_progress(consumed: int, rows: int) -> None:
+        done[0] = rows
         update(consumed, rows)
 
-    with progress:
-        summary: ImportSummary = _run(
-            lambda db: import_file(
-                db,
-                file,
-                account,
-                duplicate_email=settings.duplicate_email,
-                emit_webhooks=emit_webhooks,
-                on_progress=on_progress,
+    try:
+        with progress:
+            summary: ImportSummary = _run(
+                lambda db: import_file(
+                    db,
+                    file,
+                    account,
+                    duplicate_email=settings.duplicate_email,
+                    emit_webhooks=emit_webhooks,
+                    on_progress=on_progress,
+                )
             )
+    except KeyboardInterrupt:  # Ctrl-C: exit 130 (cli.main), and where the import stands
+        stderr.print(
+            f"interrupted after {done[0]:,} rows, their batches committed; run the same import"
+            " again to finish (it finds those rows unchanged)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
+        raise
     print(summary.line())
     if summary.report is not None:
         stderr.print(

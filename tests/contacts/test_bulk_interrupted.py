@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,3 +58,36 @@ async def test_sigkill_then_rerun_imports_every_row_once(
     assert await count_contacts(db) == ROWS
     assert await distinct_emails(db) == ROWS
     assert rerun.stdout.startswith(f"created {ROWS - committed}, updated 0, failed 0")
+
+
+async def test_ctrl_c_says_where_the_import_stands(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """Ctrl-C ended the import with status 130 and not a word: how far it got, and that a
+    re-run finishes it, were left to guess."""
+    await new_account(db)
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email\n" + "".join(f"lead{i}@example.com\n" for i in range(ROWS)))
+    command = [sys.executable, "-m", "contacts_api", "import", str(leads), "--account", "acme"]
+    env = {**os.environ, "CONTACTS_API_DATABASE_URL": database_url}
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as first:
+        deadline = time.monotonic() + 120
+        # Two batches in: the first one's rows are surely counted (a Ctrl-C landing just as a
+        # commit returns may leave that batch out of the line, never more).
+        while await count_contacts(db) < 10_000 and time.monotonic() < deadline:
+            assert first.poll() is None, "the import finished before it could be interrupted"
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGINT)
+        stdout, stderr = first.communicate(timeout=60)
+    assert (first.returncode, stdout) == (130, "")
+    said = re.fullmatch(
+        r"interrupted after ([0-9,]+) rows, their batches committed; run the same import again"
+        r" to finish \(it finds those rows unchanged\)\n",
+        stderr,
+    )
+    assert said, stderr
+    rows = int(said.group(1).replace(",", ""))
+    assert rows > 0 and rows % 5000 == 0
+    assert rows <= await count_contacts(db) < ROWS
