@@ -79,7 +79,11 @@ async def test_user_errors_exit_1_with_one_line(
         f.write(b"email\na@example.com\n")
     pretty = tmp_path / "leads-pretty.json"
     pretty.write_text('{\n  "contacts": [\n    {"email": "a@example.com"}\n  ]\n}\n')
+    # The API's list answer saved as it is: one failed row and exit status 0, once.
+    response = tmp_path / "response.json"
+    response.write_text('{"data":{"count":1,"contacts":[{"email":"a@example.com"}]}}\n')
     cases = {
+        "an API response saved as it is": ["import", str(response), "--account", "acme"],
         "a JSON array": ["import", str(array), "--account", "acme"],
         "a pretty-printed JSON document": ["import", str(pretty), "--account", "acme"],
         "a named pipe (once: a hang)": ["import", str(fifo), "--account", "acme"],

@@ -79,6 +79,9 @@ _NOT_TEXT = {
 }
 
 
+_RESPONSE_OPENING = re.compile(rb'\{\s*"(data|contacts)"\s*:\s*[\[{]')
+
+
 def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither.
 
@@ -91,6 +94,12 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
         return "jsonl", ""  # (an empty account's JSON Lines export is an empty file)
     if text.startswith(b"{"):
         opening, newline, _ = text.partition(b"\n")
+        if _RESPONSE_OPENING.match(opening):
+            # The API's own list answer saved as it is: one failed row, and exit status 0.
+            raise UserError(
+                "unrecognised format: a JSON document (an API response?); use JSON Lines"
+                " (one contact object a line), as `export --format jsonl` writes"
+            )
         if newline and opening.rstrip().endswith((b"{", b"[")):
             # `{` then `"contacts": [` on the next lines: one JSON document, pretty-printed;
             # read as JSON Lines it was one failed row per line and a few imported.
