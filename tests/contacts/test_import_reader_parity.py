@@ -179,11 +179,11 @@ HEADERS = [
     ["First Name", "E-mail", "Phone", "eventId", "eventName", "linkPrefix", "ipAddress",
      "Referer", "tz", "tracking", "Unknown", "Secondary Email", "secondary phone"],
     ["email", "phoneNumber", "utm", "utm_term", "status"],  # utm_* columns: row by row
+    ["email", "Email Address", "phoneNumber", "tag"],  # one field twice: row by row
 ]  # fmt: skip
-# (One field in two columns refuses the file: test_bulk_cli.)
 
 
-@pytest.mark.parametrize("header", HEADERS, ids=["bench", "aliases", "utm_column"])
+@pytest.mark.parametrize("header", HEADERS, ids=["bench", "aliases", "utm_column", "twice"])
 @pytest.mark.parametrize("clean", [0.97, 0.6])
 def test_csv_batches_are_validate_row_by_row(
     tmp_path: Path, header: list[str], clean: float

@@ -31,9 +31,22 @@ assert all(
 class CsvLayout:
     """Which column goes where, worked out once from the header (a hot path of imports)."""
 
-    def __init__(self, keys: list[str | None]) -> None:
+    def __init__(self, keys: list[str | None], headers: list[str] | None = None) -> None:
         self.width = len(keys)
         self.plain = [(n, k) for n, k in enumerate(keys) if k and not k.startswith("utm_")]
+        # Fields given by more than one column (`Phone` and `Mobile`): a row may fill one, or
+        # all with one value; different values fail it (`clash`), none being taken over the
+        # others (the last one filled was, the rest lost without a word).
+        shared: dict[str, list[int]] = {}
+        for n, k in enumerate(keys):
+            if k:
+                shared.setdefault(k, []).append(n)
+        names = headers or [str(k) for k in keys]
+        self.shared = [
+            (k, ns, [names[n].strip().lstrip("\ufeff") for n in ns])
+            for k, ns in shared.items()
+            if len(ns) > 1
+        ]
         self.integers = {k for _, k in self.plain if k in _INTEGER_FIELDS}
         self.utm = [(n, k) for n, k in enumerate(keys) if k and k.startswith("utm_")]
         # Batch validation (`checked`) when each field has one column, none of them `utm_*`
@@ -59,6 +72,16 @@ class CsvLayout:
             " (is a delimiter inside a value not quoted?)"
         )
 
+    def clash(self, record: list[str]) -> str | None:
+        """The row's error when two columns of one field hold different values."""
+        width = len(record)
+        for key, columns, names in self.shared:
+            values = {record[n] for n in columns if n < width and record[n] != ""}
+            if len(values) > 1:
+                shown = ", ".join(repr(name) for name in names[:-1]) + f" and {names[-1]!r}"
+                return f"The columns {shown} give {key} different values: keep one"
+        return None
+
     def source(
         self,
         number: int,
@@ -68,7 +91,7 @@ class CsvLayout:
         unpaired: str | None = None,
     ) -> SourceRow:
         """The record as a SourceRow; `unpaired`, its quotes' error (bulk_files), fails it."""
-        error = unpaired or self.overflow(record)
+        error = unpaired or self.overflow(record) or (self.clash(record) if self.shared else None)
         body = None if error else self.body(record)
         return SourceRow(number, record, body, error, delimiter, end)
 

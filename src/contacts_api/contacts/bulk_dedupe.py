@@ -8,7 +8,7 @@ from typing import IO, Any
 
 import msgspec
 
-from contacts_api.contacts.bulk_files import FileFormat, csv_column_key, csv_records
+from contacts_api.contacts.bulk_files import FileFormat, csv_column_keys, csv_records
 
 
 class _Keys(msgspec.Struct):
@@ -47,18 +47,24 @@ def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set
                 seen.add(key)
         return repeated
     reader, headers = csv_records(text, delimiter)
-    keys = [csv_column_key(h) for h in headers or []]
-    email = keys.index("email") if "email" in keys else len(keys) + 1
-    phone = keys.index("phoneNumber") if "phoneNumber" in keys else len(keys) + 1
+    keys = csv_column_keys(headers or [])
+    emails = [n for n, k in enumerate(keys) if k == "email"]
+    phones = [n for n, k in enumerate(keys) if k == "phoneNumber"]
+    if len(emails) == 1 and len(phones) <= 1:  # one column each, the usual file
+        email = emails[0]
+        phone = phones[0] if phones else len(keys) + 1
+        emails = phones = []
+    else:  # the first filled of several (they agree, or the row fails: CsvLayout.clash)
+        email = phone = len(keys) + 1
     # dedupe_key inlined for CSV cells (always strings): this pass runs before the first batch
     # can be written, so its ~2 us a row delay the whole import.
     for record in reader:
         width = len(record)
-        value = record[email] if email < width else ""
+        value = record[email] if email < width else _first_filled(record, emails)
         if value:
             key = value.lower()
         else:
-            value = record[phone] if phone < width else ""
+            value = record[phone] if phone < width else _first_filled(record, phones)
             if not value:
                 continue
             key = "tel:" + value
@@ -67,6 +73,11 @@ def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set
         else:
             seen.add(key)
     return repeated
+
+
+def _first_filled(record: list[str], columns: list[int]) -> str:
+    width = len(record)
+    return next((record[n] for n in columns if n < width and record[n]), "")
 
 
 def _jsonl_keys(text: IO[str]) -> Iterator[tuple[Any, Any]]:

@@ -82,6 +82,24 @@ _NOT_TEXT = {
 _RESPONSE_OPENING = re.compile(rb'\{\s*"(data|contacts)"\s*:\s*[\[{]')
 
 
+# Where a header has both, the specific column is the field's and the other is ignored:
+# Shopify's `Country` (a name) beside `Country Code` (what the field holds).
+_MORE_SPECIFIC = {"country": "countrycode"}
+
+
+def csv_column_keys(headers: list[str]) -> list[str | None]:
+    """Each header's body key (`csv_column_key`), a column that a more specific one beside it
+    stands in for (`_MORE_SPECIFIC`) as None, an unknown one."""
+    keys = [csv_column_key(h) for h in headers]
+    names = [_normalise(h.lstrip("\ufeff")) for h in headers]
+    for key, specific in _MORE_SPECIFIC.items():
+        if specific in names:
+            keys = [
+                None if k == key and n != specific else k for k, n in zip(keys, names, strict=True)
+            ]
+    return keys
+
+
 def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     """JSON Lines or CSV (and its delimiter), judged by content; UserError when neither.
 
@@ -121,7 +139,7 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
     hint, first_line = _header_line(decoded)
     for delimiter in (hint,) if hint else (",", ";", "\t", "|"):
         headers = next(csv.reader([first_line], delimiter=delimiter), [])
-        plausible = len(headers) > 1 or delimiter == ","
+        plausible = len(headers) > 1 or delimiter in (",", hint)
         if plausible and any(csv_column_key(h) for h in headers):
             return "csv", delimiter
     raise UserError(
@@ -131,7 +149,7 @@ def detect_format(sample: bytes) -> tuple[FileFormat, str]:
 
 
 _SEP_LINE = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
-_BLANK = ' \t,;|"'  # what a line or cell before the header may hold and still be blank
+_BLANK = " \t,;|"  # what a line or cell before the header may hold and still be blank
 
 
 def _header_line(text: str) -> tuple[str | None, str]:
@@ -140,8 +158,8 @@ def _header_line(text: str) -> tuple[str | None, str]:
     (`,,`) or a line of spaces before the header made the file "unrecognised"."""
     hint = None
     for line in text.splitlines():
-        if not line.strip(_BLANK):
-            continue
+        if not line.replace('""', "").strip(_BLANK):  # empty cells quoted too (`"",""`)
+            continue  # (a lone `"` is no blank: the reader reads a quote left open there)
         sep = _SEP_LINE.fullmatch(line.strip(" "))
         if hint is None and sep:
             hint = sep.group(1)
@@ -153,7 +171,7 @@ def _header_line(text: str) -> tuple[str | None, str]:
 def _is_header_filler(record: list[str]) -> bool:
     """A record before the header that is none: no cell but blank ones, or Excel's `sep=;`
     line (read with its own delimiter: `sep=` and an empty cell)."""
-    cells = [cell.strip(_BLANK) for cell in record]
+    cells = [cell.strip(_BLANK + '"') for cell in record]  # `"",""` read with `;`: `",""`
     return not any(cells) or (cells[0].lower() == "sep=" and not any(cells[1:]))
 
 
@@ -206,26 +224,8 @@ def csv_records(text: IO[str], delimiter: str) -> tuple[Any, list[str] | None]:
     reader = _CheckedReader(text, delimiter)
     for record in reader:
         if not _is_header_filler(record):
-            _refuse_shared_fields(record)
             return reader, record
     return reader, None
-
-
-def _refuse_shared_fields(headers: list[str]) -> None:
-    """A UserError when two columns stand for one field (`Phone` and `Mobile`, `Email` twice):
-    a row's value was the last column's not empty, the other lost without a word."""
-    columns: dict[str, list[str]] = {}
-    for header in headers:
-        key = csv_column_key(header)
-        if key is not None:
-            columns.setdefault(key, []).append(header.strip().lstrip("\ufeff"))
-    for key, names in columns.items():
-        if len(names) > 1:
-            shown = ", ".join(repr(name) for name in names[:-1]) + f" and {names[-1]!r}"
-            both = "both" if len(names) == 2 else "all"
-            raise UserError(
-                f"the columns {shown} {both} stand for {key}: keep one, delete or rename the rest"
-            )
 
 
 # A record over more lines than this fails (no lead's cells hold that many line breaks: a
@@ -306,7 +306,7 @@ def _csv_taker(text: IO[str], delimiter: str) -> Callable[[int], list[CheckedRow
     reader, headers = csv_records(text, delimiter)
     if headers is None:
         return lambda count: []
-    layout = CsvLayout([csv_column_key(h) for h in headers])
+    layout = CsvLayout(csv_column_keys(headers), headers)
     start = reader.line_num + 1
 
     def take(count: int) -> list[CheckedRow]:
@@ -353,7 +353,7 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
     reader, headers = csv_records(text, delimiter)
     if headers is None:
         return
-    layout = CsvLayout([csv_column_key(h) for h in headers])
+    layout = CsvLayout(csv_column_keys(headers), headers)
     start = reader.line_num + 1
     for record in reader:
         number, start = start, reader.line_num + 1
