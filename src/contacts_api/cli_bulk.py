@@ -148,8 +148,7 @@ def import_command(
             )
     except KeyboardInterrupt:  # Ctrl-C: exit 130 (cli.main), and where the import stands
         stderr.print(
-            f"interrupted after {done[0]:,} rows, their batches committed; run the same import"
-            " again to finish (it finds those rows unchanged)",
+            _interrupted(done[0], settings.duplicate_email),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -163,6 +162,21 @@ def import_command(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _interrupted(rows: int, duplicate_email: str) -> str:
+    """Where an interrupted import stands, and what running it again does in this mode."""
+    if rows == 0:
+        return "interrupted before its first batch was committed: nothing was imported"
+    said = f"interrupted after {rows:,} rows, their batches committed; "
+    if duplicate_email == "allow":  # nothing matches a row to a contact: all again
+        return said + (
+            "running the same file again would import those rows twice"
+            " (CONTACTS_API_DUPLICATE_EMAIL=allow): run it without them"
+        )
+    if duplicate_email == "reject":
+        return said + "run the same import again to finish (those rows then fail as existing)"
+    return said + "run the same import again to finish (it finds those rows unchanged)"
 
 
 def export_command(

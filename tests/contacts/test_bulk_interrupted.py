@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from contacts_api.cli_bulk import _interrupted
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import contact_table
 from tests.factories import count_contacts, new_account
@@ -91,3 +93,20 @@ async def test_ctrl_c_says_where_the_import_stands(
     rows = int(said.group(1).replace(",", ""))
     assert rows > 0 and rows % 5000 == 0
     assert rows <= await count_contacts(db) < ROWS
+
+
+@pytest.mark.parametrize(
+    ("rows", "mode", "advice"),
+    [
+        (0, "upsert", "interrupted before its first batch was committed: nothing was imported"),
+        (5000, "upsert", "run the same import again to finish (it finds those rows unchanged)"),
+        (5000, "reject", "run the same import again to finish (those rows then fail as existing)"),
+        (5000, "allow", "would import those rows twice (CONTACTS_API_DUPLICATE_EMAIL=allow)"),
+    ],
+)
+def test_the_advice_after_ctrl_c_is_the_modes(rows: int, mode: str, advice: str) -> None:
+    """'Run it again, it finds those rows unchanged' was said in every mode: under `allow` a
+    re-run imports them twice, under `reject` they fail; with no batch in, nothing is."""
+    said = _interrupted(rows, mode)
+    assert advice in said
+    assert ("5,000 rows" in said) == (rows == 5000)
