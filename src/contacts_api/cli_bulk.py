@@ -156,8 +156,10 @@ def import_command(
         raise
     print(summary.line())
     if summary.report is not None:
+        moved = summary.report.absolute().parent != file.absolute().parent
         stderr.print(
-            f"{summary.failed} row(s) rejected, see {summary.report}",
+            f"{summary.failed} row(s) rejected, see {summary.report}"
+            + (f" ({file.parent} cannot take the report)" if moved else ""),
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import json
 import os
@@ -10,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -262,29 +264,48 @@ async def test_a_file_that_links_to_its_own_report_name_is_not_removed(
     assert data.read_text() == "Email\na@example.com\nbad\n"
 
 
-async def test_a_report_that_cannot_be_written_stops_the_import_before_any_batch(
-    database_url: str, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("rejected", [0, 1])
+async def test_a_folder_that_cannot_take_the_report_sends_it_to_the_temporary_folder(
+    database_url: str,
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rejected: int,
 ) -> None:
     """In a folder the report cannot be made in (read-only, another user's), the import
     committed its first batch, stopped at the first rejected row, and every re-run stopped
-    there again: the rows after it could never be imported. The file system is faked (the
-    tests run as root, whom permissions do not stop)."""
+    there again. The report now goes to the temporary folder; an import with no rejected
+    row, as before, leaves none. The file system is faked (the tests run as root, whom
+    permissions do not stop)."""
     account = await new_account(db)
     path = tmp_path / "leads.csv"
-    path.write_text("Email\nbad\n" + "".join(f"lead{i}@example.com\n" for i in range(50)))
+    rows = "".join(f"lead{i}@example.com\n" for i in range(50))
+    path.write_text("Email\n" + "bad\n" * rejected + rows)
+    spare = tmp_path / "temporary"
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
     real_open = os.open
 
     def read_only_folder(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if str(name).endswith(".errors.csv") and flags & os.O_CREAT:
-            raise PermissionError(13, "Permission denied", str(name))
+        if Path(name).parent == tmp_path and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(name))
         return real_open(name, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", read_only_folder)
     done = await import_into_acme(database_url, path)
     monkeypatch.undo()
-    assert done.exit_code == 1
-    assert done.stderr == f"error: cannot write {path}.errors.csv: Permission denied\n"
-    assert await count_contacts(db, account.account_id) == 0
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == f"created 50, updated 0, failed {rejected}, unchanged 0\n"
+    assert await count_contacts(db, account.account_id) == 50
+    moved = sorted(spare.iterdir())
+    assert not (tmp_path / "leads.csv.errors.csv").exists()
+    if not rejected:
+        assert (moved, done.stderr) == ([], "")
+        return
+    [report] = moved
+    assert report.name.startswith("leads.csv.errors.") and report.suffix == ".csv"
+    assert report.read_text().splitlines()[1].startswith("2,email,")
+    assert done.stderr == f"1 row(s) rejected, see {report} ({tmp_path} cannot take the report)\n"
 
 
 async def test_the_error_report_is_no_more_readable_than_the_file(

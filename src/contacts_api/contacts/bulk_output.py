@@ -5,8 +5,10 @@ own failures)."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
+import tempfile
 from typing import IO, Any
 
 import msgspec
@@ -18,28 +20,40 @@ from contacts_api.errors import UserError, ValidationFailed
 class ErrorReport:
     """`FILE.errors.csv`: header `row,field,message,original`, one record per rejected row.
 
-    Created on the first failure (a stale report from an earlier run is removed first).
+    Created on the first failure (a stale report from an earlier run is removed first). In a
+    folder it cannot be made in (read-only, another user's), it goes to the temporary
+    folder instead (`FILE.errors.<random>.csv`, 0600), which `path` then names.
     """
 
     HEADER = ("row", "field", "message", "original")
     FORM_FIELD = "(row)"
     _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
     def __init__(self, path: Any, mode: int = 0o666, source: Any = None) -> None:
         self.path = path
         self.mode = mode  # the source's permissions: its rows are no more readable here
         self.count = 0
+        self.moved = False
         self._file: IO[str] | None = None
         self._writer: Any = None
+        self._made: int | None = None  # the temporary folder's report, made up front
         # FILE a link to its own report's name: removing the stale report removed the data.
         if source is not None and path.exists() and os.path.samefile(path, source):
             raise UserError(f"cannot write {path}: it is the file being imported; rename one")
-        path.unlink(missing_ok=True)
-        # Made and removed once now, so that a folder the report cannot be written in stops
-        # the import before its first batch: it stopped at the first rejected row, batches
-        # already committed, and every re-run stopped there again.
-        os.close(os.open(path, self._FLAGS, mode))
-        path.unlink()
+        try:
+            path.unlink(missing_ok=True)
+            # Made and removed once now, to know whether it can be: the import once stopped
+            # at the first rejected row, batches already committed, and every re-run there.
+            os.close(os.open(path, self._FLAGS, mode))
+            path.unlink()
+        except OSError as exc:
+            if exc.errno not in self._REFUSED:
+                raise
+            self._made, name = tempfile.mkstemp(
+                prefix=f"{path.name[: -len('.csv')]}.", suffix=".csv"
+            )
+            self.path, self.moved = type(path)(name), True
 
     def add(self, row: int, original: str, error: ValidationFailed | Exception) -> None:
         self.add_record(render(row, original, error))
@@ -50,7 +64,10 @@ class ErrorReport:
             # Exclusively: the stale report was removed at the start, and what appeared at
             # its name since (a link planted beside a file in a shared folder) is not
             # written through.
-            created = os.open(self.path, self._FLAGS, self.mode)
+            created = (
+                self._made if self._made is not None else os.open(self.path, self._FLAGS, self.mode)
+            )
+            self._made = None
             self._file = open(created, "w", newline="", encoding="utf-8")  # noqa: SIM115
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.HEADER)
@@ -60,6 +77,10 @@ class ErrorReport:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+        if self._made is not None:  # the temporary folder's report, never written: not kept
+            os.close(self._made)
+            self._made = None
+            self.path.unlink(missing_ok=True)
 
 
 def render(row: int, original: str, error: Exception) -> tuple[int, str, str, str]:
