@@ -20,14 +20,13 @@ import sqlalchemy.exc
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from sqlalchemy.engine import make_url
 
 from contacts_api.bulk_export import export_contacts
 from contacts_api.bulk_jobs import ImportSummary, import_file
 from contacts_api.errors import UserError
 from contacts_api.settings import Settings
 from contacts_api.storage import migrate
-from contacts_api.storage.engine import Database
+from contacts_api.storage.engine import Database, sqlite_files
 
 stderr = Console(stderr=True, emoji=False)  # (see cli.py)
 
@@ -251,15 +250,19 @@ def export_command(
 
 
 def _refuse_the_database(output: Path) -> None:
-    """A UserError when `output` is the SQLite database or one of its journals: the rename
-    replaced every account's contacts with one account's export."""
-    url = make_url(Settings().database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return
-    database = Path(url.database).resolve()
-    journals = (database.with_name(database.name + end) for end in ("-wal", "-shm", "-journal"))
-    if output in (database, *journals):
-        raise _fail(f"cannot write {output}: it is the database (CONTACTS_API_DATABASE_URL)")
+    """A UserError when `output` is the SQLite database or a file kept beside it (its
+    journals, the writers' lock): the rename replaced every account's contacts with one
+    account's export. By name and, where both exist, as the same file (a case-insensitive
+    file system, a link)."""
+    for kept in sqlite_files(Settings().database_url):
+        same = output == kept.resolve()
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(output, kept)
+        if same:
+            raise _fail(
+                f"cannot write {output}: it is the database or a file SQLite keeps beside it"
+                " (CONTACTS_API_DATABASE_URL)"
+            )
 
 
 def _open_to_replace(output: Path) -> tuple[IO[str], Path]:

@@ -185,19 +185,25 @@ async def test_an_export_over_a_file_keeps_its_permissions(
         assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
-async def test_an_export_over_the_sqlite_database_itself_is_refused(tmp_path: Path) -> None:
+async def test_an_export_over_the_sqlite_database_itself_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`--output contacts.db` renamed one account's CSV over the database: every account gone,
-    and the next command said `file is not a database`."""
-    url = f"sqlite:///{tmp_path}/contacts.db"
+    and the next command said `file is not a database`. Named as the URL names it or not
+    (the default URL is relative), or through a link."""
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///./contacts.db"
     assert (await run_cli(url, "db", "upgrade")).exit_code == 0
     assert (await run_cli(url, "accounts", "create", "acme")).exit_code == 0
-    for name in ("contacts.db", "contacts.db-wal"):
-        target = tmp_path / name
-        done = await run_cli(url, "export", "--account", "acme", "--output", str(target))
-        assert done.exit_code == 1
-        assert done.stderr == (
-            f"error: cannot write {target}: it is the database (CONTACTS_API_DATABASE_URL)\n"
-        )
+    (tmp_path / "link.csv").symlink_to(tmp_path / "contacts.db")
+    names = ["contacts.db", f"{tmp_path}/sub/../contacts.db", "link.csv", "contacts.db-wal"]
+    for name in [*names, "contacts.db-writers.lock"]:
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        done = await run_cli(url, "export", "--account", "acme", "--output", name)
+        assert done.exit_code == 1, name
+        assert done.stderr.endswith(
+            ": it is the database or a file SQLite keeps beside it (CONTACTS_API_DATABASE_URL)\n"
+        ), name
     listed = await run_cli(url, "keys", "list", "--account", "acme")
     assert listed.exit_code == 0, listed.stderr
 

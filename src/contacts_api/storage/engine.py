@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -40,6 +41,21 @@ READ_POOL_SIZE = 10
 # Listing pages kept per process while the SQLite file is unchanged (~85 KiB for a page of
 # 50 contacts, ~125 KiB for 100: at most ~4 MiB).
 SNAPSHOT_CACHE_ENTRIES = 32
+
+
+WRITERS_LOCK = "-writers.lock"  # beside a SQLite database: storage/writer_turn.py
+# What is kept beside a SQLite database file: SQLite's journals and the writers' turn.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal", WRITERS_LOCK)
+
+
+def sqlite_files(url: str) -> list[Path]:
+    """A SQLite database's file and those kept beside it (absolute, as the working directory
+    makes them); none for PostgreSQL or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return []
+    database = Path(parsed.database).absolute()
+    return [database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES)]
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -146,7 +162,7 @@ class Database:
             )
             path = make_url(url).database
             if path and path != ":memory:":
-                self._writer_turn = WriterTurn(f"{path}-writers.lock")
+                self._writer_turn = WriterTurn(f"{path}{WRITERS_LOCK}")
         else:
             # PostgreSQL: the writer's connections are busy back to back under load, where a
             # pre-ping is one more round trip per batch (each costing a turn of a busy event
