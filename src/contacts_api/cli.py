@@ -89,7 +89,7 @@ def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
     except UserError as exc:
         raise fail(str(exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        advice = migrate.schema_advice(settings.database_url)  # `no such table`: why
+        advice = migrate.schema_advice(settings.database_url, exc)  # `no such table`: why
         raise fail(
             advice
             or f"database error: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"

@@ -98,7 +98,7 @@ def _run(work: Callable[[Database], Any]) -> Any:
         raise _fail(str(exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         detail = exc.args[0] if exc.args else exc
-        advice = migrate.schema_advice(settings.database_url)  # `no such table`: why
+        advice = migrate.schema_advice(settings.database_url, exc)  # `no such table`: why
         raise _fail(advice or f"database error: {exc.__class__.__name__}: {detail}") from None
     except (ConnectionError, socket.gaierror, TimeoutError) as exc:  # before OSError: its kin
         raise _fail(f"cannot reach the database: {exc}") from None

@@ -80,10 +80,15 @@ def is_current(database_url: str) -> bool:
         engine.dispose()
 
 
-def schema_advice(database_url: str) -> str | None:
-    """What to do when the database answers but is not at this version's schema (never
-    upgraded, or by a newer version); None when it is, or cannot be read. A command's
-    `no such table: account` said nothing of the cause."""
+def schema_advice(database_url: str, error: sa.exc.SQLAlchemyError) -> str | None:
+    """What to do when a statement found no table (`error`) because the database is not at
+    this version's schema (never upgraded); None for any other error, or when the schema is
+    current or cannot be read. A command's `no such table: account` said nothing of the
+    cause. Looked at only for such an error, when the database has just answered."""
+    cause = getattr(error, "orig", None)
+    undefined_table = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    if undefined_table != "42P01" and "no such table" not in str(cause or error):
+        return None
     try:
         if is_current(database_url):
             return None
