@@ -221,6 +221,7 @@ def export_command(
         # by the name given (/dev/stdout resolved to /proc/<pid>/fd/pipe:[...], no name at all).
         in_place = output.exists() and not output.is_file()
         if not in_place:
+            _refuse_a_planted_link(output)
             output = output.resolve()  # through a link to its file, which the rename replaces
             _refuse_the_database(output)
     except OSError as exc:  # a name too long, say
@@ -247,6 +248,23 @@ def export_command(
     stderr.print(
         f"exported {count} contacts to {output}", markup=False, highlight=False, soft_wrap=True
     )
+
+
+def _refuse_a_planted_link(output: Path) -> None:
+    """A UserError when `output` is a link another user made in a shared folder (sticky and
+    world-writable, as /tmp): the kernel's protected_symlinks rule, which resolve() (it reads
+    links, it opens nothing) passes by. Followed, it had the contacts renamed over a file of
+    ours the link named, or written where its maker could read them."""
+    try:
+        link = os.lstat(output)
+        if not stat.S_ISLNK(link.st_mode):
+            return
+        folder = os.stat(output.parent)
+    except OSError:
+        return  # nothing there, or the folder unreadable: the export says what fails
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    if shared and link.st_uid not in (os.geteuid(), folder.st_uid):
+        raise _fail(f"cannot write {output}: a link another user made in a shared folder")
 
 
 def _refuse_the_database(output: Path) -> None:

@@ -208,6 +208,36 @@ async def test_an_export_over_the_sqlite_database_itself_is_refused(
     assert listed.exit_code == 0, listed.stderr
 
 
+async def test_an_export_follows_no_link_another_user_made_in_a_shared_folder(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """A link at PATH in /tmp, made by someone else, to a file of ours: the export was renamed
+    over that file (Python resolves links by reading them, which the kernel's
+    protected_symlinks rule does not guard). Our own link there is still followed."""
+    if os.geteuid() != 0:
+        pytest.skip("a link owned by another user can be made by root only")
+    await new_account(db)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "bashrc"
+    victim.write_text("important\n")
+    planted = shared / "out.csv"
+    planted.symlink_to(victim)
+    os.lchown(planted, 12345, 12345)  # another user's
+    done = await run_cli(database_url, "export", "--account", "acme", "--output", str(planted))
+    assert (done.exit_code, done.stderr) == (
+        1,
+        f"error: cannot write {planted}: a link another user made in a shared folder\n",
+    )
+    assert victim.read_text() == "important\n"
+    ours = shared / "ours.csv"
+    ours.symlink_to(victim)
+    done = await run_cli(database_url, "export", "--account", "acme", "--output", str(ours))
+    assert done.exit_code == 0, done.stderr
+    assert victim.read_text().startswith("id,accountId,")
+
+
 async def test_an_export_writes_through_nothing_left_at_a_guessable_name(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:
