@@ -18,7 +18,7 @@ import httpx
 import pytest
 import typer
 
-from contacts_api.bootstrap import SEED_BODY
+from contacts_api.bootstrap import SEED_BODY, is_loopback
 from contacts_api.cli_serve import require_free_port
 from tests.servers import free_port
 
@@ -392,6 +392,25 @@ def test_first_serve_beyond_this_machine_prints_no_key(tmp_path: Path) -> None:
     assert "contacts-api keys create --account NAME" in stderr
     listed = run_cli(db_url, "keys", "list", "--account", "default")
     assert (listed.returncode, listed.stderr) == (1, "error: no account named 'default'\n")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),  # noqa: S104
+        ("::", False),
+        ("192.168.1.10", False),
+        ("::ffff:127.0.0.1", False),  # mapped: not taken for loopback (the safe side)
+        ("LOCALHOST", False),
+        ("example.com", False),
+    ],
+)
+def test_which_hosts_count_as_this_machine_for_the_first_start(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
 
 
 def check_first_start(server: subprocess.Popen[str], port: int) -> None:

@@ -238,6 +238,11 @@ def export_command(
         with out, progress:
             target = _Output(out, str(output))
             count = _run(lambda db: export_contacts(db, account, target, file_format, on_progress))  # type: ignore[arg-type]
+            if not in_place:
+                # On disk before it takes PATH's name: after a power cut, PATH is the old
+                # file or the whole new one, never an empty one (ext4 and XFS may order it so).
+                out.flush()
+                os.fsync(out.fileno())
         if not in_place:
             os.replace(partial, output)
     except OSError as exc:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-RESOLVE_SECONDS = 5.0  # a name not resolved by then is refused ("cannot resolve")
+RESOLVE_SECONDS = 5.0  # a name not resolved by then is refused, as one with no address
 
 
 class UnsafeUrl(Exception):
