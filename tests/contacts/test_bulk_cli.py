@@ -32,6 +32,13 @@ async def run_cli(database_url: str, *args: str) -> Result:
     return await asyncio.to_thread(runner.invoke, app, list(args), env=env)
 
 
+async def exported_contacts(database_url: str) -> list[dict[str, Any]]:
+    """Account acme's contacts, as `contacts-api export --format jsonl` writes them."""
+    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
+    assert exported.exit_code == 0, exported.stderr
+    return [json.loads(line) for line in exported.stdout.splitlines()]
+
+
 async def import_into_acme(database_url: str, path: Path) -> Result:
     """`contacts-api import PATH --account acme`."""
     return await run_cli(database_url, "import", str(path), "--account", "acme")
@@ -52,10 +59,7 @@ async def test_import_prints_only_the_summary_and_exits_0_with_failed_rows(
         '3,email,Invalid email format,"bad@,"',
     ]
 
-    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
-    assert exported.exit_code == 0, exported.stderr
-    lines = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert [c["email"] for c in lines] == ["a@example.com", None]
+    assert [c["email"] for c in await exported_contacts(database_url)] == ["a@example.com", None]
     out = tmp_path / "out.csv"
     to_file = await run_cli(database_url, "export", "--account", "acme", "--output", str(out))
     assert to_file.exit_code == 0 and to_file.stdout == ""
@@ -399,8 +403,7 @@ async def test_what_spreadsheets_put_before_the_header_is_skipped(
     result = await import_into_acme(database_url, path)
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == "created 1, updated 0, failed 0, unchanged 0\n"
-    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
-    [contact] = [json.loads(line) for line in exported.stdout.splitlines()]
+    [contact] = await exported_contacts(database_url)
     assert (contact["firstName"], contact["email"]) == (
         "Ann" if "Ann" in content else None,
         "ann@x.test",
@@ -432,8 +435,8 @@ async def test_utm_columns_are_read_however_spreadsheets_spell_them(
     )
     result = await import_into_acme(database_url, path)
     assert result.stdout == "created 1, updated 0, failed 0, unchanged 0\n", result.stderr
-    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
-    tracking = json.loads(exported.stdout)["tracking"]
+    [contact] = await exported_contacts(database_url)
+    tracking = contact["tracking"]
     expected = {"source": "google", "medium": "cpc", "campaign": "spring", "term": "shoes"}
     expected["content"] = "banner"
     assert {k: tracking[f"utm_{k}"] for k in expected} == expected
@@ -457,10 +460,7 @@ async def test_two_columns_for_one_field_fail_only_rows_where_they_differ(
     )
     result = await import_into_acme(database_url, path)
     assert result.stdout == "created 3, updated 0, failed 2, unchanged 0\n", result.stderr
-    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
-    contacts = sorted(
-        (c["email"], c["phoneNumber"]) for c in map(json.loads, exported.stdout.splitlines())
-    )
+    contacts = sorted((c["email"], c["phoneNumber"]) for c in await exported_contacts(database_url))
     assert contacts == [
         ("a@x.test", "+15550000001"),
         ("b@x.test", "+15550000002"),
@@ -484,8 +484,8 @@ async def test_country_code_is_taken_over_a_country_name_beside_it(
     path.write_text("Email,Country,Country Code\na@x.test,Canada,CA\n")
     result = await import_into_acme(database_url, path)
     assert result.stdout == "created 1, updated 0, failed 0, unchanged 0\n", result.stderr
-    exported = await run_cli(database_url, "export", "--account", "acme", "--format", "jsonl")
-    assert json.loads(exported.stdout)["country"] == "CA"
+    [contact] = await exported_contacts(database_url)
+    assert contact["country"] == "CA"
 
 
 @pytest.mark.parametrize(
