@@ -57,6 +57,7 @@ class ImportSummary:
     unchanged: int = 0
     failed: int = 0
     report: Path | None = None
+    report_moved: str | None = None  # why the report is in the temporary folder (ErrorReport)
     reader_peak_mb: float | None = None  # the reader process's peak memory, when known
 
     @property
@@ -110,6 +111,7 @@ async def import_file(
     emit_webhooks: bool = False,
     batch_size: int = BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
+    summary: ImportSummary | None = None,
 ) -> ImportSummary:
     """Import a CSV or JSON Lines file into the account; one committed transaction per batch.
 
@@ -150,7 +152,8 @@ async def import_file(
         want_ids=False,
     )
     writer = _FastWriter(account_id, options, delimiter)
-    summary = ImportSummary()
+    # The caller's own, when given: where an interrupted import stood (Ctrl-C cancels this).
+    summary = ImportSummary() if summary is None else summary
     analyzed_at = [0]  # contacts created when the planner's statistics were last refreshed
 
     async def apply(batch: import_reader.Batch | None, slow: list[import_reader.Item]) -> None:
@@ -223,10 +226,11 @@ async def import_file(
                 if on_progress is not None:
                     on_progress(consumed, summary.rows)
     finally:
-        # Also when interrupted (Ctrl-C cancels this): the rows of every committed batch,
-        # counted as each commit returned, for the CLI to say where the import stands.
+        # Also when interrupted: the rows of every committed batch, as each commit returned.
         if on_progress is not None:
             on_progress(consumed, summary.rows)
+        summary.report = report.path if report.count else None
+        summary.report_moved = report.moved
         gc.unfreeze()
         if collecting:
             gc.enable()
@@ -235,7 +239,6 @@ async def import_file(
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 async with db.engine.connect() as conn:
                     await import_repo.set_sqlite_cache(conn, None)
-    summary.report = report.path if report.count else None
     return summary
 
 

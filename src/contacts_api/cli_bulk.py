@@ -127,49 +127,45 @@ def import_command(
     # The bar measures bytes of the file read (rows are not known up front); it shows rows.
     progress, update = _progress_bar("importing", "rows", total, enabled=stderr.is_terminal)
 
-    done = [0]  # rows of the batches committed so far
-
-    def on_progress(consumed: int, rows: int) -> None:
-        done[0] = rows
-        update(consumed, rows)
-
+    summary = ImportSummary()  # filled as batches commit: where an interrupted import stood
     try:
         with progress:
-            summary: ImportSummary = _run(
+            _run(
                 lambda db: import_file(
                     db,
                     file,
                     account,
                     duplicate_email=settings.duplicate_email,
                     emit_webhooks=emit_webhooks,
-                    on_progress=on_progress,
+                    on_progress=update,
+                    summary=summary,
                 )
             )
     except KeyboardInterrupt:  # Ctrl-C: exit 130 (cli.main), and where the import stands
-        stderr.print(
-            _interrupted(done[0], settings.duplicate_email),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        for said in (_interrupted(summary.rows, settings.duplicate_email), _rejected(summary)):
+            if said:
+                stderr.print(said, markup=False, highlight=False, soft_wrap=True)
         raise
     print(summary.line())
-    if summary.report is not None:
-        moved = summary.report.absolute().parent != file.absolute().parent
-        stderr.print(
-            f"{summary.failed} row(s) rejected, see {summary.report}"
-            + (f" ({file.parent} cannot take the report)" if moved else ""),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+    if said := _rejected(summary):
+        stderr.print(said, markup=False, highlight=False, soft_wrap=True)
+
+
+def _rejected(summary: ImportSummary) -> str | None:
+    if summary.report is None:
+        return None
+    moved = f" ({summary.report_moved})" if summary.report_moved else ""
+    return f"{summary.failed} row(s) rejected, see {summary.report}{moved}"
 
 
 def _interrupted(rows: int, duplicate_email: str) -> str:
     """Where an interrupted import stands, and what running it again does in this mode."""
     if rows == 0:
         return "interrupted before its first batch was committed: nothing was imported"
-    said = f"interrupted after {rows:,} rows, their batches committed; "
+    said = (
+        f"interrupted after {rows:,} rows in committed batches (one committing as it stopped"
+        " may be in too); "
+    )
     if duplicate_email == "allow":  # nothing matches a row to a contact: all again
         return said + (
             "running the same file again would import those rows twice"

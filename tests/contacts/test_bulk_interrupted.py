@@ -85,8 +85,9 @@ async def test_ctrl_c_says_where_the_import_stands(
         stdout, stderr = first.communicate(timeout=60)
     assert (first.returncode, stdout) == (130, "")
     said = re.fullmatch(
-        r"interrupted after ([0-9,]+) rows, their batches committed; run the same import again"
-        r" to finish \(it finds those rows unchanged\)\n",
+        r"interrupted after ([0-9,]+) rows in committed batches \(one committing as it stopped"
+        r" may be in too\); run the same import again to finish \(it finds those rows"
+        r" unchanged\)\n",
         stderr,
     )
     assert said, stderr

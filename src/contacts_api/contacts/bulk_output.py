@@ -4,6 +4,7 @@ own failures)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -20,40 +21,52 @@ from contacts_api.errors import UserError, ValidationFailed
 class ErrorReport:
     """`FILE.errors.csv`: header `row,field,message,original`, one record per rejected row.
 
-    Created on the first failure (a stale report from an earlier run is removed first). In a
-    folder it cannot be made in (read-only, another user's), it goes to the temporary
-    folder instead (`FILE.errors.<random>.csv`, 0600), which `path` then names.
+    Created on the first failure (a stale report from an earlier run is removed first). When
+    it cannot be made there (the folder read-only or another user's, a stale report that
+    cannot be removed, a name too long), it goes to the temporary folder instead
+    (`FILE.errors.<random>.csv`, 0600): `path` then names it and `moved` says why.
     """
 
     HEADER = ("row", "field", "message", "original")
     FORM_FIELD = "(row)"
     _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+    _REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.EISDIR)
 
     def __init__(self, path: Any, mode: int = 0o666, source: Any = None) -> None:
         self.path = path
         self.mode = mode  # the source's permissions: its rows are no more readable here
         self.count = 0
-        self.moved = False
+        self.moved: str | None = None  # why the report is in the temporary folder
         self._file: IO[str] | None = None
         self._writer: Any = None
         self._made: int | None = None  # the temporary folder's report, made up front
         # FILE a link to its own report's name: removing the stale report removed the data.
-        if source is not None and path.exists() and os.path.samefile(path, source):
+        same = False
+        with contextlib.suppress(OSError):  # nothing there, or a name too long (see _move)
+            same = source is not None and os.path.samefile(path, source)
+        if same:
             raise UserError(f"cannot write {path}: it is the file being imported; rename one")
         try:
             path.unlink(missing_ok=True)
+        except OSError as exc:
+            self._move(exc, f"{path.absolute()} is in the way and cannot be removed")
+            return
+        try:
             # Made and removed once now, to know whether it can be: the import once stopped
             # at the first rejected row, batches already committed, and every re-run there.
             os.close(os.open(path, self._FLAGS, mode))
             path.unlink()
         except OSError as exc:
-            if exc.errno not in self._REFUSED:
-                raise
-            self._made, name = tempfile.mkstemp(
-                prefix=f"{path.name[: -len('.csv')]}.", suffix=".csv"
-            )
-            self.path, self.moved = type(path)(name), True
+            self._move(exc, f"{path.absolute().parent} cannot take the report")
+
+    def _move(self, exc: OSError, why: str) -> None:
+        if exc.errno not in self._REFUSED:
+            raise exc
+        if exc.errno == errno.ENAMETOOLONG:
+            why = "FILE's name is too long for a report beside it"
+        prefix = self.path.name.removesuffix(".csv")[:200] + "."
+        self._made, name = tempfile.mkstemp(prefix=prefix, suffix=".csv")
+        self.path, self.moved = type(self.path)(name), why
 
     def add(self, row: int, original: str, error: ValidationFailed | Exception) -> None:
         self.add_record(render(row, original, error))
