@@ -141,6 +141,24 @@ def test_a_command_on_a_database_never_upgraded_says_so(
     )
 
 
+def test_a_command_on_a_database_one_migration_behind_says_so(db_url: str) -> None:
+    """Installed a new version, not upgraded: migration 0008 adds a column, and `webhooks
+    list` said `no such column: webhook_endpoint.earlier_secrets`."""
+    assert run_cli(db_url, "db", "upgrade").returncode == 0
+    assert run_cli(db_url, "accounts", "create", "acme").returncode == 0
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:  # as 0007 left it
+        conn.execute("ALTER TABLE webhook_endpoint DROP COLUMN earlier_secrets")
+        conn.execute("UPDATE alembic_version SET version_num = '0007'")
+    done = run_cli(db_url, "webhooks", "list", "--account", "acme")
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"error: {db_url} is not at this version's schema: run `contacts-api db upgrade`"
+        " first (`serve` applies it too)\n",
+    )
+    assert run_cli(db_url, "db", "upgrade").returncode == 0
+    assert run_cli(db_url, "webhooks", "list", "--account", "acme").returncode == 0
+
+
 def test_the_dispatcher_on_a_database_not_upgraded_is_one_line(db_url: str) -> None:
     """It once ran on, logging a traceback for every poll ("no such table")."""
     said = (

@@ -81,13 +81,18 @@ def is_current(database_url: str) -> bool:
 
 
 def schema_advice(database_url: str, error: sa.exc.SQLAlchemyError) -> str | None:
-    """What to do when a statement found no table (`error`) because the database is not at
-    this version's schema (never upgraded); None for any other error, or when the schema is
-    current or cannot be read. A command's `no such table: account` said nothing of the
-    cause. Looked at only for such an error, when the database has just answered."""
+    """What to do when a statement found no table or column (`error`) because the database is
+    not at this version's schema (never upgraded, or not since an update); None for any other
+    error, or when the schema is current or cannot be read. A command's `no such table:
+    account` said nothing of the cause. Looked at only for such an error, when the database
+    has just answered."""
     cause = getattr(error, "orig", None)
-    undefined_table = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    if undefined_table != "42P01" and "no such table" not in str(cause or error):
+    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    said = str(cause or error)
+    # Undefined table or column: never upgraded, or one migration behind (0008 adds a column).
+    if state not in ("42P01", "42703") and not (
+        "no such table" in said or "no such column" in said
+    ):
         return None
     try:
         if is_current(database_url):
