@@ -252,20 +252,55 @@ def export_command(
 
 
 def _refuse_a_planted_link(output: Path) -> None:
-    """A UserError when `output` is a link another user made in a shared folder (sticky and
-    world-writable, as /tmp): the kernel's protected_symlinks rule, which resolve() (it reads
-    links, it opens nothing) passes by. Followed, it had the contacts renamed over a file of
-    ours the link named, or written where its maker could read them."""
-    try:
-        link = os.lstat(output)
-        if not stat.S_ISLNK(link.st_mode):
-            return
-        folder = os.stat(output.parent)
-    except OSError:
-        return  # nothing there, or the folder unreadable: the export says what fails
-    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
-    if shared and link.st_uid not in (os.geteuid(), folder.st_uid):
-        raise _fail(f"cannot write {output}: a link another user made in a shared folder")
+    """A UserError when a link on the way to `output` (PATH itself, a folder on its path, a
+    link a link leads to) is another user's in a shared folder (sticky and world-writable, as
+    /tmp): the kernel's protected_symlinks rule, which resolve() passes by (it reads links,
+    it opens nothing). Followed, it had the contacts renamed over a file of ours the link
+    named, or written where its maker could read them."""
+    link = _planted_link(output)
+    if link is not None:
+        raise _fail(f"cannot write {output}: {link} is a link another user made in a shared folder")
+
+
+def _planted_link(path: Path) -> Path | None:
+    """The first link met resolving `path`, part by part as the kernel does, that another user
+    made in a sticky world-writable folder; None when there is none (or the path stops
+    existing: what follows is only a name)."""
+    folder = Path(path.anchor) if path.is_absolute() else Path.cwd()
+    parts = list(path.parts[1:] if path.is_absolute() else path.parts)
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            folder = folder.parent
+            continue
+        here = folder / part
+        try:
+            found = os.lstat(here)
+        except OSError:
+            return None
+        if not stat.S_ISLNK(found.st_mode):
+            folder = here
+            continue
+        links += 1
+        try:
+            holder = os.stat(folder)
+            target = Path(os.readlink(here))
+        except OSError:
+            return None
+        shared = holder.st_mode & stat.S_ISVTX and holder.st_mode & stat.S_IWOTH
+        if shared and found.st_uid not in (os.geteuid(), holder.st_uid):
+            return here
+        if links > 40:  # a loop: resolve() says so
+            return None
+        if target.is_absolute():
+            folder = Path(target.anchor)
+            parts = list(target.parts[1:]) + parts
+        else:
+            parts = list(target.parts) + parts
+    return None
 
 
 def _refuse_the_database(output: Path) -> None:

@@ -229,12 +229,24 @@ async def test_an_export_follows_no_link_another_user_made_in_a_shared_folder(
     planted = shared / "out.csv"
     planted.symlink_to(victim)
     os.lchown(planted, 12345, 12345)  # another user's
-    done = await run_cli(database_url, "export", "--account", "acme", "--output", str(planted))
-    assert (done.exit_code, done.stderr) == (
-        1,
-        f"error: cannot write {planted}: a link another user made in a shared folder\n",
-    )
-    assert victim.read_text() == "important\n"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "out.csv").write_text("important\n")
+    (shared / "dir").symlink_to(home)  # a folder on the way: theirs
+    os.lchown(shared / "dir", 12345, 12345)
+    (tmp_path / "mine.csv").symlink_to(planted)  # ours, leading to theirs
+    for output, link in (
+        (planted, planted),
+        (shared / "dir" / "out.csv", shared / "dir"),
+        (tmp_path / "mine.csv", planted),
+    ):
+        done = await run_cli(database_url, "export", "--account", "acme", "--output", str(output))
+        assert (done.exit_code, done.stderr) == (
+            1,
+            f"error: cannot write {output}: {link} is a link another user made in a shared"
+            " folder\n",
+        )
+    assert victim.read_text() == (home / "out.csv").read_text() == "important\n"
     ours = shared / "ours.csv"
     ours.symlink_to(victim)
     done = await run_cli(database_url, "export", "--account", "acme", "--output", str(ours))
