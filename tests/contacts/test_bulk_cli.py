@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from contacts_api.cli import app
+from contacts_api.contacts.bulk_csv_layout import CsvLayout
 from contacts_api.contacts.bulk_files import SAMPLE_BYTES
 from contacts_api.contacts.bulk_output import ErrorReport
 from contacts_api.storage.engine import Database
@@ -436,6 +437,7 @@ async def test_a_csv_opening_with_blank_lines_and_a_huge_cell_imports_the_rest(
         "sep=,\nFirst Name,Email\nAnn,ann@x.test\n",
         " ; ;\nsep=\t\nFirst Name\tEmail\nAnn\tann@x.test\n",
         '"",""\nsep=;\nEmail\nann@x.test\n',  # quoted empty cells; a one-column header
+        '" ",""\nEmail\nann@x.test\n',  # a quoted space
     ],
 )
 async def test_what_spreadsheets_put_before_the_header_is_skipped(
@@ -521,17 +523,42 @@ async def test_two_columns_for_one_field_fail_only_rows_where_they_differ(
     ]
 
 
-async def test_country_code_is_taken_over_a_country_name_beside_it(
+async def test_country_code_is_taken_over_a_country_column_beside_it_when_filled(
     database_url: str, db: Database, tmp_path: Path
 ) -> None:
-    """Shopify's customers export has both `Country` (a name) and `Country Code`."""
+    """Shopify's customers export has both `Country` (a name) and `Country Code`: the code is
+    the field's where filled; where not, the other column is, with its usual rules."""
     await new_account(db)
     path = tmp_path / "customers.csv"
-    path.write_text("Email,Country,Country Code\na@x.test,Canada,CA\n")
+    path.write_text(
+        "Email,Country,Country Code\n"
+        "a@x.test,Canada,CA\n"
+        "b@x.test,US,\n"  # the code left empty: the country column's own value
+        "c@x.test,Canada,\n"  # a name, too long for the field: the row fails
+    )
+    result = await import_into_acme(database_url, path)
+    assert result.stdout == "created 2, updated 0, failed 1, unchanged 0\n", result.stderr
+    countries = sorted((c["email"], c["country"]) for c in await exported_contacts(database_url))
+    assert countries == [("a@x.test", "CA"), ("b@x.test", "US")]
+    report = (tmp_path / "customers.csv.errors.csv").read_text().splitlines()
+    assert report[1].startswith("4,country,")
+
+
+async def test_two_email_columns_differing_in_case_only_agree(
+    database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """Compared as the import matches them: one contact, not a clash (and an integer field's
+    digits by value)."""
+    await new_account(db)
+    path = tmp_path / "leads.csv"
+    path.write_text("Email,Email Address\nWS@x.test,ws@x.test\n")
     result = await import_into_acme(database_url, path)
     assert result.stdout == "created 1, updated 0, failed 0, unchanged 0\n", result.stderr
-    [contact] = await exported_contacts(database_url)
-    assert contact["country"] == "CA"
+    layout = CsvLayout(["email", "eventId", "eventId"], None, ["Email", "Event ID", "eventId"])
+    assert layout.clash(["a@x.test", "7", "07"]) is None
+    assert layout.clash(["a@x.test", "7", "8"]) == (
+        "The columns 'Event ID' and 'eventId' give eventId different values: keep one"
+    )
 
 
 @pytest.mark.parametrize(

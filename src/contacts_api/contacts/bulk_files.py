@@ -82,22 +82,22 @@ _NOT_TEXT = {
 _RESPONSE_OPENING = re.compile(rb'\{\s*"(data|contacts)"\s*:\s*[\[{]')
 
 
-# Where a header has both, the specific column is the field's and the other is ignored:
+# Where a header has both and a row fills the specific one, that one is the field's value:
 # Shopify's `Country` (a name) beside `Country Code` (what the field holds).
 _MORE_SPECIFIC = {"country": "countrycode"}
 
 
-def csv_column_keys(headers: list[str]) -> list[str | None]:
-    """Each header's body key (`csv_column_key`), a column that a more specific one beside it
-    stands in for (`_MORE_SPECIFIC`) as None, an unknown one."""
+def csv_columns(headers: list[str]) -> tuple[list[str | None], dict[str, int]]:
+    """Each header's body key (`csv_column_key`; None, an unknown column), and the column
+    that wins for a field where a more specific one stands beside others (`_MORE_SPECIFIC`)."""
     keys = [csv_column_key(h) for h in headers]
     names = [_normalise(h.lstrip("\ufeff")) for h in headers]
-    for key, specific in _MORE_SPECIFIC.items():
-        if specific in names:
-            keys = [
-                None if k == key and n != specific else k for k, n in zip(keys, names, strict=True)
-            ]
-    return keys
+    preferred = {
+        key: names.index(specific)
+        for key, specific in _MORE_SPECIFIC.items()
+        if specific in names and keys.count(key) > 1
+    }
+    return keys, preferred
 
 
 def detect_format(sample: bytes) -> tuple[FileFormat, str]:
@@ -158,14 +158,20 @@ def _header_line(text: str) -> tuple[str | None, str]:
     (`,,`) or a line of spaces before the header made the file "unrecognised"."""
     hint = None
     for line in text.splitlines():
-        if not line.replace('""', "").strip(_BLANK):  # empty cells quoted too (`"",""`)
-            continue  # (a lone `"` is no blank: the reader reads a quote left open there)
+        if _is_blank_line(line):
+            continue
         sep = _SEP_LINE.fullmatch(line.strip(" "))
         if hint is None and sep:
             hint = sep.group(1)
             continue
         return hint, line
     return hint, ""
+
+
+def _is_blank_line(line: str) -> bool:
+    """No cell but blank ones, quoted or not (`"",""`, `" ",`); a quote left open (a lone
+    `"`) is no blank: the reader reads the rest of the file into one cell from there."""
+    return line.count('"') % 2 == 0 and not line.replace('"', "").strip(_BLANK)
 
 
 def _is_header_filler(record: list[str]) -> bool:
@@ -306,7 +312,7 @@ def _csv_taker(text: IO[str], delimiter: str) -> Callable[[int], list[CheckedRow
     reader, headers = csv_records(text, delimiter)
     if headers is None:
         return lambda count: []
-    layout = CsvLayout(csv_column_keys(headers), headers)
+    layout = CsvLayout(*csv_columns(headers), headers)
     start = reader.line_num + 1
 
     def take(count: int) -> list[CheckedRow]:
@@ -353,7 +359,7 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
     reader, headers = csv_records(text, delimiter)
     if headers is None:
         return
-    layout = CsvLayout(csv_column_keys(headers), headers)
+    layout = CsvLayout(*csv_columns(headers), headers)
     start = reader.line_num + 1
     for record in reader:
         number, start = start, reader.line_num + 1
