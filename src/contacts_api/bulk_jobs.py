@@ -58,6 +58,7 @@ class ImportSummary:
     failed: int = 0
     report: Path | None = None
     report_moved: str | None = None  # why the report is in the temporary folder (ErrorReport)
+    report_in_the_way: Path | None = None  # an earlier report beside FILE, not removable
     reader_peak_mb: float | None = None  # the reader process's peak memory, when known
 
     @property
@@ -142,7 +143,6 @@ async def import_file(
         fast=not emit_webhooks,  # webhook events need each new contact's id
         parent_pid=os.getpid(),
     )
-    report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"), source_mode, path)
     upserter = BulkUpserter(
         account_id,
         user_id,
@@ -201,6 +201,9 @@ async def import_file(
                 await bulk_repo.refresh_statistics(conn)
 
     consumed = 0
+    # Made here, just before the `try` whose `finally` closes it: a report in the temporary
+    # folder is made up front (ErrorReport), and one never written is removed there.
+    report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"), source_mode, path)
     # Measured on 100,000 rows: the collector's passes, triggered by the batches' many new
     # containers and walking every live object (the app's modules included), took ~1 of the
     # writer's 3.6 CPU seconds. During the import, objects alive now are set aside and the
@@ -230,7 +233,7 @@ async def import_file(
         if on_progress is not None:
             on_progress(consumed, summary.rows)
         summary.report = report.path if report.count else None
-        summary.report_moved = report.moved
+        summary.report_moved, summary.report_in_the_way = report.moved, report.in_the_way
         gc.unfreeze()
         if collecting:
             gc.enable()

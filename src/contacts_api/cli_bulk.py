@@ -142,18 +142,28 @@ def import_command(
                 )
             )
     except KeyboardInterrupt:  # Ctrl-C: exit 130 (cli.main), and where the import stands
-        for said in (_interrupted(summary.rows, settings.duplicate_email), _rejected(summary)):
-            if said:
-                stderr.print(said, markup=False, highlight=False, soft_wrap=True)
+        _say(_interrupted(summary.rows, settings.duplicate_email), _rejected(summary))
+        raise
+    except BaseException:  # stopped on an error (said): where the rows it rejected went
+        _say(_rejected(summary))
         raise
     print(summary.line())
-    if said := _rejected(summary):
-        stderr.print(said, markup=False, highlight=False, soft_wrap=True)
+    _say(_rejected(summary))
+
+
+def _say(*lines: str | None) -> None:
+    for line in lines:
+        if line:
+            stderr.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _rejected(summary: ImportSummary) -> str | None:
+    """Where the rejected rows are; or, with none rejected, that an earlier report beside
+    FILE could not be removed (it is not this run's)."""
     if summary.report is None:
-        return None
+        if summary.report_in_the_way is None:
+            return None
+        return f"note: {summary.report_in_the_way} is not this run's: it cannot be removed"
     moved = f" ({summary.report_moved})" if summary.report_moved else ""
     return f"{summary.failed} row(s) rejected, see {summary.report}{moved}"
 
@@ -215,10 +225,13 @@ def export_command(
         # interrupted export (an unknown account, Ctrl-C, a full disk) leaves a file already at
         # PATH as it was. What is not a file (/dev/stdout, a pipe) is written to as it is,
         # by the name given (/dev/stdout resolved to /proc/<pid>/fd/pipe:[...], no name at all).
+        _refuse_a_planted_link(output)  # (in place too: a FIFO a link leads to)
         in_place = output.exists() and not output.is_file()
         if not in_place:
-            _refuse_a_planted_link(output)
-            output = output.resolve()  # through a link to its file, which the rename replaces
+            try:
+                output = output.resolve()  # through a link to its file, which the rename replaces
+            except RuntimeError as exc:  # "Symlink loop from ..." (typer.Exit is one too)
+                raise _fail(f"cannot write {output}: {exc}") from None
             _refuse_the_database(output)
     except OSError as exc:  # a name too long, say
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
@@ -293,7 +306,7 @@ def _planted_link(path: Path) -> Path | None:
         shared = holder.st_mode & stat.S_ISVTX and holder.st_mode & stat.S_IWOTH
         if shared and found.st_uid not in (os.geteuid(), holder.st_uid):
             return here
-        if links > 40:  # a loop: resolve() says so
+        if links > 40:  # a loop: the export's own open says so
             return None
         if target.is_absolute():
             folder = Path(target.anchor)

@@ -31,19 +31,12 @@ assert all(
 class CsvLayout:
     """Which column goes where, worked out once from the header (a hot path of imports)."""
 
-    def __init__(
-        self,
-        keys: list[str | None],
-        preferred: dict[str, int] | None = None,
-        headers: list[str] | None = None,
-    ) -> None:
+    def __init__(self, keys: list[str | None], headers: list[str] | None = None) -> None:
         self.width = len(keys)
         self.plain = [(n, k) for n, k in enumerate(keys) if k and not k.startswith("utm_")]
         # Fields given by more than one column (`Phone` and `Mobile`): a row may fill one, or
         # all with one value; different values fail it (`clash`), none being taken over the
-        # others (the last one filled was, the rest lost without a word). Except where one is
-        # `preferred` (bulk_files.csv_columns: `Country Code` beside `Country`), and filled.
-        self.preferred = preferred or {}
+        # others (the last one filled was, the rest lost without a word).
         shared: dict[str, list[int]] = {}
         for n, k in enumerate(keys):
             if k:
@@ -83,9 +76,6 @@ class CsvLayout:
         """The row's error when two columns of one field hold different values."""
         width = len(record)
         for key, columns, names in self.shared:
-            winner = self.preferred.get(key)
-            if winner is not None and winner < width and record[winner] != "":
-                continue
             values = {_comparable(key, record[n]) for n in columns if n < width and record[n]}
             if len(values) > 1:
                 shown = ", ".join(repr(name) for name in names[:-1]) + f" and {names[-1]!r}"
@@ -114,9 +104,6 @@ class CsvLayout:
             # stays a string and gets the field's ordinary validation error.
             if _ASCII_DIGITS.fullmatch(body[key].strip()):
                 body[key] = _digits_value(body[key])
-        for key, n in self.preferred.items():
-            if record[n] != "":
-                body[key] = record[n]
         if self.utm:
             utm = [(key, record[n]) for n, key in self.utm if record[n] != ""]
             if utm:

@@ -8,7 +8,7 @@ from typing import IO, Any
 
 import msgspec
 
-from contacts_api.contacts.bulk_files import FileFormat, csv_columns, csv_records
+from contacts_api.contacts.bulk_files import FileFormat, csv_column_keys, csv_records
 
 
 class _Keys(msgspec.Struct):
@@ -47,7 +47,7 @@ def repeated_keys(text: IO[str], file_format: FileFormat, delimiter: str) -> set
                 seen.add(key)
         return repeated
     reader, headers = csv_records(text, delimiter)
-    keys, _ = csv_columns(headers or [])
+    keys = csv_column_keys(headers or [])
     emails = [n for n, k in enumerate(keys) if k == "email"]
     phones = [n for n, k in enumerate(keys) if k == "phoneNumber"]
     if len(emails) == 1 and len(phones) <= 1:  # one column each, the usual file

@@ -82,22 +82,22 @@ _NOT_TEXT = {
 _RESPONSE_OPENING = re.compile(rb'\{\s*"(data|contacts)"\s*:\s*[\[{]')
 
 
-# Where a header has both and a row fills the specific one, that one is the field's value:
-# Shopify's `Country` (a name) beside `Country Code` (what the field holds).
+# Where a header has both, the specific column is the field's and the other is ignored:
+# Shopify's `Country` (a country's name, too long for the field) beside `Country Code`.
 _MORE_SPECIFIC = {"country": "countrycode"}
 
 
-def csv_columns(headers: list[str]) -> tuple[list[str | None], dict[str, int]]:
-    """Each header's body key (`csv_column_key`; None, an unknown column), and the column
-    that wins for a field where a more specific one stands beside others (`_MORE_SPECIFIC`)."""
+def csv_column_keys(headers: list[str]) -> list[str | None]:
+    """Each header's body key (`csv_column_key`; None, an unknown column), a column that a
+    more specific one beside it stands in for (`_MORE_SPECIFIC`) None too."""
     keys = [csv_column_key(h) for h in headers]
     names = [_normalise(h.lstrip("\ufeff")) for h in headers]
-    preferred = {
-        key: names.index(specific)
-        for key, specific in _MORE_SPECIFIC.items()
-        if specific in names and keys.count(key) > 1
-    }
-    return keys, preferred
+    for key, specific in _MORE_SPECIFIC.items():
+        if specific in names:
+            keys = [
+                None if k == key and n != specific else k for k, n in zip(keys, names, strict=True)
+            ]
+    return keys
 
 
 def detect_format(sample: bytes) -> tuple[FileFormat, str]:
@@ -312,7 +312,7 @@ def _csv_taker(text: IO[str], delimiter: str) -> Callable[[int], list[CheckedRow
     reader, headers = csv_records(text, delimiter)
     if headers is None:
         return lambda count: []
-    layout = CsvLayout(*csv_columns(headers), headers)
+    layout = CsvLayout(csv_column_keys(headers), headers)
     start = reader.line_num + 1
 
     def take(count: int) -> list[CheckedRow]:
@@ -359,7 +359,7 @@ def _read_csv(text: IO[str], delimiter: str) -> Iterator[SourceRow]:
     reader, headers = csv_records(text, delimiter)
     if headers is None:
         return
-    layout = CsvLayout(*csv_columns(headers), headers)
+    layout = CsvLayout(csv_column_keys(headers), headers)
     start = reader.line_num + 1
     for record in reader:
         number, start = start, reader.line_num + 1

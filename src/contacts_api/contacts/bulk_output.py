@@ -37,6 +37,7 @@ class ErrorReport:
         self.mode = mode  # the source's permissions: its rows are no more readable here
         self.count = 0
         self.moved: str | None = None  # why the report is in the temporary folder
+        self.in_the_way: Any = None  # what was at `path` and could not be removed
         self._file: IO[str] | None = None
         self._writer: Any = None
         self._made: int | None = None  # the temporary folder's report, made up front
@@ -50,6 +51,7 @@ class ErrorReport:
             path.unlink(missing_ok=True)
         except OSError as exc:
             self._move(exc, f"{path.absolute()} is in the way and cannot be removed")
+            self.in_the_way = path.absolute()
             return
         try:
             # Made and removed once now, to know whether it can be: the import once stopped
@@ -64,7 +66,9 @@ class ErrorReport:
             raise exc
         if exc.errno == errno.ENAMETOOLONG:
             why = "FILE's name is too long for a report beside it"
-        prefix = self.path.name.removesuffix(".csv")[:200] + "."
+        # Cut by bytes (a name's limit is 255 of them): 81 CJK characters are 243.
+        stem = os.fsencode(self.path.name.removesuffix(".csv"))[:200]
+        prefix = stem.decode("utf-8", "ignore") + "."
         self._made, name = tempfile.mkstemp(prefix=prefix, suffix=".csv")
         self.path, self.moved = type(self.path)(name), why
 
