@@ -7,7 +7,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
-from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
@@ -30,6 +29,7 @@ from contacts_api.storage.raw_read import (
 from contacts_api.storage.snapshot_cache import SnapshotCache
 from contacts_api.storage.sqlite_setup import (
     SQLITE_BUSY_TIMEOUT_MS,
+    WRITERS_LOCK,
     apply_sqlite_pragmas,
     install_sqlite_listeners,
 )
@@ -41,21 +41,6 @@ READ_POOL_SIZE = 10
 # Listing pages kept per process while the SQLite file is unchanged (~85 KiB for a page of
 # 50 contacts, ~125 KiB for 100: at most ~4 MiB).
 SNAPSHOT_CACHE_ENTRIES = 32
-
-
-WRITERS_LOCK = "-writers.lock"  # beside a SQLite database: storage/writer_turn.py
-# What is kept beside a SQLite database file: SQLite's journals and the writers' turn.
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal", WRITERS_LOCK)
-
-
-def sqlite_files(url: str) -> list[Path]:
-    """A SQLite database's file and those kept beside it (absolute, as the working directory
-    makes them); none for PostgreSQL or an in-memory database."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return []
-    database = Path(parsed.database).absolute()
-    return [database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES)]
 
 
 def is_sqlite(url: str | URL) -> bool:

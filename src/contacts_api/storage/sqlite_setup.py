@@ -1,11 +1,14 @@
-"""Every SQLite connection's set-up: pragmas, our SQL functions, and BEGIN in our hands."""
+"""Every SQLite connection's set-up: pragmas, our SQL functions, and BEGIN in our hands; the
+files kept beside a database."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 from contacts_api.storage.functions import register_sqlite_functions
 
@@ -52,3 +55,18 @@ def install_sqlite_listeners(
     def _on_begin(conn: sa.Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+WRITERS_LOCK = "-writers.lock"  # beside a SQLite database: storage/writer_turn.py
+# What is kept beside a SQLite database file: SQLite's journals and the writers' turn.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal", WRITERS_LOCK)
+
+
+def sqlite_files(url: str) -> list[Path]:
+    """A SQLite database's file and those kept beside it (absolute, as the working directory
+    makes them); none for PostgreSQL or an in-memory database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return []
+    database = Path(parsed.database).absolute()
+    return [database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES)]
