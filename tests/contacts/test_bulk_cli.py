@@ -651,6 +651,9 @@ async def test_a_file_whose_report_name_would_be_too_long(
     assert result.stderr == (
         f"1 row(s) rejected, see {report} (FILE's name is too long for a report beside it)\n"
     )
+    path.write_text("email\nok2@example.com\n")  # nothing rejected: nothing to say
+    result = await import_into_acme(database_url, path)
+    assert (result.exit_code, result.stderr) == (0, "")
 
 
 async def test_repeated_rows_count_as_what_each_did(

@@ -51,7 +51,8 @@ class ErrorReport:
             path.unlink(missing_ok=True)
         except OSError as exc:
             self._move(exc, f"{path.absolute()} is in the way and cannot be removed")
-            self.in_the_way = path.absolute()
+            if os.path.lexists(path):  # (not so for a name too long: nothing is there)
+                self.in_the_way = path.absolute()
             return
         try:
             # Made and removed once now, to know whether it can be: the import once stopped
