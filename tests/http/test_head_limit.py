@@ -78,6 +78,8 @@ def test_a_head_at_the_limit_is_served_and_one_byte_more_is_431(
         status, headers, body = read_response(sock)
         assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
         assert headers[b"connection"] == b"close"
+        assert headers[b"x-content-type-options"] == b"nosniff"  # as every other answer
+        assert headers[b"cache-control"] == b"no-store"
         assert json.loads(body) == {"message": HEAD_TOO_LARGE}
         assert sock.recv(1) == b""  # closed
 
@@ -155,4 +157,5 @@ def test_a_request_the_parser_refuses_is_a_json_400(
         status, headers, body = read_response(sock)
     assert status == b"HTTP/1.1 400 Bad Request"
     assert headers[b"content-type"] == b"application/json"
+    assert headers[b"x-content-type-options"] == b"nosniff"
     assert json.loads(body) == {"message": "Invalid HTTP request received."}

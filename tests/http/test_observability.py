@@ -43,6 +43,39 @@ async def test_a_sane_incoming_request_id_is_kept_and_a_strange_one_replaced(
     assert replaced.headers["X-Request-Id"] != "bad id\twith spaces"
 
 
+async def test_every_answer_forbids_sniffing_framing_and_caching(
+    client: Client, db: Database
+) -> None:
+    account = await new_account(db)
+    replayed = {**account.headers, "Idempotency-Key": "k1"}
+    await client.post("/v1/contacts", json={"email": "r@example.com"}, headers=replayed)
+    answers = {
+        "health": await client.get("/healthz"),
+        "unknown route": await client.get("/no-such-route"),
+        "no key": await client.get("/v1/contacts"),
+        "create (fast path)": await client.post(
+            "/v1/contacts", json={"email": "a@example.com"}, headers=account.headers
+        ),
+        "invalid create": await client.post(
+            "/v1/contacts", json={"email": "x"}, headers=account.headers
+        ),
+        "list": await client.get("/v1/contacts?limit=50", headers=account.headers),
+        "replay": await client.post(
+            "/v1/contacts", json={"email": "r@example.com"}, headers=replayed
+        ),
+        "docs page": await client.get("/docs"),
+    }
+    assert answers["replay"].headers["Idempotent-Replayed"] == "true"
+    for what, answer in answers.items():
+        assert answer.status_code < 500, what
+        # Once each: a replayed answer's stored headers do not hold them a second time.
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], what
+        assert answer.headers.get_list("content-security-policy") == ["frame-ancestors 'none'"], (
+            what
+        )
+        assert answer.headers.get_list("cache-control") == ["no-store"], what
+
+
 def metric_value(text: str, sample: str) -> float:
     """The value of one sample line of the Prometheus text format (0 when absent)."""
     for line in text.splitlines():

@@ -49,6 +49,7 @@ import asyncio
 import msgspec
 
 from contacts_api.http.envelope import MessageBody
+from contacts_api.http.observability import NO_STORE, SECURITY_HEADERS
 from contacts_api.http.one_write import OneWriteHttpToolsProtocol
 
 MAX_HEAD_BYTES = 32 * 1024
@@ -65,7 +66,9 @@ def _closing_response(status: bytes, message: str) -> bytes:
         b"content-type: application/json\r\n"
         b"content-length: " + str(len(body)).encode() + b"\r\n"
         b"connection: close\r\n"
-        b"\r\n" + body
+        + b"".join(b"%s: %s\r\n" % pair for pair in (*SECURITY_HEADERS, NO_STORE))
+        + b"\r\n"
+        + body
     )
 
 

@@ -1,4 +1,4 @@
-"""Pure-ASGI request wrapper: request id, RateLimit-* headers, metrics and the access log.
+"""Pure-ASGI request wrapper: request id, RateLimit-* and security headers, metrics, access log.
 
 It wraps Litestar's whole ASGI handler rather than sitting in `middleware=`, because Litestar
 runs app middleware only after routing, which would miss 404s and 405s.
@@ -34,6 +34,15 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 # Log lines keep this much of a path: a route's own paths are far shorter, and a client could
 # send one up to the head limit (32 KiB) for each line, holding whatever it likes.
 LOGGED_PATH_CHARS = 256
+# On every answer, as OWASP's REST Security Cheat Sheet asks of an API: a browser never sniffs
+# an answer into HTML or script, nor shows one inside a frame; and no browser or shared cache
+# keeps one (answers hold contacts' personal data). An answer that set its own Cache-Control
+# keeps it.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+)
+NO_STORE = (b"cache-control", b"no-store")
 
 
 def loggable_path(path: str) -> str:
@@ -64,7 +73,8 @@ def incoming_request_id(scope: Scope) -> str | None:
 
 
 class ObservabilityMiddleware:
-    """Wraps every HTTP request: id in logs and headers, rate headers, metrics, access log."""
+    """Wraps every HTTP request: id in logs and headers, rate and security headers, metrics,
+    access log."""
 
     def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
         self.app = app
@@ -87,6 +97,9 @@ class ObservabilityMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", request_id.encode("ascii")))
+                headers.extend(SECURITY_HEADERS)
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append(NO_STORE)
                 if context.rate is not None:
                     headers.extend(context.rate.headers())
                 message["headers"] = headers
