@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import wrk
+from bench import import_bench, wrk
 from bench.seed import seed_contacts
 from bench.server import RunningServer, running_server
 
@@ -140,15 +140,9 @@ def main() -> None:
         "wrk": {"threads": wrk.THREADS, "connections": wrk.CONNECTIONS, "seconds": wrk.DURATION_S},
         "http": rows,
     }
-    try:
-        from bench import import_bench  # the bulk import benchmark, when present
-    except ImportError:
-        pass
-    else:
-        report["import"] = import_bench.run()
+    report["import"] = import_bench.run()
     print_table(rows)
-    if "import" in report:
-        print_import(report["import"])
+    print_import(report["import"])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {RESULTS / 'latest.json'}")

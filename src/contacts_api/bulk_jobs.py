@@ -1,6 +1,7 @@
-"""The import and export jobs: the boundary of the bulk path, one transaction per batch.
+"""The import job: the boundary of the bulk path, one transaction per batch.
 
-The CLI's `import`/`export` commands, the tests and the benchmark all run these functions.
+The CLI's `import` command, the tests and the benchmark all run `import_file` (the export is
+bulk_export.py).
 """
 
 from __future__ import annotations

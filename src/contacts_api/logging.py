@@ -61,6 +61,6 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     # httpx logs each request's full URL at INFO: a webhook's URL may carry a token in its
     # query. aiosqlite logs each statement with its parameters at DEBUG: contacts and keys'
-    # hashes. What a delivery did is in the delivery log (GET /v1/webhooks/attempts).
+    # hashes. What a delivery did is in the delivery log (GET /v1/webhooks/deliveries).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts import service
-from contacts_api.contacts.repository import ContactRow, ContactSnapshot
+from contacts_api.contacts.repository import ContactSnapshot
 from contacts_api.contacts.schemas import ContactCreate
 from contacts_api.contacts.tracking import pairs_from_tracking, utm_pairs
 from contacts_api.errors import AppError, Conflict, ValidationFailed
@@ -362,10 +362,3 @@ class BulkUpserter:
             pairs = first + pairs + last
         columns = service.given_columns(data, event_id=event_id, tag_id=tag_id)
         return _Touch(item, columns, pairs)
-
-
-async def contacts_by_ids(
-    conn: AsyncConnection, contact_ids: Sequence[int]
-) -> dict[int, ContactRow]:
-    """The stored contacts a batch touched, by id (to answer with them)."""
-    return {row.id: row for row in await bulk_repo.contacts_by_ids(conn, set(contact_ids))}

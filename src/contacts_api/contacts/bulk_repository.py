@@ -312,7 +312,7 @@ async def refresh_statistics(conn: AsyncConnection) -> None:
 
 
 async def contacts_by_ids(conn: AsyncConnection, contact_ids: Collection[int]) -> list[ContactRow]:
-    """Contacts by id (for answering with the stored rows after a batch)."""
+    """Contacts by id (the stored rows a batch changed, for its webhook events)."""
     if not contact_ids:
         return []
     query = _one_of(conn, sa.select(contact_table), contact_table.c.id, contact_ids)

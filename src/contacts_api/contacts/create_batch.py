@@ -1,6 +1,6 @@
 """POST /v1/contacts under group commit: the creates queued meanwhile become one bulk upsert.
 
-Per-create SQL cost ~6 statements, each a thread hop through aiosqlite (~80-230 us here);
+Per-create SQL cost ~6 statements, each a round trip (PostgreSQL) or a call into SQLite;
 a batch costs a handful of statements whatever its size (see contacts/bulk.py), with the very
 rule functions of one create. Jobs are grouped by account and user; each group gets a fresh
 BulkUpserter, sharing the handler's KnownIds (tag and event ids proven by earlier commits).
@@ -102,7 +102,7 @@ class CreateBatchHandler:
                 outcomes = [await self._one(conn, job) for job in jobs]
                 break
         # No RELEASE SAVEPOINT on success: the batch's COMMIT follows at once and releases it,
-        # and a RELEASE would be one more round trip to PostgreSQL (or thread hop on SQLite).
+        # and a RELEASE would be one more round trip to PostgreSQL (or statement on SQLite).
         created = sum(1 for o in outcomes if isinstance(o, service.CreateOutcome) and o.created)
         matched = sum(
             1

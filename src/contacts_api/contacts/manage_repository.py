@@ -25,7 +25,7 @@ c = contact_table.c
 # listing reads the same on SQLite and PostgreSQL; the indexes are built to match.
 NULLABLE_ORDER_COLUMNS = {"first_name", "last_name", "email"}
 # An unfiltered page ending within this many rows is a short walk of one ordering index
-# (~1 ms at the limit), cheap enough to run on the event loop (Database.bounded_read).
+# (~1 ms at the limit), cheap enough to run on the event loop (Database.raw_read).
 BOUNDED_PAGE_END = 10_000
 
 

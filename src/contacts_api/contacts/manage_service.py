@@ -133,7 +133,7 @@ async def list_contacts(
 
 
 def is_bounded_listing(request: ListRequest) -> bool:
-    """Whether the listing costs the same at any account size (Database.bounded_read)."""
+    """Whether the listing costs the same at any account size (Database.raw_read)."""
     return repo.is_bounded_listing(request.where, request.page)
 
 

@@ -101,7 +101,7 @@ def ping_when_idle(engine: sa.Engine, idle_seconds: float) -> None:
 
 
 class Database:
-    """One async engine and the two ways in: a write transaction and a read connection."""
+    """Engines and ways in: transaction(_retrying), read, batch_transaction, raw_read."""
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> None:
         self.url = url
@@ -141,7 +141,7 @@ class Database:
             # temp_store=MEMORY: each batch runs in a SAVEPOINT (contacts/create_batch.py),
             # whose statement journal otherwise goes to a temporary file: 53 -> 20 us per
             # inserted row, 2,640 -> 4,130 creates/s in process. The writer's statements are
-            # bounded (one batch), so the journal stays small; readers keep the default.
+            # bounded (one batch), so the journal stays small (raw_read's keep the default).
             install_sqlite_listeners(
                 self.batch_engine.sync_engine, sqlite_synchronous, 0, memory_temp_store=True
             )

@@ -372,7 +372,8 @@ async def read_snippet(response: httpx.Response) -> str | None:
 
 
 async def run_dispatcher(settings: Settings, stop: asyncio.Event) -> None:
-    """A dispatcher with its own database engine, until `stop` is set (serve, CLI)."""
+    """A dispatcher with its own database engine, until `stop` is set (`webhooks dispatch`;
+    `serve` runs a BackgroundDispatcher on the app's engine)."""
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         async with Dispatcher(db, settings) as dispatcher:

@@ -25,7 +25,8 @@ from typing import Any
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contacts_api.contacts.bulk import ContactChange, contacts_by_ids
+from contacts_api.contacts import bulk_repository as bulk_repo
+from contacts_api.contacts.bulk import ContactChange
 from contacts_api.contacts.manage_schemas import EventSummary
 from contacts_api.contacts.manage_service import extended_read
 from contacts_api.contacts.repository import ContactRow
@@ -139,7 +140,10 @@ async def record_contact_changes(
     endpoints = await repo.active_endpoints(conn, account_id)
     if not endpoints:
         return 0
-    rows = await contacts_by_ids(conn, [c.contact_id for c in changes])
+    rows = {
+        row.id: row
+        for row in await bulk_repo.contacts_by_ids(conn, {c.contact_id for c in changes})
+    }
     events: EventCache = {}
     queued = 0
     for change in changes:

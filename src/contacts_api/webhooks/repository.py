@@ -1,6 +1,7 @@
 """SQL for webhooks: subscriptions, the outbox and the delivery log.
 
-The one place SQLite and PostgreSQL differ is `claim_endpoints` (see there).
+SQLite and PostgreSQL differ in `claim_endpoints` (see there), `active_endpoints` and
+`get_account_endpoint`.
 """
 
 from __future__ import annotations
