@@ -189,7 +189,7 @@ async def import_file(
         records.extend(failed)
         for result in results:
             if result.error is not None:
-                original = writer.original(result.index, raws[result.index])
+                original = writer.original(raws[result.index])
                 records.append(bulk_output.render(result.index, original, result.error))
             else:
                 setattr(summary, result.outcome, getattr(summary, result.outcome) + 1)
@@ -272,7 +272,7 @@ class _FastWriter:
     def bulk_item(self, item: import_reader.Item) -> BulkItem:
         return BulkItem(item.row, ContactImport(**item.data), item.tracking)
 
-    def original(self, row: int, raw: str | list[str]) -> str:
+    def original(self, raw: str | list[str]) -> str:
         return bulk_rows.original_text(raw, self.delimiter)
 
     async def write(
@@ -303,7 +303,7 @@ class _FastWriter:
                     wire, event_id = await self._event_id(conn, selector)
                     if event_id is None:
                         error = ValidationFailed(field_errors={wire: [service.EVENT_NOT_FOUND]})
-                        original = self.original(items[n].row, items[n].raw)
+                        original = self.original(items[n].raw)
                         failed.append(bulk_output.render(items[n].row, original, error))
                         continue
                     row[self.event_at] = event_id

@@ -43,12 +43,11 @@ class BulkItem:
 
 @dataclass(slots=True)
 class ItemResult:
-    """What became of one item; `contact_id` is set unless it failed, and `contact` (the
-    contact as the batch left it) too when the upserter was asked for ids."""
+    """What became of one item; `contact` (the contact as the batch left it) is set unless it
+    failed, when the upserter was asked for ids."""
 
     index: int
     outcome: Outcome
-    contact_id: int | None = None
     error: AppError | None = None
     contact: ContactSnapshot | None = None
 
@@ -241,7 +240,7 @@ class BulkUpserter:
                 snapshot = ContactSnapshot.of({**values, "id": contact_id})
             for n, touch in enumerate(group.touches):
                 outcome: Outcome = "created" if n == 0 else _outcome(group.changed[n])
-                self._settle(results, positions, touch, outcome, contact_id, snapshot)
+                self._settle(results, positions, touch, outcome, snapshot)
         for group, state, changed in updates:
             if changed:
                 changes.append(ContactChange(state["id"], created=False, changed=changed))
@@ -249,7 +248,7 @@ class BulkUpserter:
             for touch, touch_changed in zip(group.touches, group.changed, strict=True):
                 # Touches whose changes the later ones undid leave the contact as it was.
                 outcome = _outcome(bool(changed) and touch_changed)
-                self._settle(results, positions, touch, outcome, state["id"], snapshot)
+                self._settle(results, positions, touch, outcome, snapshot)
         if self.record_change is not None and changes:
             # Webhooks: the single call site (webhooks.outbox.record_contact_changes).
             await self.record_change(conn, self.account_id, changes, now)
@@ -269,7 +268,6 @@ class BulkUpserter:
         positions: dict[int, int],
         touch: _Touch,
         outcome: Outcome,
-        contact_id: int | None,
         contact: ContactSnapshot | None,
     ) -> None:
         position = positions[id(touch.item)]
@@ -278,7 +276,7 @@ class BulkUpserter:
                 touch.item.index, "failed", error=Conflict(service.EMAIL_TAKEN)
             )
         else:
-            results[position] = ItemResult(touch.item.index, outcome, contact_id, contact=contact)
+            results[position] = ItemResult(touch.item.index, outcome, contact=contact)
 
     def _new_contact(self, group: _Group, now: datetime) -> dict[str, Any]:
         """A new contact from its first touch, with the later ones applied as updates."""

@@ -1,9 +1,9 @@
 """Import and export files: CSV (header row, common column aliases) and JSON Lines.
 
-Reading yields one `SourceRow` per record, streamed (`bulk_rows.validate` checks it), or
-batches of records already validated (`read_checked`; CSV columns a batch at a time, by
-`bulk_csv_layout.CsvLayout`). Kept free of SQLAlchemy: the import's reader process
-(`import_reader`) runs this module.
+The import reads batches of records already validated (`read_checked`; CSV columns a batch at
+a time, by `bulk_csv_layout.CsvLayout`); `read_rows`, one `SourceRow` per record that
+`bulk_rows.validate` checks, is the reference the tests hold it to. Kept free of SQLAlchemy:
+the import's reader process (`import_reader`) runs this module.
 """
 
 from __future__ import annotations
@@ -182,7 +182,8 @@ def _is_header_filler(record: list[str]) -> bool:
 
 
 def read_rows(text: IO[str], file_format: FileFormat, delimiter: str) -> Iterator[SourceRow]:
-    """Every record of an open text file, streamed."""
+    """Every record of an open text file, streamed, one at a time: the plain reading that
+    tests/contacts/test_import_reader_parity.py checks `read_checked` (the import's) against."""
     if file_format == "jsonl":
         yield from _read_jsonl(text)
     else:

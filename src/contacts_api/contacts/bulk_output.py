@@ -73,9 +73,6 @@ class ErrorReport:
         self._made, name = tempfile.mkstemp(prefix=prefix, suffix=".csv")
         self.path, self.moved = type(self.path)(name), why
 
-    def add(self, row: int, original: str, error: ValidationFailed | Exception) -> None:
-        self.add_record(render(row, original, error))
-
     def add_record(self, record: tuple[int, str, str, str]) -> None:
         """A record as `render` made it (the reader process renders its own failures)."""
         if self._file is None:

@@ -31,11 +31,6 @@ class SourceRow:
     delimiter: str = ","
     last_line: int = 0  # a CSV record's last line, when it runs over several
 
-    @property
-    def original(self) -> str:
-        """The record as text (a CSV record is written back only when it is reported)."""
-        return original_text(self.raw, self.delimiter)
-
 
 # In the error report, a CSV cell or a JSON line beyond these is cut short, ending in CUT:
 # no field the import takes is near that long, and a 30 MiB cell (a quote left open) had been

@@ -150,7 +150,8 @@ def extended_read(row: Any) -> ContactExtendedRead:
 async def contact_detail(
     conn: AsyncConnection, principal: Principal, contact_id: int
 ) -> ContactDetail:
-    """The account's live contact with its event and tag name, or NotFound."""
+    """The account's live contact with its event and tag name, or NotFound. The route answers
+    from `fast_read.contact_detail`; tests/contacts/test_fast_read.py holds it to this."""
     row = await repo.get_contact_detail(conn, principal.account_id, contact_id)
     if row is None:
         raise NotFound(CONTACT_NOT_FOUND)

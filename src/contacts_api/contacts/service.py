@@ -21,7 +21,6 @@ from contacts_api.contacts.rules import (  # re-exported: the create's pure rule
 from contacts_api.contacts.rules import SECONDARY_FIELDS as SECONDARY_FIELDS
 from contacts_api.contacts.rules import given_columns as given_columns
 from contacts_api.contacts.rules import new_contact_values as new_contact_values
-from contacts_api.contacts.rules import new_preview_id as new_preview_id
 from contacts_api.contacts.rules import parse_contact_create as parse_contact_create
 from contacts_api.contacts.schemas import ContactCreate, ContactRead
 from contacts_api.contacts.tracking import merge_tracking, utm_pairs

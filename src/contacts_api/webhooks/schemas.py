@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
@@ -12,7 +12,6 @@ from contacts_api.paging import MAX_ID, Id, Limit, PageNumber
 NEW_CONTACT_CREATED = "newContactCreated"
 CONTACT_DETAIL_CHANGED = "contactDetailChanged"
 CONTACT_DELETED = "contactDeleted"
-EventName = Literal["newContactCreated", "contactDetailChanged", "contactDeleted"]
 EVENT_NAMES: tuple[str, ...] = (NEW_CONTACT_CREATED, CONTACT_DETAIL_CHANGED, CONTACT_DELETED)
 # Other spellings accepted when subscribing (API.md §6); stored and reported canonically.
 EVENT_ALIASES = {
