@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +22,7 @@ from contacts_api.contacts import bulk_repository as bulk_repo
 from contacts_api.contacts import service
 from contacts_api.contacts.repository import ContactSnapshot
 from contacts_api.contacts.schemas import ContactCreate
-from contacts_api.contacts.tracking import pairs_from_tracking, utm_pairs
+from contacts_api.contacts.tracking import cached_utm_pairs, pairs_from_tracking
 from contacts_api.errors import AppError, Conflict, ValidationFailed
 from contacts_api.events.repository import find_event_id
 from contacts_api.settings import DuplicateEmailMode
@@ -86,15 +85,6 @@ class _Group:
     touches: list[_Touch] = field(default_factory=list)
     # Per touch, once folded: whether it changed what the touches before it left.
     changed: list[bool] = field(default_factory=list)
-
-
-@lru_cache(maxsize=8192)
-def _cached_utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
-    """`utm_pairs`, memoised: an import repeats a few campaign strings many times over.
-
-    The list is shared between rows, so callers never mutate it (they concatenate).
-    """
-    return utm_pairs(utm, referrer_url)
 
 
 class KnownIds:
@@ -354,7 +344,7 @@ class BulkUpserter:
     def _touch(self, item: BulkItem, event_id: int | None) -> _Touch:
         data = item.data
         tag_id = None if data.tag is None else self._tag_ids[data.tag]
-        pairs = _cached_utm_pairs(data.utm, data.referrerUrl)
+        pairs = cached_utm_pairs(data.utm, data.referrerUrl)
         if item.tracking:
             first, last = pairs_from_tracking(item.tracking)
             pairs = first + pairs + last

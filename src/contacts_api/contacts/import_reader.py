@@ -35,7 +35,7 @@ from contacts_api.contacts.rules import (
     new_preview_ids,
 )
 from contacts_api.contacts.schemas import ContactImport
-from contacts_api.contacts.tracking import merge_tracking, pairs_from_tracking, utm_pairs
+from contacts_api.contacts.tracking import cached_utm_pairs, merge_tracking, pairs_from_tracking
 from contacts_api.errors import UserError, ValidationFailed
 from contacts_api.timeutil import parse_zulu, utcnow
 
@@ -130,15 +130,6 @@ class CountingReader(io.RawIOBase):
         return int(count or 0)
 
 
-@lru_cache(maxsize=8192)
-def _cached_utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
-    """`utm_pairs`, memoised: an import repeats a few campaign strings many times over.
-
-    The list is shared between rows, so callers never mutate it (they concatenate).
-    """
-    return utm_pairs(utm, referrer_url)
-
-
 _encoder = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder()
 
@@ -147,7 +138,7 @@ _json = msgspec.json.Encoder()
 def _tracking_json(utm: str | None, referrer_url: str | None) -> str:
     """A new contact's tracking column for one touch, as JSON: a pure function of the touch,
     memoised (merging and encoding it per row was ~12% of the reader's time)."""
-    return _json.encode(merge_tracking({}, _cached_utm_pairs(utm, referrer_url))).decode()
+    return _json.encode(merge_tracking({}, cached_utm_pairs(utm, referrer_url))).decode()
 
 
 class _Shaper:
@@ -207,7 +198,7 @@ class _Shaper:
                now: datetime) -> list[Any]:  # fmt: skip
         if tracking:
             first, last = pairs_from_tracking(tracking)
-            pairs = first + _cached_utm_pairs(data.utm, data.referrerUrl) + last
+            pairs = first + cached_utm_pairs(data.utm, data.referrerUrl) + last
             tracking_json = _json.encode(merge_tracking({}, pairs)).decode()
         else:
             tracking_json = _tracking_json(data.utm, data.referrerUrl)

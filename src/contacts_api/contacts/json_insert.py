@@ -14,16 +14,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contacts_api.storage.models import contact_table
+from contacts_api.storage.models import LIVE_EMAIL_KEY, contact_table
 
 # Every column an insert names.
 INSERT_COLUMNS = tuple(c.name for c in contact_table.columns if c.name != "id")
 # Rows whose email a live contact of the account already holds are skipped, as in
 # `repository.insert_contact`; the caller finds out which.
-ON_LIVE_EMAIL_CONFLICT = (
-    " ON CONFLICT (account_id, email_key)"
-    " WHERE deleted_at IS NULL AND email_key IS NOT NULL DO NOTHING"
-)
+ON_LIVE_EMAIL_CONFLICT = f" ON CONFLICT (account_id, email_key) WHERE {LIVE_EMAIL_KEY} DO NOTHING"
 _SQL: dict[tuple[bool, bool], str] = {}
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.contacts.live_count import count_inserted
-from contacts_api.storage.models import contact_table, tag_table
+from contacts_api.storage.models import LIVE_EMAIL_KEY, contact_table, tag_table
 
 ContactRow = sa.Row[Any]
 
@@ -31,7 +31,7 @@ class ContactSnapshot(SimpleNamespace):
 
 
 CONTACT_COLUMNS = tuple(contact_table.c.keys())
-_LIVE_EMAIL_WHERE = sa.text("deleted_at IS NULL AND email_key IS NOT NULL")
+_LIVE_EMAIL_WHERE = sa.text(LIVE_EMAIL_KEY)
 
 
 def _insert_for(conn: AsyncConnection) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlsplit
 
 STANDARD_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -35,6 +36,15 @@ def utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]
     if utm:
         pairs.extend(parse_qsl(utm.removeprefix("?")))
     return list(dict(clean_pairs(pairs)).items())
+
+
+@lru_cache(maxsize=8192)
+def cached_utm_pairs(utm: str | None, referrer_url: str | None) -> list[tuple[str, str]]:
+    """`utm_pairs`, memoised: an import repeats a few campaign strings many times over.
+
+    The list is shared between rows, so callers never mutate it (they concatenate).
+    """
+    return utm_pairs(utm, referrer_url)
 
 
 def merge_tracking(current: dict[str, str], pairs: list[tuple[str, str]]) -> dict[str, str]:

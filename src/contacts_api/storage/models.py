@@ -10,6 +10,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from contacts_api.storage.types import UTCDateTime
 
+# The predicate of the partial unique index behind upserts; an ON CONFLICT clause must repeat
+# it word for word to be matched with that index (contacts/repository.py, json_insert.py).
+LIVE_EMAIL_KEY = "deleted_at IS NULL AND email_key IS NOT NULL"
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -97,8 +100,8 @@ class Contact(Base):
             "account_id",
             "email_key",
             unique=True,
-            sqlite_where=sa.text("deleted_at IS NULL AND email_key IS NOT NULL"),
-            postgresql_where=sa.text("deleted_at IS NULL AND email_key IS NOT NULL"),
+            sqlite_where=sa.text(LIVE_EMAIL_KEY),
+            postgresql_where=sa.text(LIVE_EMAIL_KEY),
         ),
         sa.Index("ix_contact_account_id", "account_id", "id"),
     )
