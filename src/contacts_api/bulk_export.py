@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from contacts_api.accounts.service import account_id_by_name
 from contacts_api.contacts import bulk_output
 from contacts_api.contacts import bulk_repository as bulk_repo
-from contacts_api.contacts.manage_repository import live_count
+from contacts_api.contacts.manage_repository import live_count_query
 from contacts_api.storage.engine import Database
 
 EXPORT_PAGE = 1000
@@ -35,7 +35,7 @@ async def export_contacts(
     async with db.read() as conn:
         account_id = await account_id_by_name(conn, account_name)
         # int(): PostgreSQL's sum() of the count's slots is a numeric (a Decimal here).
-        total = int((await conn.execute(sa.select(live_count(account_id)))).scalar_one())
+        total = int((await conn.execute(sa.select(live_count_query(account_id)))).scalar_one())
     # CRLF, as RFC 4180 has it: with "\n" as the line end, csv left a cell holding a bare "\r"
     # unquoted, and reading the file back split that row in two.
     writer = csv.writer(out, lineterminator="\r\n") if file_format == "csv" else None

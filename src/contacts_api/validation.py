@@ -43,11 +43,14 @@ def js_type_name(value: Any) -> str:
     return "object"
 
 
-# An absolute URI: a scheme, then something, and no whitespace anywhere. "Whitespace" is
-# JavaScript's \s (the published pattern's \S is read by ECMAScript engines), so Unicode
-# spaces, U+2028 and U+FEFF count, and U+0085 does not, as there.
-_JS_WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_ABSOLUTE_URI = re.compile(f"[A-Za-z][A-Za-z0-9+.\\-]*:[^{_JS_WHITESPACE}]+")
+# JavaScript's white space and line terminators: its regular expressions' \s, and what its
+# Number() trims. Unicode spaces, U+2028 and U+FEFF count; U+0085 does not, unlike Python's.
+_JS_SPACE = "\t\n\v\f\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    map(chr, range(0x2000, 0x200B))
+)
+# An absolute URI: a scheme, then something, and no whitespace (as above) anywhere: the
+# published pattern's \S, read by an ECMAScript engine.
+_ABSOLUTE_URI = re.compile(f"[A-Za-z][A-Za-z0-9+.\\-]*:[^{re.escape(_JS_SPACE)}]+")
 
 
 def is_absolute_uri(value: str) -> bool:
@@ -275,11 +278,8 @@ def check_fields(
 
 
 # What JavaScript's Number() reads (ECMAScript's StringToNumber): around the number, its
-# white space and line terminators; inside, a decimal (no "1_000", no "nan") or `Infinity`,
-# or, unsigned, a hex, octal or binary integer.
-_JS_SPACE = "\t\n\v\f\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
-    map(chr, range(0x2000, 0x200B))
-)
+# white space and line terminators (_JS_SPACE); inside, a decimal (no "1_000", no "nan") or
+# `Infinity`, or, unsigned, a hex, octal or binary integer.
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INFINITY = re.compile(r"[+-]?Infinity")
 _NON_DECIMAL = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)", re.ASCII)

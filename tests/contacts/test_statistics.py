@@ -72,7 +72,7 @@ async def test_the_planner_learns_the_table_grew(db: Database) -> None:
         assert analyzer.refreshes == 0  # below the first mark: nothing ran
         assert await planner_rows(db) != await stored_rows(db)
         await committer.submit(job(account, email="g9@x.io"))
-        await analyzer.stop_when_idle()
+        await analyzer.wait_for_refresh()
     finally:
         await committer.stop()
         await analyzer.stop()

@@ -42,7 +42,7 @@ _LIMIT = sa.bindparam("limit", type_=sa.Integer)
 _OFFSET = sa.bindparam("offset", type_=sa.Integer)
 
 DETAIL = repo.contact_detail_query(_ACCOUNT, _CONTACT)
-LIVE_COUNT = sa.select(repo.live_count(_ACCOUNT))
+LIVE_COUNT = sa.select(repo.live_count_query(_ACCOUNT))
 _pages: dict[tuple[str, bool, bool], sa.Select[Any]] = {}
 
 

@@ -106,7 +106,7 @@ def _order_by(order: ContactOrder) -> list[sa.ColumnElement[Any]]:
     return [tie_break] if order.column == "id" else [sort, tie_break]
 
 
-def live_count(account_id: Any) -> sa.ScalarSelect[Any]:
+def live_count_query(account_id: Any) -> sa.ScalarSelect[Any]:
     """The account's number of live contacts, maintained as they are written (migrations
     0005, 0006; contacts/live_count.py): O(1)."""
     live = contact_live_count_table.c
@@ -151,7 +151,7 @@ def unfiltered_page_query(
         if first_page
         else _page_query(conditions, order, limit, offset)
     )
-    return query.add_columns(live_count(account_id).label("live_count"))
+    return query.add_columns(live_count_query(account_id).label("live_count"))
 
 
 def is_bounded_listing(where: ContactFilter, page: Page) -> bool:
@@ -180,7 +180,7 @@ async def list_contacts(
         if rows:
             return ContactListing(int(rows[0].live_count), list(rows))
         # An empty account, or a page past the end.
-        count = (await conn.execute(sa.select(live_count(account_id)))).scalar_one()
+        count = (await conn.execute(sa.select(live_count_query(account_id)))).scalar_one()
         return ContactListing(int(count))
     conditions = _conditions(account_id, where)
     count = (

@@ -20,7 +20,7 @@ from contacts_api.contacts.schemas import (
     TimeZone,
     Utm,
 )
-from contacts_api.paging import Id, Limit, PageNumber
+from contacts_api.paging import DEFAULT_LIMIT, Id, Limit, PageNumber
 
 ORDER_COLUMNS = ("id", "createdAt", "updatedAt", "joinedTime", "firstName", "lastName", "email")
 # The choices named in API.md's order (an error lists them so, as Zod does; msgspec would
@@ -44,7 +44,7 @@ class ContactListQuery(msgspec.Struct, kw_only=True):
     """Query of GET /v1/contacts. orderBy and orderColumn go together (both or neither)."""
 
     page: PageNumber | None = 0
-    limit: Limit | None = 20
+    limit: Limit | None = DEFAULT_LIMIT
     statuses: (
         Annotated[str, Meta(max_length=1000, description="Comma list, e.g. POTENTIAL,QUALIFIED")]
         | None

@@ -51,7 +51,7 @@ class GrowthAnalyzer:
         except sqlalchemy.exc.SQLAlchemyError as exc:  # the next mark tries again
             log.warning("statistics refresh failed", error=exc.__class__.__name__)
 
-    async def stop_when_idle(self) -> None:
+    async def wait_for_refresh(self) -> None:
         """Wait for a refresh under way, if any."""
         if self._task is not None:
             await asyncio.shield(self._task)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from contacts_api.paging import Id, Limit, PageNumber
+from contacts_api.paging import DEFAULT_LIMIT, Id, Limit, PageNumber
 
 MAX_NOTE_LENGTH = 10_000
 
@@ -24,7 +24,7 @@ class NoteListQuery(msgspec.Struct, kw_only=True):
 
     contactId: Id
     page: PageNumber | None = 0
-    limit: Limit | None = 20
+    limit: Limit | None = DEFAULT_LIMIT
 
 
 class NoteRead(msgspec.Struct):

@@ -44,7 +44,7 @@ class AttemptResult:
 async def _disable(
     conn: AsyncConnection, endpoint_id: int, owner: str, reason: str, now: datetime
 ) -> None:
-    await repo.renew_lease(
+    await repo.update_if_leased(
         conn,
         endpoint_id,
         owner,
@@ -115,7 +115,7 @@ async def record_attempt(
     snippet = _storable(result.snippet[:SNIPPET_CHARS]) if result.snippet else None
     error = _storable(result.error[:500]) if result.error else None
     await repo.insert_attempt(conn, _attempt_row(message, result, snippet, error, outcome))
-    held = await repo.renew_lease(
+    held = await repo.update_if_leased(
         conn,
         endpoint.id,
         owner,

@@ -288,7 +288,7 @@ async def claim_endpoints(
     return ids
 
 
-async def renew_lease(
+async def update_if_leased(
     conn: AsyncConnection, endpoint_id: int, owner: str, values: dict[str, Any]
 ) -> bool:
     """Update an endpoint we hold the lease of; False when the lease was lost meanwhile."""
@@ -301,7 +301,9 @@ async def renew_lease(
 
 
 async def release_lease(conn: AsyncConnection, endpoint_id: int, owner: str) -> None:
-    await renew_lease(conn, endpoint_id, owner, {"lease_owner": None, "lease_expires_at": None})
+    await update_if_leased(
+        conn, endpoint_id, owner, {"lease_owner": None, "lease_expires_at": None}
+    )
 
 
 # --- the delivery log ------------------------------------------------------------------------

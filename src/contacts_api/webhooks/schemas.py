@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from contacts_api.paging import MAX_ID, Id, Limit, PageNumber
+from contacts_api.paging import DEFAULT_LIMIT, MAX_ID, Id, Limit, PageNumber
 
 NEW_CONTACT_CREATED = "newContactCreated"
 CONTACT_DETAIL_CHANGED = "contactDetailChanged"
@@ -79,7 +79,7 @@ class DeliveryListQuery(msgspec.Struct, kw_only=True):
 
     webhookId: Id | None = None
     page: PageNumber | None = 0
-    limit: Limit | None = 20
+    limit: Limit | None = DEFAULT_LIMIT
 
 
 class WebhookRead(msgspec.Struct, kw_only=True, omit_defaults=False):
