@@ -6,7 +6,6 @@ Exit status: 0 success, 1 a user error (one line on stderr), 2 bad usage.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -24,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contacts_api.accounts import service as accounts
 from contacts_api.cli_bulk import register_bulk_commands
 from contacts_api.cli_lengths import fits
+from contacts_api.cli_run import fail, stderr, with_database
 from contacts_api.contacts import live_count
-from contacts_api.errors import UserError
 from contacts_api.events import service as events
 from contacts_api.paging import MAX_ID
 from contacts_api.settings import Rate, Settings, redacted_url
@@ -47,20 +46,12 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(events_app, name="events")
 register_bulk_commands(app)
 
-# emoji=False: rich read `:-1:` in `cannot listen on 127.0.0.1:-1: ...` as an emoji code.
-stderr = Console(stderr=True, emoji=False)
-
 
 def table_console() -> Console:
     """Where a command prints its table: the terminal's width on a terminal; piped, wide
     enough that no cell is cut short or wrapped (`| grep`, `> file`). Cells are printed as
     stored: an owner email `[red]a@b.c` is no markup, `:-1:` no emoji."""
     return Console(width=None if sys.stdout.isatty() else 1000, markup=False, emoji=False)
-
-
-def fail(message: str) -> typer.Exit:
-    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -71,31 +62,6 @@ def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
             return await work(conn)
 
     return with_database(run)
-
-
-def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `work` with the configured database; its errors become one line and exit 1."""
-    settings = Settings()
-
-    async def run() -> T:
-        db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(run())
-    except UserError as exc:
-        raise fail(str(exc)) from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        advice = migrate.schema_advice(settings.database_url, exc)  # `no such table`: why
-        raise fail(
-            advice
-            or f"database error: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"
-        ) from None
-    except OSError as exc:  # asyncpg's connect refused or unreachable: not wrapped by SQLAlchemy
-        raise fail(f"database unavailable: {exc.__class__.__name__}: {exc}") from None
 
 
 def upgrade_database(settings: Settings) -> None:

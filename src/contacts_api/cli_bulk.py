@@ -5,34 +5,25 @@ stdout carries only the summary (import) or the file (export); progress and hint
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, TypeVar
 
-import sqlalchemy.exc
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from contacts_api import export_target
 from contacts_api.bulk_export import export_contacts
 from contacts_api.bulk_jobs import ImportSummary, import_file
+from contacts_api.cli_run import fail, stderr, with_database
 from contacts_api.errors import UserError
 from contacts_api.settings import Settings
-from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 
-stderr = Console(stderr=True, emoji=False)  # (see cli.py)
-
-
-def _fail(message: str) -> typer.Exit:
-    stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+T = TypeVar("T")
 
 
 class OutputFailed(Exception):
@@ -78,32 +69,18 @@ def _quiet_stdout() -> None:
             os.close(devnull)
 
 
-def _run(work: Callable[[Database], Any]) -> Any:
-    settings = Settings()
+def _cannot_write(exc: OSError) -> str:
+    """The error report or the export cannot be written: a full disk..."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc}"
 
-    async def run() -> Any:
-        db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
 
+def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     try:
-        return asyncio.run(run())
-    except UserError as exc:
-        raise _fail(str(exc)) from None
+        return with_database(work, other_os_error=_cannot_write)
     except OutputFailed as exc:
         _quiet_stdout()
-        raise _fail(str(exc)) from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        detail = exc.args[0] if exc.args else exc
-        advice = migrate.schema_advice(settings.database_url, exc)  # `no such table`: why
-        raise _fail(advice or f"database error: {exc.__class__.__name__}: {detail}") from None
-    except (ConnectionError, socket.gaierror, TimeoutError) as exc:  # before OSError: its kin
-        raise _fail(f"cannot reach the database: {exc}") from None
-    except OSError as exc:  # the error report or the export cannot be written: a full disk...
-        where = f" {exc.filename}" if exc.filename else ""
-        raise _fail(f"cannot write{where}: {exc.strerror or exc}") from None
+        raise fail(str(exc)) from None
 
 
 def import_command(
@@ -122,7 +99,7 @@ def import_command(
     try:
         total = file.stat().st_size if file.is_file() else 0
     except OSError as exc:  # a name too long, say (the import itself says the rest)
-        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
+        raise fail(f"cannot read {file}: {exc.strerror or exc}") from None
     # The bar measures bytes of the file read (rows are not known up front); it shows rows.
     progress, update = _progress_bar("importing", "rows", total, enabled=stderr.is_terminal)
 
@@ -207,7 +184,7 @@ def export_command(
 
     if output is None:
         if sys.stdout is None:  # started with stdout closed (`>&-`)
-            raise _fail("cannot write to standard output: it is closed")
+            raise fail("cannot write to standard output: it is closed")
         stdout = _Output(sys.stdout, "standard output")
 
         async def to_stdout(db: Database) -> None:
@@ -219,7 +196,7 @@ def export_command(
         return
     try:
         if output.is_dir():
-            raise _fail(f"cannot write {output}: Is a directory")
+            raise fail(f"cannot write {output}: Is a directory")
         # A file is written beside PATH and renamed over it once complete: a failed or
         # interrupted export (an unknown account, Ctrl-C, a full disk) leaves a file already at
         # PATH as it was. What is not a file (/dev/stdout, a pipe) is written to as it is,
@@ -230,12 +207,12 @@ def export_command(
             try:
                 output = output.resolve()  # through a link to its file, which the rename replaces
             except RuntimeError as exc:  # "Symlink loop from ..." (typer.Exit is one too)
-                raise _fail(f"cannot write {output}: {exc}") from None
+                raise fail(f"cannot write {output}: {exc}") from None
             export_target.refuse_the_database(output, Settings().database_url)
     except UserError as exc:  # a link planted on the way, the database itself
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except OSError as exc:  # a name too long, say
-        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
         out: IO[str]
         if in_place:
@@ -243,7 +220,7 @@ def export_command(
         else:
             out, partial = export_target.open_to_replace(output)
     except OSError as exc:
-        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
         with out, progress:
             target = _Output(out, str(output))
@@ -256,7 +233,7 @@ def export_command(
         if not in_place:
             os.replace(partial, output)
     except OSError as exc:
-        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     finally:
         if not in_place:
             partial.unlink(missing_ok=True)

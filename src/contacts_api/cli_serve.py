@@ -42,7 +42,7 @@ def require_free_port(host: str, port: int) -> None:
     """One line and exit 1 when host:port cannot be listened on. One uvicorn process binds
     only after the app and its webhook dispatcher have started, then exited with status 3
     and its own log lines."""
-    from contacts_api.cli import fail
+    from contacts_api.cli_run import fail
 
     try:
         # Every address asyncio's create_server would bind, bound as it binds them.
@@ -81,7 +81,8 @@ def serve(
     import uvicorn
 
     from contacts_api.bootstrap import bootstrap_first_run
-    from contacts_api.cli import fail, upgrade_database
+    from contacts_api.cli import upgrade_database
+    from contacts_api.cli_run import fail
     from contacts_api.http import reuse_port
     from contacts_api.http.ratelimit import shared_file
     from contacts_api.logging import configure_logging

@@ -153,7 +153,7 @@ def webhooks_prune(
     """Delete delivered and given-up messages, with their attempts, that finished before the
     retention period; pending ones stay. Prints {"deleted": N}. Dispatchers also do it
     hourly."""
-    from contacts_api.cli import fail, with_database
+    from contacts_api.cli_run import fail, with_database
     from contacts_api.storage.engine import Database
 
     days = Settings().webhooks_retention_days if older_than_days is None else older_than_days
