@@ -26,7 +26,6 @@ from contacts_api.contacts.router import CREATE_CONTACT, create_contact, create_
 from contacts_api.contacts.statistics import GrowthAnalyzer
 from contacts_api.events.router import list_events
 from contacts_api.http.error_handlers import EXCEPTION_HANDLERS
-from contacts_api.http.head_limit import ServerHttpProtocol
 from contacts_api.http.hot_routes import HotRoute, HotRoutes
 from contacts_api.http.idempotency import idempotency_middleware
 from contacts_api.http.metrics import metrics_endpoint
@@ -34,6 +33,7 @@ from contacts_api.http.observability import ObservabilityMiddleware
 from contacts_api.http.ops import docs, healthz, openapi_json, readyz
 from contacts_api.http.ratelimit import limiter_for
 from contacts_api.http.ratelimit.guard import AccountRates, Gate, provide_gated_principal
+from contacts_api.http.server_protocol import ServerHttpProtocol
 from contacts_api.notes.router import NOTE_ROUTES
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database

@@ -120,8 +120,8 @@ def serve(
         "access_log": False,
         "server_header": False,
         # uvicorn's httptools protocol, each response sent in one write (http/one_write.py),
-        # request heads bounded (http/head_limit.py).
-        "http": "contacts_api.http.head_limit:ServerHttpProtocol",
+        # request heads bounded (http/server_protocol.py).
+        "http": "contacts_api.http.server_protocol:ServerHttpProtocol",
     }
     terminated = False
     try:

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     webhooks_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 30.0
     max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
     # A request's head must arrive within this of its first byte, and a body may pause no
-    # longer between reads (http/head_limit.py): else the connection is closed.
+    # longer between reads (http/server_protocol.py): else the connection is closed.
     read_timeout_seconds: Positive = 30.0
     # How long a process trusts a verified key before checking it again (revocation delay).
     key_cache_seconds: NonNegative = 2.0  # 0: every request checks its key

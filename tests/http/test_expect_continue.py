@@ -1,4 +1,4 @@
-"""The read timeout (http/head_limit.py) does not count time the client spends waiting on us:
+"""The read timeout (http/server_protocol.py) does not count time the client spends waiting on us:
 a client that sent `Expect: 100-continue` sends its body only once the app asks for it, and
 the app asks only when it reads the body, after its key and budget checks.
 

@@ -1,4 +1,4 @@
-"""A request head over 32 KiB is answered 431 and never read whole (http/head_limit.py).
+"""A request head over 32 KiB is answered 431 and never read whole (http/server_protocol.py).
 
 Against the real server (`contacts-api serve`), over raw sockets: the limit lives in the
 HTTP protocol, below the app.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from contacts_api.http.head_limit import HEAD_TOO_LARGE, MAX_HEAD_BYTES
+from contacts_api.http.server_protocol import HEAD_TOO_LARGE, MAX_HEAD_BYTES
 from tests.servers import serve
 
 REQUEST_LINE = b"GET /healthz HTTP/1.1\r\n"

@@ -1,6 +1,6 @@
 """Clients that stop sending, or send a byte now and then, cannot hold a connection for good:
 a head must arrive within the read timeout of its first byte, a body may pause no longer
-than that between reads (http/head_limit.py). Here the timeout is 2 s."""
+than that between reads (http/server_protocol.py). Here the timeout is 2 s."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from contacts_api.http.head_limit import HEAD_TIMED_OUT
+from contacts_api.http.server_protocol import HEAD_TIMED_OUT
 from contacts_api.storage import migrate
 from tests.factories import new_account_key
 from tests.servers import serve, wait_until
