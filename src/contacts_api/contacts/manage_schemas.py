@@ -22,9 +22,21 @@ from contacts_api.contacts.schemas import (
 )
 from contacts_api.paging import DEFAULT_LIMIT, Id, Limit, PageNumber
 
-ORDER_COLUMNS = ("id", "createdAt", "updatedAt", "joinedTime", "firstName", "lastName", "email")
+# Wire name of each orderColumn -> its column, in API.md's order; storage/models.py indexes
+# each column (CONTACT_ORDER_COLUMNS, the same columns in the same order).
+ORDER_COLUMN = {
+    "id": "id",
+    "createdAt": "created_at",
+    "updatedAt": "updated_at",
+    "joinedTime": "joined_time",
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "email": "email",
+}
+ORDER_COLUMNS = tuple(ORDER_COLUMN)
 # The choices named in API.md's order (an error lists them so, as Zod does; msgspec would
-# sort them).
+# sort them). Written out for type checkers; tests/contacts/test_list.py holds it to
+# ORDER_COLUMNS.
 OrderColumn = Annotated[
     Literal["id", "createdAt", "updatedAt", "joinedTime", "firstName", "lastName", "email"],
     Meta(extra={"choices": ORDER_COLUMNS}),

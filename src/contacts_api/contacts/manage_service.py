@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contacts_api.accounts.schemas import Principal
 from contacts_api.contacts import manage_repository as repo
 from contacts_api.contacts.manage_schemas import (
+    ORDER_COLUMN,
     ContactDeleteQuery,
     ContactDetail,
     ContactExtendedRead,
@@ -40,16 +41,6 @@ from contacts_api.timeutil import parse_zulu
 from contacts_api.validation import check_fields, check_query, rules_for
 
 CONTACT_NOT_FOUND = "Contact not found"
-# Wire name of each orderColumn -> its column.
-ORDER_COLUMN = {
-    "id": "id",
-    "createdAt": "created_at",
-    "updatedAt": "updated_at",
-    "joinedTime": "joined_time",
-    "firstName": "first_name",
-    "lastName": "last_name",
-    "email": "email",
-}
 
 
 @dataclass(frozen=True, slots=True)
