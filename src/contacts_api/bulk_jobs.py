@@ -152,59 +152,14 @@ async def import_file(
         match_phone_without_email=match_phone,
         want_ids=False,
     )
-    writer = _FastWriter(account_id, options, delimiter)
     # The caller's own, when given: where an interrupted import stood (Ctrl-C cancels this).
     summary = ImportSummary() if summary is None else summary
-    analyzed_at = [0]  # contacts created when the planner's statistics were last refreshed
-
-    async def apply(batch: import_reader.Batch | None, slow: list[import_reader.Item]) -> None:
-        records = list(batch.failures) if batch is not None else []
-        raws = {item.row: item.raw for item in slow}
-        runs = 0
-
-        async def write(conn: AsyncConnection) -> tuple[int, list[Record], list[ItemResult]]:
-            """The batch's transaction: run again whole when PostgreSQL picks it as a
-            deadlock's victim (a concurrent create or bulk request holding rows it needs,
-            and needing rows it holds), so the import goes on instead of stopping."""
-            nonlocal runs
-            runs += 1
-            if runs > 1:  # tags the rolled-back run made went with it
-                writer.forget_tags()
-                upserter.forget_tags()
-            if db.is_sqlite:
-                await import_repo.set_sqlite_cache(conn, IMPORT_SQLITE_CACHE_KIB)
-            now = utcnow()
-            items = [writer.bulk_item(item) for item in slow]
-            created, failed = 0, list[Record]()
-            if batch is not None and batch.fast:
-                created, moved, failed = await writer.write(conn, batch, now)
-                for item in moved:
-                    items.append(writer.bulk_item(item))
-                    raws[item.row] = item.raw
-            results = await upserter.upsert(conn, items, now) if items else []
-            return created, failed, results
-
-        created, failed, results = await db.transaction_retrying(write, "import batch")
-        summary.created += created
-        records.extend(failed)
-        for result in results:
-            if result.error is not None:
-                original = writer.original(raws[result.index])
-                records.append(bulk_output.render(result.index, original, result.error))
-            else:
-                setattr(summary, result.outcome, getattr(summary, result.outcome) + 1)
-        for record in sorted(records, key=lambda r: r[0]):
-            report.add_record(record)
-        summary.failed = report.count
-        if summary.created >= 2 * analyzed_at[0] + batch_size:  # after 1, 3, 7, 15... batches
-            analyzed_at[0] = summary.created
-            async with db.transaction() as conn:
-                await bulk_repo.refresh_statistics(conn)
-
     consumed = 0
     # Made here, just before the `try` whose `finally` closes it: a report in the temporary
     # folder is made up front (ErrorReport), and one never written is removed there.
     report = bulk_output.ErrorReport(path.with_name(path.name + ".errors.csv"), source_mode, path)
+    writer = _FastWriter(account_id, options, delimiter)
+    apply = _BatchApplier(db, writer, upserter, summary, report, batch_size)
     # Measured on 100,000 rows: the collector's passes, triggered by the batches' many new
     # containers and walking every live object (the app's modules included), took ~1 of the
     # writer's 3.6 CPU seconds. During the import, objects alive now are set aside and the
@@ -244,6 +199,81 @@ async def import_file(
                 async with db.engine.connect() as conn:
                     await import_repo.set_sqlite_cache(conn, None)
     return summary
+
+
+class _BatchApplier:
+    """Commits each batch the reader sends, in a transaction of its own, and counts what
+    became of its rows in the summary and the error report."""
+
+    def __init__(
+        self,
+        db: Database,
+        writer: _FastWriter,
+        upserter: BulkUpserter,
+        summary: ImportSummary,
+        report: bulk_output.ErrorReport,
+        batch_size: int,
+    ) -> None:
+        self.db, self.writer, self.upserter = db, writer, upserter
+        self.summary, self.report, self.batch_size = summary, report, batch_size
+        self.analyzed_at = 0  # contacts created when the planner's statistics were refreshed
+
+    async def __call__(
+        self, batch: import_reader.Batch | None, slow: list[import_reader.Item]
+    ) -> None:
+        records = list(batch.failures) if batch is not None else []
+        raws = {item.row: item.raw for item in slow}
+        runs = 0
+
+        async def write(conn: AsyncConnection) -> tuple[int, list[Record], list[ItemResult]]:
+            """The batch's transaction: run again whole when PostgreSQL picks it as a
+            deadlock's victim (a concurrent create or bulk request holding rows it needs,
+            and needing rows it holds), so the import goes on instead of stopping."""
+            nonlocal runs
+            runs += 1
+            if runs > 1:  # tags the rolled-back run made went with it
+                self.writer.forget_tags()
+                self.upserter.forget_tags()
+            return await self._write(conn, batch, slow, raws)
+
+        created, failed, results = await self.db.transaction_retrying(write, "import batch")
+        summary = self.summary
+        summary.created += created
+        records.extend(failed)
+        for result in results:
+            if result.error is not None:
+                original = self.writer.original(raws[result.index])
+                records.append(bulk_output.render(result.index, original, result.error))
+            else:
+                setattr(summary, result.outcome, getattr(summary, result.outcome) + 1)
+        for record in sorted(records, key=lambda r: r[0]):
+            self.report.add_record(record)
+        summary.failed = self.report.count
+        # After 1, 3, 7, 15... batches.
+        if summary.created >= 2 * self.analyzed_at + self.batch_size:
+            self.analyzed_at = summary.created
+            async with self.db.transaction() as conn:
+                await bulk_repo.refresh_statistics(conn)
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        batch: import_reader.Batch | None,
+        slow: list[import_reader.Item],
+        raws: dict[int, str | list[str]],
+    ) -> tuple[int, list[Record], list[ItemResult]]:
+        if self.db.is_sqlite:
+            await import_repo.set_sqlite_cache(conn, IMPORT_SQLITE_CACHE_KIB)
+        now = utcnow()
+        items = [self.writer.bulk_item(item) for item in slow]
+        created, failed = 0, list[Record]()
+        if batch is not None and batch.fast:
+            created, moved, failed = await self.writer.write(conn, batch, now)
+            for item in moved:
+                items.append(self.writer.bulk_item(item))
+                raws[item.row] = item.raw
+        results = await self.upserter.upsert(conn, items, now) if items else []
+        return created, failed, results
 
 
 _json = msgspec.json.Encoder()
