@@ -70,6 +70,23 @@ def db_url(tmp_path: Path) -> str:
         ("KEY_CACHE_SECONDS", "-1", "Input should be greater than or equal to 0"),
         ("READ_TIMEOUT_SECONDS", "inf", "Input should be a finite number"),
         ("REDIS_URL", "notaurl", "expected redis://HOST:PORT/DB (or rediss://, unix://)"),
+        # Each of these got through, to a traceback at the first connection, to a database
+        # nobody meant (libpq's defaults: the socket, a database named as the OS user), or
+        # to a database in memory that `db upgrade` migrated and no other command saw.
+        ("DATABASE_URL", "postgresql://", "the URL names no database: expected postgresql://"),
+        ("DATABASE_URL", "postgresql://u@127.0.0.1:99999/db", "the port is not 1-65535"),
+        ("DATABASE_URL", "postgresql://u@127.0.0.1:x/db", "the port is not 1-65535"),
+        (
+            "DATABASE_URL",
+            "postgresql://u@127.0.0.1/db?connect_timeout=soon",
+            "connect_timeout is not a whole number of seconds",
+        ),
+        ("DATABASE_URL", "sqlite:///:memory:", "the URL names no file: expected sqlite:///PATH"),
+        ("DATABASE_URL", "sqlite://", "the URL names no file: expected sqlite:///PATH"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport", "the port is not 1-65535"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/abc", "the database after the port must be a"),
+        # The dispatcher crashed on a lease of 1e300 s and delivered nothing.
+        ("WEBHOOKS_LEASE_SECONDS", "1e300", "Input should be less than or equal to 86400"),
     ],
 )
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("keys", "list", "--account", "a")])

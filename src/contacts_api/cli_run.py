@@ -80,4 +80,5 @@ def with_database(
     except OSError as exc:
         if other_os_error is not None and not is_unreachable(exc):
             raise fail(other_os_error(exc)) from None
-        raise fail(f"database unavailable: {exc.__class__.__name__}: {exc}") from None
+        detail = str(exc) or "no answer in time"  # a TimeoutError says nothing itself
+        raise fail(f"database unavailable: {exc.__class__.__name__}: {detail}") from None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 # `user:password@` up to the last `@` (a password may hold an `@` or a `/`, which the
@@ -20,6 +21,28 @@ _PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 def redacted_url(url: str) -> str:
     """A database URL for a message: its password, if any, as `***` (it may not parse)."""
     return _PASSWORD_PARAMETER.sub(r"\1***", _PASSWORD.sub(r"\1***@", url))
+
+
+def url_problem(url: URL) -> str | None:
+    """What makes a database URL of a known scheme unusable, before any connection: each of
+    these got through once, to a traceback or to a database nobody meant."""
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+            # In memory, each connection has a database of its own: nothing would persist.
+            return (
+                "the URL names no file: expected sqlite:///PATH (such as sqlite:///./contacts.db)"
+            )
+        return None
+    # `postgresql://` alone went to libpq's defaults: the socket, and a database named as
+    # the operating system's user (the migrations ran there).
+    if not url.database and "dbname" not in url.query:
+        return "the URL names no database: expected postgresql://USER@HOST:5432/DB"
+    if url.port is not None and not 0 < url.port < 65536:
+        return "the port is not 1-65535"
+    timeout = url.query.get("connect_timeout")
+    if timeout is not None and not (isinstance(timeout, str) and timeout.isdigit()):
+        return "connect_timeout is not a whole number of seconds"
+    return None
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -63,9 +86,11 @@ class Rate(NamedTuple):
         return f"{self.points}/{self.window}"
 
 
-# Finite: an infinite timeout or cache time (`inf` parses as a float) is no setting.
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Finite: an infinite timeout or cache time (`inf` parses as a float) is no setting; and a day
+# at most (a lease of 1e300 s passed, and the dispatcher crashed on it, delivering nothing).
+MAX_SECONDS = 86_400
+Positive = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 DuplicateEmailMode = Literal["upsert", "reject", "allow"]
 
 
@@ -121,10 +146,15 @@ class Settings(BaseSettings):
             backend = make_url(value).get_backend_name()
         except ArgumentError:
             backend = None
+        except ValueError:  # SQLAlchemy reads the port as a number
+            raise ValueError(f"the port is not 1-65535, in {redacted_url(value)!r}") from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(
                 f"expected sqlite:///PATH or postgresql://USER@HOST/DB, got {redacted_url(value)!r}"
             )
+        problem = url_problem(make_url(value))
+        if problem:
+            raise ValueError(f"{problem}, in {redacted_url(value)!r}")
         credentials = value.partition("://")[2].partition("?")[0]
         at = credentials.rfind("@")
         if backend == "postgresql" and at != -1 and any(c in credentials[:at] for c in "@/"):
@@ -167,10 +197,23 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        if value is None:
+            return value
+        if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(
                 "expected redis://HOST:PORT/DB (or rediss://, unix://),"
                 f" got {redacted_url(value)!r}"
+            )
+        if value.startswith("unix://"):
+            return value
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (it raises for a port that is none)
+        except ValueError:
+            raise ValueError(f"the port is not 1-65535, in {redacted_url(value)!r}") from None
+        if not re.fullmatch(r"/?(\d+)?", parts.path):  # redis-py took `/abc` as database 0
+            raise ValueError(
+                f"the database after the port must be a number, in {redacted_url(value)!r}"
             )
         return value
 

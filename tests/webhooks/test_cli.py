@@ -101,7 +101,7 @@ def test_an_unreachable_database_is_one_line_and_exit_1() -> None:
 def test_webhooks_enable_enables_a_disabled_webhook(database_url: str) -> None:
     import sqlalchemy as sa
 
-    from contacts_api.storage.engine import sync_url
+    from contacts_api.storage.drivers import sync_url
     from contacts_api.storage.models import webhook_endpoint_table
 
     assert run(database_url, "accounts", "create", "acme")[0] == 0

@@ -17,7 +17,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from contacts_api.storage import pg_timestamps, retry
+from contacts_api.storage import drivers, pg_timestamps, retry
+from contacts_api.storage.drivers import async_url
 from contacts_api.storage.inline_sqlite import inline_creator
 from contacts_api.storage.raw_read import (
     AsyncpgReader,
@@ -45,28 +46,6 @@ SNAPSHOT_CACHE_ENTRIES = 32
 
 def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
-
-
-def async_url(url: str) -> URL:
-    """The plain scheme works whatever driver is inside: pick the async driver we ship."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
-
-
-def sync_url(url: str) -> URL:
-    """The synchronous driver, used by Alembic migrations and the CLI."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite")
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")
-    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
 IDLE_PING_SECONDS = 1.0
@@ -111,6 +90,7 @@ class Database:
         kwargs: dict[str, Any] = {"json_serializer": compact_json, "hide_parameters": True}
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs["connect_args"] = drivers.connect_arguments(url)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         # The group-commit writer's engine: on SQLite one inline connection (no thread
         # hand-offs, see storage/inline_sqlite.py) that never blocks the loop on a lock.
@@ -161,6 +141,7 @@ class Database:
                 max_overflow=0,
                 json_serializer=compact_json,
                 hide_parameters=True,
+                connect_args=kwargs["connect_args"],
             )
             ping_when_idle(self.batch_engine.sync_engine, IDLE_PING_SECONDS)
             for engine in (self.engine, self.batch_engine):
@@ -320,9 +301,8 @@ class Database:
         raise AssertionError("unreachable")
 
     async def _open_asyncpg_pool(self) -> Any:
-        dsn = make_url(self.url).set(drivername="postgresql")
         return await asyncpg.create_pool(
-            dsn.render_as_string(hide_password=False),
+            **drivers.pool_arguments(self.url),
             min_size=0,
             max_size=READ_POOL_SIZE,
             max_inactive_connection_lifetime=300,

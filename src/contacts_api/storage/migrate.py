@@ -11,7 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from contacts_api.settings import redacted_url
-from contacts_api.storage.engine import is_sqlite, sync_url
+from contacts_api.storage.drivers import sync_url
+from contacts_api.storage.engine import is_sqlite
 from contacts_api.storage.sqlite_setup import SQLITE_BUSY_TIMEOUT_MS, install_sqlite_listeners
 
 MIGRATIONS = Path(__file__).parent / "migrations"
