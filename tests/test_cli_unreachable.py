@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +63,33 @@ def test_a_host_with_no_route_is_the_database_unavailable(
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "out.csv").exists()
     assert not (tmp_path / "leads.csv.errors.csv").exists()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that takes connections and never says a word (not PostgreSQL)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["db", "upgrade"], "OperationalError: connection timeout expired"),  # psycopg
+        (["keys", "list", "--account", "acme"], "database unavailable: TimeoutError: "),
+    ],
+    ids=["migrations", "server-driver"],
+)
+def test_a_server_that_never_answers_is_given_up_after_connect_timeout(
+    silent_port: int, command: list[str], said: str
+) -> None:
+    """Both drivers take the URL's connect_timeout (asyncpg refused it as an argument);
+    without it they wait 10 s, not asyncpg's 60 or libpq's for ever."""
+    url = f"postgresql://postgres@127.0.0.1:{silent_port}/x?connect_timeout=1"
+    started = time.monotonic()
+    result = CliRunner().invoke(app, command, env={"CONTACTS_API_DATABASE_URL": url})
+    assert result.exit_code == 1, result.stderr
+    assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert time.monotonic() - started < 9  # well inside the 10 s default

@@ -65,6 +65,9 @@ def sync_url(url: str) -> URL:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return parsed.set(drivername="sqlite")
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "postgresql":  # libpq waits for ever for a server that says nothing
+        timeout = {"connect_timeout": str(int(CONNECT_TIMEOUT_SECONDS))}
+        return parsed.set(drivername="postgresql+psycopg").update_query_dict(
+            {**timeout, **parsed.query}
+        )
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
