@@ -149,6 +149,7 @@ def test_a_command_on_a_database_never_upgraded_says_so(
 ) -> None:
     """They said `database error: OperationalError: ... no such table: account`."""
     (tmp_path / "leads.csv").write_text("email\na@example.com\n")
+    Path(db_url.removeprefix("sqlite:///")).touch()  # made, never upgraded
     done = run_cli(db_url, *command, cwd=tmp_path)
     assert (done.returncode, done.stdout, done.stderr) == (
         1,
@@ -156,6 +157,31 @@ def test_a_command_on_a_database_never_upgraded_says_so(
         f"error: {db_url} is not at this version's schema: run `contacts-api db upgrade`"
         " first (`serve` applies it too)\n",
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("accounts", "create", "acme"),
+        ("keys", "list", "--account", "acme"),
+        ("import", "leads.csv", "--account", "acme"),
+        ("webhooks", "dispatch"),
+    ],
+)
+def test_a_command_where_no_database_is_makes_none_and_says_where(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """With the URL unset (or misspelt), each made an empty ./contacts.db wherever it ran and
+    said to upgrade it: an empty database in the wrong folder."""
+    (tmp_path / "leads.csv").write_text("email\na@example.com\n")
+    done = run_cli("sqlite:///./contacts.db", *command, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        f"error: no database at {tmp_path / 'contacts.db'}: `contacts-api db upgrade` makes one"
+        " (`serve` too), or set CONTACTS_API_DATABASE_URL to the one meant\n",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leads.csv"]
 
 
 def test_a_command_on_a_database_one_migration_behind_says_so(db_url: str) -> None:
@@ -182,6 +208,7 @@ def test_the_dispatcher_on_a_database_not_upgraded_is_one_line(db_url: str) -> N
         f"error: {db_url} is not at this version's schema: run `contacts-api db upgrade`"
         " first (`serve` applies it too)\n"
     )
+    Path(db_url.removeprefix("sqlite:///")).touch()
     never_upgraded = run_cli(db_url, "webhooks", "dispatch")
     assert (never_upgraded.returncode, never_upgraded.stdout, never_upgraded.stderr) == (
         1,
@@ -557,3 +584,12 @@ def test_the_port_check_binds_each_family_as_asyncio_does() -> None:
         require_free_port("::", port)
         with pytest.raises(typer.Exit):
             require_free_port("", port)
+
+
+def test_a_dot_env_that_is_not_utf8_is_one_line(db_url: str, tmp_path: Path) -> None:
+    """It was a traceback (UnicodeDecodeError) from every command."""
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"CONTACTS_API_LOG_LEVEL=d\xe9bug\n")
+    done = run_cli(db_url, "keys", "list", "--account", "a", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"error: cannot read settings from {env_file}: byte 24 is not UTF-8\n"

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import alembic.util
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contacts_api.accounts import service as accounts
 from contacts_api.cli_bulk import register_bulk_commands
 from contacts_api.cli_lengths import fits
-from contacts_api.cli_run import fail, stderr, with_database
+from contacts_api.cli_run import fail, refuse_a_missing_database, stderr, with_database
 from contacts_api.contacts import live_count
 from contacts_api.events import service as events
 from contacts_api.paging import MAX_ID
@@ -88,6 +89,7 @@ def require_current_schema(settings: Settings) -> None:
     """One line and exit 1 unless the database is reachable and at this version's schema:
     a command that runs on (the dispatcher) would otherwise log a traceback a second."""
     url = redacted_url(settings.database_url)
+    refuse_a_missing_database(settings.database_url)
     try:
         current = migrate.is_current(settings.database_url)
     except sqlalchemy.exc.SQLAlchemyError as exc:
@@ -257,6 +259,10 @@ def main() -> None:
     if odd is not None:
         fail(f"the argument {os.fsencode(odd)!r} is not UTF-8 text")
         sys.exit(2)
+    problem = dot_env_problem()
+    if problem is not None:
+        fail(problem)
+        sys.exit(1)
     try:
         app()
     except KeyboardInterrupt:
@@ -264,6 +270,22 @@ def main() -> None:
     except pydantic.ValidationError as exc:  # a setting's value, from the environment or .env
         fail(settings_error(exc))
         sys.exit(1)
+
+
+def dot_env_problem() -> str | None:
+    """Why the working directory's .env, which every command reads its settings from too,
+    cannot be read (one that is not UTF-8, or unreadable, was a traceback); None if it can,
+    or if there is no such file (pydantic-settings then reads none)."""
+    env_file = Path(".env")
+    if not env_file.is_file():
+        return None
+    try:
+        env_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return f"cannot read settings from {env_file.absolute()}: byte {exc.start} is not UTF-8"
+    except OSError as exc:
+        return f"cannot read settings from {env_file.absolute()}: {exc.strerror or exc}"
+    return None
 
 
 def not_utf8_argument(args: list[str]) -> str | None:

@@ -16,6 +16,7 @@ from contacts_api.errors import UserError
 from contacts_api.settings import Settings
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
+from contacts_api.storage.sqlite_setup import missing_database_file
 
 T = TypeVar("T")
 
@@ -50,6 +51,15 @@ def is_unreachable(exc: OSError) -> bool:
     return isinstance(exc, kin) or exc.errno in _UNREACHABLE
 
 
+def refuse_a_missing_database(database_url: str) -> None:
+    missing = missing_database_file(database_url)
+    if missing is not None:
+        raise fail(
+            f"no database at {missing}: `contacts-api db upgrade` makes one (`serve` too), or"
+            " set CONTACTS_API_DATABASE_URL to the one meant"
+        )
+
+
 def with_database(
     work: Callable[[Database], Awaitable[T]],
     *,
@@ -61,6 +71,7 @@ def with_database(
     command that writes files says which); without it, every OSError is the database's.
     """
     settings = Settings()
+    refuse_a_missing_database(settings.database_url)
 
     async def run() -> T:
         db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)

@@ -70,3 +70,11 @@ def sqlite_files(url: str) -> list[Path]:
         return []
     database = Path(parsed.database).absolute()
     return [database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES)]
+
+
+def missing_database_file(url: str) -> Path | None:
+    """The SQLite file a URL names, when nothing is there: a command other than `db upgrade`
+    and `serve` made an empty one (in whatever folder it ran in, when the URL was not the
+    one meant) and then said to upgrade it."""
+    files = sqlite_files(url)
+    return files[0] if files and not files[0].exists() else None
