@@ -4,6 +4,7 @@ listening socket of their own), with the checks that make a failed start one lin
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 from pathlib import Path
@@ -36,6 +37,7 @@ def warn_if_redis_is_away(url: str) -> None:
 
 
 APP_FACTORY = "contacts_api.app:create_app_from_env"
+MAX_WORKERS = max(8, 4 * (os.cpu_count() or 1))
 
 
 def require_free_port(host: str, port: int) -> None:
@@ -71,21 +73,27 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     # (65536 and up were taken, and uvicorn listened on some other port without a word.)
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port")] = 4000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    # (100,000 forked until memory ran out; a process per core is the most that helps.)
+    workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Worker processes")] = 1,
 ) -> None:
     """Apply pending migrations, then serve the API."""
-    import os
+    if not host.strip():  # uvicorn took it for every interface, without a word
+        raise typer.BadParameter(
+            "empty: give an address, such as 127.0.0.1 or 0.0.0.0 (every interface)",
+            param_hint="'--host'",
+        )
     import shutil
     import tempfile
 
     import uvicorn
 
     from contacts_api.bootstrap import bootstrap_first_run
-    from contacts_api.cli import upgrade_database
+    from contacts_api.cli import driver_says, upgrade_database
     from contacts_api.cli_run import fail
     from contacts_api.http import reuse_port
     from contacts_api.http.ratelimit import shared_file
     from contacts_api.logging import configure_logging
+    from contacts_api.storage import sqlite_setup
 
     settings = Settings()
     configure_logging(settings)
@@ -95,10 +103,13 @@ def serve(
     if settings.redis_url:
         warn_if_redis_is_away(settings.redis_url)
     upgrade_database(settings)
+    unwritable = sqlite_setup.write_problem(settings.database_url)
+    if unwritable is not None:
+        raise fail(unwritable)
     try:
         asyncio.run(bootstrap_first_run(settings, host, port))
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise fail(f"database error: {exc.__class__.__name__}") from None
+        raise fail(f"database error: {driver_says(exc)}") from None
     # Workers write their metrics to files here and /metrics adds them up (http/metrics.py).
     # Set before uvicorn imports the app in this process or any worker.
     metrics_dir = None

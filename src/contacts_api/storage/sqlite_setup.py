@@ -3,6 +3,8 @@ files kept beside a database."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,28 @@ def missing_database_file(url: str) -> Path | None:
     one meant) and then said to upgrade it."""
     files = sqlite_files(url)
     return files[0] if files and not files[0].exists() else None
+
+
+def write_problem(url: str) -> str | None:
+    """Why the server could not write the SQLite database `url` names (a read-only file, or a
+    folder where SQLite cannot make its `-wal`), or None. Such a server started, answered
+    /readyz, and answered every create with a 500; `db upgrade` had nothing to write."""
+    files = sqlite_files(url)
+    if not files:
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(files[0], 5, isolation_level=None)) as conn:
+            # A write, rolled back: SQLite opens a file it may not write read-only, and in
+            # WAL mode even BEGIN IMMEDIATE then succeeds.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("CREATE TABLE contacts_api_write_probe (x)")
+            finally:
+                conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            return (
+                f"cannot write {files[0]}: {exc} (the server needs to write the file, and"
+                " its folder for SQLite's -wal and -shm files beside it)"
+            )
+    return None  # busy (another writer): not a lasting problem
