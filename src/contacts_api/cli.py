@@ -24,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contacts_api.accounts import service as accounts
 from contacts_api.cli_bulk import register_bulk_commands
 from contacts_api.cli_lengths import fits
-from contacts_api.cli_run import fail, refuse_a_missing_database, stderr, with_database
+from contacts_api.cli_run import (
+    driver_says,
+    fail,
+    refuse_a_missing_database,
+    stderr,
+    with_database,
+)
 from contacts_api.contacts import live_count
 from contacts_api.events import service as events
 from contacts_api.paging import MAX_ID
@@ -76,13 +82,6 @@ def upgrade_database(settings: Settings) -> None:
         ) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise fail(f"cannot migrate {url}: {driver_says(exc)}") from None
-
-
-def driver_says(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
-    """The error's class and the driver's own first line: refused, no such database,
-    authentication failed..."""
-    cause = str(getattr(exc, "orig", None) or exc).strip().partition("\n")[0]
-    return f"{exc.__class__.__name__}: {cause}"
 
 
 def require_current_schema(settings: Settings) -> None:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from contacts_api.errors import UserError
-from contacts_api.settings import Settings
+from contacts_api.settings import Settings, redacted_url
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.sqlite_setup import missing_database_file
@@ -43,6 +43,13 @@ _UNREACHABLE = frozenset(
 def fail(message: str) -> typer.Exit:
     stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def driver_says(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
+    """The error's class and the driver's own first line: refused, no such database,
+    authentication failed..."""
+    cause = str(getattr(exc, "orig", None) or exc).strip().partition("\n")[0]
+    return f"{exc.__class__.__name__}: {cause}"
 
 
 def is_unreachable(exc: OSError) -> bool:
@@ -85,9 +92,9 @@ def with_database(
     except UserError as exc:
         raise fail(str(exc)) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        detail = exc.args[0] if exc.args else exc
         advice = migrate.schema_advice(settings.database_url, exc)  # `no such table`: why
-        raise fail(advice or f"database error: {exc.__class__.__name__}: {detail}") from None
+        url = redacted_url(settings.database_url)  # which database: `x` does not exist...
+        raise fail(advice or f"database error on {url}: {driver_says(exc)}") from None
     except OSError as exc:
         if other_os_error is not None and not is_unreachable(exc):
             raise fail(other_os_error(exc)) from None

@@ -88,8 +88,8 @@ def serve(
     import uvicorn
 
     from contacts_api.bootstrap import bootstrap_first_run
-    from contacts_api.cli import driver_says, upgrade_database
-    from contacts_api.cli_run import fail
+    from contacts_api.cli import upgrade_database
+    from contacts_api.cli_run import driver_says, fail
     from contacts_api.http import reuse_port
     from contacts_api.http.ratelimit import shared_file
     from contacts_api.logging import configure_logging
