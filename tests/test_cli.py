@@ -83,6 +83,11 @@ def db_url(tmp_path: Path) -> str:
         ),
         ("DATABASE_URL", "sqlite:///:memory:", "the URL names no file: expected sqlite:///PATH"),
         ("DATABASE_URL", "sqlite://", "the URL names no file: expected sqlite:///PATH"),
+        (
+            "DATABASE_URL",
+            "postgresql://u@127.0.0.1/db?keepalives=1",
+            "keepalives is a libpq parameter the server's driver (asyncpg) cannot take",
+        ),
         ("REDIS_URL", "redis://127.0.0.1:notaport", "the port is not 1-65535"),
         ("REDIS_URL", "redis://127.0.0.1:6379/abc", "the database after the port must be a"),
         # The dispatcher crashed on a lease of 1e300 s and delivered nothing.

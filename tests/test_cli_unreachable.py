@@ -93,3 +93,25 @@ def test_a_server_that_never_answers_is_given_up_after_connect_timeout(
     assert result.exit_code == 1, result.stderr
     assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
     assert time.monotonic() - started < 9  # well inside the 10 s default
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["keys", "list", "--account", "acme"], ["import", "{file}", "--account", "acme"]],
+    ids=["keys-list", "import"],
+)
+def test_a_postgresql_socket_that_is_gone_is_the_database_unavailable(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A local PostgreSQL stopped: its socket file is gone, an ENOENT that names no file,
+    which the import and export called "cannot write: No such file or directory"."""
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email\na@example.com\n")
+    url = f"postgresql://postgres@/nowhere?host={tmp_path / 'no-socket-here'}"
+    args = [a.format(file=leads) for a in command]
+
+    result = CliRunner().invoke(app, args, env={"CONTACTS_API_DATABASE_URL": url})
+
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith("error: database unavailable: FileNotFoundError: ")
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -53,9 +53,12 @@ def driver_says(exc: sqlalchemy.exc.SQLAlchemyError) -> str:
 
 
 def is_unreachable(exc: OSError) -> bool:
-    """Whether `exc` is the database's connection failing (not a file the command writes)."""
+    """Whether `exc` is the database's connection failing (not a file the command writes,
+    whose errors name it): a PostgreSQL socket file gone (`?host=/run/postgresql` with the
+    server stopped) is an ENOENT without a name."""
     kin = (ConnectionError, socket.gaierror, TimeoutError)
-    return isinstance(exc, kin) or exc.errno in _UNREACHABLE
+    socket_gone = exc.filename is None and exc.errno in (errno.ENOENT, errno.EACCES)
+    return isinstance(exc, kin) or exc.errno in _UNREACHABLE or socket_gone
 
 
 def refuse_a_missing_database(database_url: str) -> None:

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from contacts_api.storage.drivers import LIBPQ_ONLY
+
 # `user:password@` up to the last `@` (a password may hold an `@` or a `/`, which the
 # drivers then read as part of the host: it must not show either), and a `password=` query
 # parameter.
@@ -39,6 +41,9 @@ def url_problem(url: URL) -> str | None:
         return "the URL names no database: expected postgresql://USER@HOST:5432/DB"
     if url.port is not None and not 0 < url.port < 65536:
         return "the port is not 1-65535"
+    unsupported = sorted(LIBPQ_ONLY.intersection(url.query))
+    if unsupported:
+        return f"{unsupported[0]} is a libpq parameter the server's driver (asyncpg) cannot take"
     timeout = url.query.get("connect_timeout")
     if timeout is not None and not (isinstance(timeout, str) and timeout.isdigit()):
         return "connect_timeout is not a whole number of seconds"

@@ -215,3 +215,32 @@ async def test_an_unreachable_database_gives_clean_503s() -> None:
     assert create.json() == {"message": "Service temporarily unavailable"}
     assert "Traceback" not in create.text
     assert alive.status_code == 200
+
+
+async def test_an_answer_with_its_own_cache_control_keeps_it() -> None:
+    """No route sets one today; the wrapper must not add a second, contradicting one."""
+    sent: list[Any] = []
+
+    async def route(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"cache-control", b"max-age=60")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{}", "more_body": False})
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    wrapper = observability.ObservabilityMiddleware(route, access_log=False)
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    await wrapper(scope, receive, send)  # type: ignore[arg-type]
+
+    headers = sent[0]["headers"]
+    assert [v for n, v in headers if n == b"cache-control"] == [b"max-age=60"]
+    assert (b"x-content-type-options", b"nosniff") in headers

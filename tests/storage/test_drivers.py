@@ -12,6 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from contacts_api.storage import drivers, migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.raw_read import AsyncpgReader
 from tests.factories import new_account, new_account_key
@@ -61,3 +62,57 @@ def test_the_server_serves_on_a_url_with_parameters(
     assert listed.status_code == 200 and listed.json()["data"]["contacts"][0]["email"] == (
         "a@example.com"
     )
+
+
+async def test_a_database_named_by_dbname_is_the_one_every_connection_uses(
+    pg_url_with_parameters: str,
+) -> None:
+    """`postgresql://USER@HOST/?dbname=DB`: psycopg migrated DB while asyncpg, reading the
+    empty path first, used the database named as the user."""
+    base, _, _ = pg_url_with_parameters.partition("?")
+    server, _, name = base.rpartition("/")
+    url = f"{server}/?dbname={name}&{PARAMETERS}"
+    engine = migrate.sync_engine(url)
+    with engine.connect() as sync_conn:
+        migrated = sync_conn.execute(sa.text("SELECT current_database()")).scalar_one()
+    engine.dispose()
+    db = Database(url)
+    try:
+        async with db.read() as conn:
+            served = (await conn.execute(sa.text("SELECT current_database()"))).scalar_one()
+
+        async def read(reader: AsyncpgReader) -> str:
+            return str(await reader.conn.fetchval("SELECT current_database()"))
+
+        read_raw = await db.raw_read(read)
+    finally:
+        await db.dispose()
+    assert migrated == served == read_raw == name
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # A key given twice is libpq's list (hosts tried in turn): asyncpg kept the last.
+        (
+            "postgresql://u@/db?host=10.0.0.1&host=10.0.0.2",
+            {"timeout": 10.0, "dsn": "postgresql://u@/db?host=10.0.0.1%2C10.0.0.2"},
+        ),
+        # 0 is "no limit" to libpq: a server's connection attempt would then hang for good.
+        ("postgresql://u@h/db?connect_timeout=0", {"timeout": 10.0}),
+        ("postgresql://u@h/db?connect_timeout=3", {"timeout": 3.0}),
+    ],
+    ids=["repeated-host", "timeout-0", "timeout-3"],
+)
+def test_libpq_parameters_as_asyncpg_takes_them(url: str, expected: dict[str, object]) -> None:
+    assert drivers.connect_arguments(url) == expected
+
+
+def test_pgconnect_timeout_is_taken_when_the_url_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "4")
+    assert drivers.connect_arguments("postgresql://u@h/db") == {"timeout": 4.0}
+    assert "connect_timeout" not in drivers.sync_url("postgresql://u@h/db").query  # libpq's own
+    monkeypatch.delenv("PGCONNECT_TIMEOUT")
+    assert drivers.sync_url("postgresql://u@h/db").query["connect_timeout"] == "10"

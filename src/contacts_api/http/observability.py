@@ -43,6 +43,7 @@ SECURITY_HEADERS = (
     (b"content-security-policy", b"frame-ancestors 'none'"),
 )
 NO_STORE = (b"cache-control", b"no-store")
+SECURITY_HEADERS_NO_STORE = (*SECURITY_HEADERS, NO_STORE)
 
 
 def loggable_path(path: str) -> str:
@@ -96,10 +97,14 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers") or [])
+                # ASGI header names are lower case (Litestar and raw_asgi write them so).
+                for name, _ in headers:
+                    if name == b"cache-control":
+                        headers.extend(SECURITY_HEADERS)
+                        break
+                else:
+                    headers.extend(SECURITY_HEADERS_NO_STORE)
                 headers.append((b"x-request-id", request_id.encode("ascii")))
-                headers.extend(SECURITY_HEADERS)
-                if not any(name.lower() == b"cache-control" for name, _ in headers):
-                    headers.append(NO_STORE)
                 if context.rate is not None:
                     headers.extend(context.rate.headers())
                 message["headers"] = headers

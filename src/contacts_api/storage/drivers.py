@@ -14,38 +14,81 @@ runs, had passed. asyncpg reads libpq's parameters from a DSN, so the query goes
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
 # asyncpg waits 60 s for a server that accepts the connection and says nothing (a port that
-# is not PostgreSQL's), and the CLI said nothing meanwhile; a PostgreSQL answers at once.
+# is not PostgreSQL's), psycopg 130 s, and the CLI said nothing meanwhile; a PostgreSQL
+# answers at once. The URL's connect_timeout, or PGCONNECT_TIMEOUT, takes its place.
 CONNECT_TIMEOUT_SECONDS = 10.0
+# libpq's parameters that asyncpg neither reads nor can pass on: it sends the parameters it
+# does not know to the server as settings, which refuses these (settings.url_problem does
+# first). PostgreSQL's own settings (`options=-c ...`, `search_path=...`) do pass.
+LIBPQ_ONLY = frozenset(
+    {
+        "channel_binding",
+        "fallback_application_name",
+        "gssdelegation",
+        "gssencmode",
+        "hostaddr",
+        "keepalives",
+        "keepalives_count",
+        "keepalives_idle",
+        "keepalives_interval",
+        "load_balance_hosts",
+        "replication",
+        "require_auth",
+        "requirepeer",
+        "requiressl",
+        "sslcertmode",
+        "sslcompression",
+        "sslsni",
+        "tcp_user_timeout",
+    }
+)
 
 
-def without_query(url: URL) -> URL:
-    """The URL SQLAlchemy is given: what `connect_arguments` passes on is left out."""
-    return url.set(query={})
+def connect_timeout(url: URL) -> float:
+    """The URL's connect_timeout, else PGCONNECT_TIMEOUT, else CONNECT_TIMEOUT_SECONDS; 0
+    (for libpq, no limit) too takes the default: a server's connection must not hang."""
+    text = url.query.get("connect_timeout") or os.environ.get("PGCONNECT_TIMEOUT")
+    try:
+        seconds = float(text) if isinstance(text, str) else 0.0
+    except ValueError:
+        seconds = 0.0
+    return seconds if seconds > 0 else CONNECT_TIMEOUT_SECONDS
+
+
+def libpq_parts(url: URL) -> tuple[URL, dict[str, str]]:
+    """The URL without its query, and the query as libpq reads it: `dbname` moved into the
+    URL (an empty path would win over it in asyncpg's reading, for the user's database), a
+    key given twice (`host=a&host=b`, hosts to try in turn) as libpq's comma list (asyncpg
+    kept the last one only)."""
+    query = {k: ",".join(v) if isinstance(v, tuple) else v for k, v in url.query.items()}
+    dbname = query.pop("dbname", None)
+    if dbname:
+        url = url.set(database=dbname)
+    return url.set(query={}), query
 
 
 def connect_arguments(url: str) -> dict[str, Any]:
     """asyncpg's connect arguments besides the host, port, user, password and database."""
     parsed = make_url(url)
-    query = dict(parsed.query)
-    timeout = query.pop("connect_timeout", None)
-    arguments: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
-    if isinstance(timeout, str):  # a whole number (settings.url_problem); 0 waits for ever
-        arguments["timeout"] = float(timeout) or None
+    bare, query = libpq_parts(parsed)
+    query.pop("connect_timeout", None)
+    arguments: dict[str, Any] = {"timeout": connect_timeout(parsed)}
     if query:
-        dsn = parsed.set(drivername="postgresql", query=query)
+        dsn = bare.set(drivername="postgresql", query=query)
         arguments["dsn"] = dsn.render_as_string(hide_password=False)
     return arguments
 
 
 def pool_arguments(url: str) -> dict[str, Any]:
     """asyncpg.create_pool's connect arguments for the whole URL."""
-    dsn = without_query(make_url(url).set(drivername="postgresql"))
-    return {"dsn": dsn.render_as_string(hide_password=False), **connect_arguments(url)}
+    bare = libpq_parts(make_url(url))[0].set(drivername="postgresql")
+    return {"dsn": bare.render_as_string(hide_password=False), **connect_arguments(url)}
 
 
 def async_url(url: str) -> URL:
@@ -55,7 +98,7 @@ def async_url(url: str) -> URL:
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+aiosqlite")
     if backend == "postgresql":  # its query: see connect_arguments
-        return without_query(parsed.set(drivername="postgresql+asyncpg"))
+        return libpq_parts(parsed)[0].set(drivername="postgresql+asyncpg")
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
@@ -65,9 +108,9 @@ def sync_url(url: str) -> URL:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return parsed.set(drivername="sqlite")
-    if backend == "postgresql":  # libpq waits for ever for a server that says nothing
-        timeout = {"connect_timeout": str(int(CONNECT_TIMEOUT_SECONDS))}
-        return parsed.set(drivername="postgresql+psycopg").update_query_dict(
-            {**timeout, **parsed.query}
-        )
+    if backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        if "connect_timeout" in parsed.query or os.environ.get("PGCONNECT_TIMEOUT"):
+            return parsed
+        return parsed.update_query_dict({"connect_timeout": str(int(CONNECT_TIMEOUT_SECONDS))})
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
