@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import sqlalchemy.exc
 import typer
 
-from contacts_api.settings import Settings
+from contacts_api.settings import Settings, redacted_url
 
 # contacts_api.cli registers `serve` after its helpers (fail, upgrade_database), which are
 # imported where they are used, as the webhooks commands do.
@@ -73,7 +73,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     # (65536 and up were taken, and uvicorn listened on some other port without a word.)
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port")] = 4000,
-    # (100,000 forked until memory ran out; a process per core is the most that helps.)
+    # (100,000 forked until memory ran out; past one per core, more workers only cost memory.)
     workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Worker processes")] = 1,
 ) -> None:
     """Apply pending migrations, then serve the API."""
@@ -109,7 +109,8 @@ def serve(
     try:
         asyncio.run(bootstrap_first_run(settings, host, port))
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise fail(f"database error: {driver_says(exc)}") from None
+        url = redacted_url(settings.database_url)
+        raise fail(f"database error on {url}: {driver_says(exc)}") from None
     # Workers write their metrics to files here and /metrics adds them up (http/metrics.py).
     # Set before uvicorn imports the app in this process or any worker.
     metrics_dir = None
