@@ -20,6 +20,7 @@ import typer
 
 from contacts_api.bootstrap import SEED_BODY, is_loopback
 from contacts_api.cli_serve import require_free_port
+from contacts_api.settings import Settings
 from tests.servers import free_port
 
 
@@ -61,8 +62,11 @@ def db_url(tmp_path: Path) -> str:
             "1000/300000000000",
             "points must be at most 2147483647 and seconds at most 31622400 (366 days)",
         ),
-        ("SQLITE_SYNCHRONOUS", "normal", "Input should be 'FULL' or 'NORMAL'"),
-        ("DUPLICATE_EMAIL", "Reject", "Input should be 'upsert', 'reject' or 'allow'"),
+        ("SQLITE_SYNCHRONOUS", "off", "Input should be 'FULL' or 'NORMAL'"),
+        ("DUPLICATE_EMAIL", "rejected", "Input should be 'upsert', 'reject' or 'allow'"),
+        ("LOG_FORMAT", "text", "Input should be 'console' or 'json'"),
+        # Once "Input should be less than or equal to 36500", as if nan were a number too big.
+        ("WEBHOOKS_RETENTION_DAYS", "nan", "Input should be a finite number"),
         ("DATABASE_URL", "mysql://x@127.0.0.1/db", "expected sqlite:///PATH or postgresql://"),
         # Once accepted: `serve` then died on the level with a traceback, every body got 413.
         ("LOG_LEVEL", "verbose", "expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got 'verbose'"),
@@ -281,6 +285,19 @@ def test_the_logging_modules_level_aliases_are_taken(db_url: str) -> None:
     for level in ("warn", "FATAL", "Debug"):
         done = run_cli(db_url, "db", "upgrade", settings={"CONTACTS_API_LOG_LEVEL": level})
         assert done.returncode == 0, done.stderr
+
+
+def test_a_choice_setting_is_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`full` (as SQLite's own PRAGMA takes it), `Reject` or `JSON` once stopped every command."""
+    monkeypatch.setenv("CONTACTS_API_SQLITE_SYNCHRONOUS", "normal")
+    monkeypatch.setenv("CONTACTS_API_DUPLICATE_EMAIL", " Reject ")
+    monkeypatch.setenv("CONTACTS_API_LOG_FORMAT", "JSON")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.sqlite_synchronous, settings.duplicate_email, settings.log_format) == (
+        "NORMAL",
+        "reject",
+        "json",
+    )
 
 
 def test_an_empty_setting_is_its_default(db_url: str) -> None:

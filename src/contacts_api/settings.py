@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     webhooks_poll_seconds: Positive = 0.5
     # Delivered and given-up messages, with their attempts, are deleted after this many days
     # (webhooks/retention.py); 0 keeps them forever.
-    webhooks_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 30.0
+    webhooks_retention_days: Annotated[float, Field(ge=0, le=36_500, allow_inf_nan=False)] = 30.0
     max_body_bytes: Annotated[int, Field(ge=1)] = 1024 * 1024
     # A request's head must arrive within this of its first byte, and a body may pause no
     # longer between reads (http/server_protocol.py): else the connection is closed.
@@ -175,6 +175,17 @@ class Settings(BaseSettings):
     def _check_rate(cls, value: str) -> str:
         Rate.parse(value)
         return value
+
+    # SQLite itself takes `full`; an operator writing `Upsert` or `JSON` means the same.
+    @field_validator("duplicate_email", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod
