@@ -193,6 +193,18 @@ def test_a_command_where_no_database_is_makes_none_and_says_where(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leads.csv"]
 
 
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("serve", "--port", "1")])
+def test_a_folder_not_there_is_named(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """SQLite said only `unable to open database file`, of a path it did not name."""
+    url = f"sqlite:///{tmp_path}/typo/contacts.db"
+    done = run_cli(url, *command)
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"error: cannot migrate {url}: there is no folder {tmp_path}/typo to make the database"
+        " in\n",
+    )
+
+
 def test_a_command_on_a_database_one_migration_behind_says_so(db_url: str) -> None:
     """Installed a new version, not upgraded: migration 0008 adds a column, and `webhooks
     list` said `no such column: webhook_endpoint.earlier_secrets`."""
@@ -615,3 +627,13 @@ def test_a_dot_env_that_is_not_utf8_is_one_line(db_url: str, tmp_path: Path) -> 
     done = run_cli(db_url, "keys", "list", "--account", "a", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == f"error: cannot read settings from {env_file}: byte 24 is not UTF-8\n"
+
+
+def test_a_dot_env_line_skipped_is_named(db_url: str, tmp_path: Path) -> None:
+    """python-dotenv warned `could not parse statement starting at line 2`: of which file?"""
+    (tmp_path / ".env").write_text("CONTACTS_API_LOG_LEVEL=INFO\nexport = this is no setting\n")
+    done = run_cli(db_url, "db", "upgrade", cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        0,
+        f"warning: {tmp_path / '.env'} line 2 is not NAME=VALUE: ignored\n",
+    )

@@ -38,6 +38,7 @@ from contacts_api.settings import Rate, Settings, redacted_url
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import account_table, event_table, user_table
+from contacts_api.storage.sqlite_setup import missing_folder
 from contacts_api.timeutil import parse_iso, utcnow
 
 T = TypeVar("T")
@@ -73,6 +74,9 @@ def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
 
 def upgrade_database(settings: Settings) -> None:
     url = redacted_url(settings.database_url)
+    folder = missing_folder(settings.database_url)
+    if folder is not None:
+        raise fail(f"cannot migrate {url}: there is no folder {folder} to make the database in")
     try:
         migrate.upgrade(settings.database_url)
     except alembic.util.CommandError as exc:  # a revision we do not ship

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -48,6 +50,18 @@ def url_problem(url: URL) -> str | None:
     if timeout is not None and not (isinstance(timeout, str) and timeout.isdigit()):
         return "connect_timeout is not a whole number of seconds"
     return None
+
+
+class _NameTheDotEnv(logging.Filter):
+    """python-dotenv's warning for a line of .env it skips named no file: which .env, where?"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "python-dotenv could not parse statement starting at line %s":
+            record.msg = f"warning: {Path('.env').absolute()} line %s is not NAME=VALUE: ignored"
+        return True
+
+
+logging.getLogger("dotenv.main").addFilter(_NameTheDotEnv())
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -74,6 +74,13 @@ def sqlite_files(url: str) -> list[Path]:
     return [database, *(database.with_name(database.name + end) for end in SQLITE_SIDE_FILES)]
 
 
+def missing_folder(url: str) -> Path | None:
+    """The folder a SQLite URL puts its file in, when there is no such folder: SQLite then says
+    only "unable to open database file"."""
+    files = sqlite_files(url)
+    return files[0].parent if files and not files[0].parent.is_dir() else None
+
+
 def missing_database_file(url: str) -> Path | None:
     """The SQLite file a URL names, when nothing is there: a command other than `db upgrade`
     and `serve` made an empty one (in whatever folder it ran in, when the URL was not the
