@@ -131,6 +131,7 @@ def serve(
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        "timeout_keep_alive": settings.keep_alive_seconds,
         # uvicorn's httptools protocol, each response sent in one write (http/one_write.py),
         # request heads bounded (http/server_protocol.py).
         "http": "contacts_api.http.server_protocol:ServerHttpProtocol",

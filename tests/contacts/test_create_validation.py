@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 import pytest
@@ -430,6 +431,32 @@ async def test_non_json_content_type_is_415(
     response = await client.post("/v1/contacts", content=b'{"email":"a@b.co"}', headers=headers)
     assert response.status_code == 415
     assert response.json() == {"message": "Content-Type must be application/json"}
+
+
+@pytest.mark.parametrize("path", ["/v1/contacts", "/v1/contacts/bulk"])
+async def test_a_compressed_body_is_415_naming_the_encoding(
+    client: Client, account: AccountFixture, db: Database, path: str
+) -> None:
+    """It was a 400 "Malformed JSON" of a body the client knew to be valid JSON."""
+    body = b'{"email":"gz@b.co"}' if path == "/v1/contacts" else b'[{"email":"gz@b.co"}]'
+    headers = {**account.headers, "Content-Type": "application/json"}
+    response = await client.post(
+        path, content=gzip.compress(body), headers={**headers, "Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 415
+    assert response.json() == {
+        "message": "Content-Encoding gzip is not supported: send the body uncompressed"
+    }
+    assert await count_contacts(db, account.account_id) == 0
+    # Malformed JSON stays a 400, and an encoding that changes nothing is no reason to refuse.
+    broken = await client.post(
+        path, content=b"{", headers={**headers, "Content-Encoding": "identity"}
+    )
+    assert broken.status_code == 400
+    plain = await client.post(
+        path, content=body, headers={**headers, "Content-Encoding": "identity"}
+    )
+    assert plain.status_code == (201 if path == "/v1/contacts" else 200), plain.text
 
 
 async def test_json_with_charset_is_accepted(client: Client, account: AccountFixture) -> None:

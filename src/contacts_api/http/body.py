@@ -9,7 +9,7 @@ from litestar import Request
 from litestar.exceptions import ClientException, InternalServerException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from contacts_api.errors import UnsupportedMediaType
+from contacts_api.errors import UnsupportedMediaType, ValidationFailed
 from contacts_api.http.raw_asgi import header
 from contacts_api.validation import decode_json, decode_json_object
 
@@ -105,13 +105,34 @@ async def read_body(request: Request[Any, Any, Any]) -> bytes:
 
 
 async def read_json(request: Request[Any, Any, Any]) -> Any:
-    """The body as any JSON value; 415 for a non-JSON type, 413 (by the app's limit) when too
-    large, 400 when malformed."""
+    """The body as any JSON value; 415 for a non-JSON type or a compressed body, 413 (by the
+    app's limit) when too large, 400 when malformed."""
     _require_json_media_type(request)
-    return decode_json(await read_body(request))
+    raw = await read_body(request)
+    try:
+        return decode_json(raw)
+    except ValidationFailed:
+        _refuse_an_encoded_body(request)
+        raise
 
 
 async def read_json_object(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """The body as a dict; 415 for a non-JSON type, 413 (by the app's limit) when too large."""
+    """The body as a dict; as read_json, and 400 for any other JSON value."""
     _require_json_media_type(request)
-    return decode_json_object(await read_body(request))
+    raw = await read_body(request)
+    try:
+        return decode_json_object(raw)
+    except ValidationFailed:
+        _refuse_an_encoded_body(request)
+        raise
+
+
+def _refuse_an_encoded_body(request: Request[Any, Any, Any]) -> None:
+    """415 for a body that is not JSON and says it is compressed (`Content-Encoding: gzip`),
+    which is not unpacked: it was a 400 "Malformed JSON" of a body the client knew was valid.
+    Looked at only once the body failed to decode, nothing on the usual path."""
+    encoding = header(request.scope, b"content-encoding")  # type: ignore[arg-type]
+    if encoding and encoding.strip().lower() != "identity":
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding.strip()} is not supported: send the body uncompressed"
+        )

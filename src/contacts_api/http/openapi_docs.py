@@ -41,7 +41,7 @@ AUTH_RESPONSES: dict[int, ResponseSpec] = {
 }
 BODY_RESPONSES: dict[int, ResponseSpec] = {
     413: message_response("Body over CONTACTS_API_MAX_BODY_BYTES (1 MiB by default)"),
-    415: message_response("Content-Type is not application/json"),
+    415: message_response("Content-Type is not application/json, or the body is compressed"),
 }
 
 

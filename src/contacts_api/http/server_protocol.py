@@ -31,21 +31,30 @@ and nobody else could connect. Now:
   connection is closed;
 - a body may pause at most that long between reads, else the connection is closed (the app
   sees a client gone: 499);
-- between requests, uvicorn's keep-alive timeout (5 s) applies; bytes that start no request
-  (a blank line, the rest of a body already answered) set that aside in uvicorn, so they
-  start our wait instead.
+- between requests, uvicorn's keep-alive timeout applies (CONTACTS_API_KEEP_ALIVE_SECONDS);
+  bytes that start no request (a blank line, the rest of a body already answered) set that
+  aside in uvicorn, so they start our wait instead.
 Time the client spends waiting on us does not count: while we stopped reading (the app is
 behind: flow control), while an earlier response is still on its way, and while the app has
 not yet asked for a body that `Expect: 100-continue` holds back.
 
 One timer per connection, and a deadline moved by a plain assignment: a request moves it
 three times, and re-scheduling a timer each time cost ~5 us a request.
+
+An `Upgrade` the server does not take (`h2c`, which Java's HttpClient and Spring's RestClient
+offer on every http:// request by default) is ignored, as RFC 9110 §7.8 allows: llhttp stops
+at the end of such a head as if the rest were another protocol, and uvicorn then ran the app
+with an empty body (a create got 400 "Malformed JSON"; uvicorn#2722, httptools#124, open).
+The request is fed again, without the offer, to a fresh parser that goes on with the body and
+with any requests after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
+import httptools
 import msgspec
 
 from contacts_api.http.envelope import MessageBody
@@ -93,6 +102,9 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._quiet_reads = 0  # reads after the head that gave no body (trailers)
         self._gave_body = False
         self._head_refused = False
+        self._read = b""  # the bytes being parsed (an ignored Upgrade parses their rest again)
+        self._offer_ignored: bytes | None = None  # that request's head, without the offer
+        self._replay: bytes | None = None
         self._deadline: float | None = None  # by when the client must send (loop.time())
         self._read_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
@@ -117,6 +129,8 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._offer_ignored is not None:  # llhttp's end of it, before its body: not the end
+            return
         self._in_message = False
         self._expect_nothing()
         super().on_message_complete()
@@ -128,7 +142,33 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
             self._head_refused = True
             raise HeadTooLarge
         self._expect_more()  # the body's first read, if one comes (else: message complete)
+        if self.parser.should_upgrade() and not self._should_upgrade() and self._get_upgrade():
+            self._offer_ignored = self._head_without_upgrade()  # no app yet: see data_received
+            return
         super().on_headers_complete()
+
+    def _head_without_upgrade(self) -> bytes:
+        """This request's head again, less its `Upgrade` header and `Connection: upgrade`."""
+        version = self.parser.get_http_version().encode()
+        lines = [b"%s %s HTTP/%s" % (self.parser.get_method(), self.url, version)]
+        for name, value in self.headers:  # names in lower case (uvicorn's on_header)
+            if name == b"connection":
+                kept = [t.strip() for t in value.split(b",") if t.strip().lower() != b"upgrade"]
+                value = b", ".join(kept)
+            if name != b"upgrade" and value:
+                lines.append(name + b": " + value)
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """Called by uvicorn as the parser stops at an Upgrade it does not take: the same
+        request, without the offer, and the bytes after its head go to a fresh parser."""
+        stopped = sys.exception()
+        head, self._offer_ignored = self._offer_ignored, None
+        if head is None or not isinstance(stopped, httptools.HttpParserUpgrade):
+            super()._unsupported_upgrade_warning()  # CONNECT: uvicorn's answer
+            return
+        self.parser = httptools.HttpRequestParser(self)
+        self._replay = head + self._read[stopped.args[0] :]
 
     def _expect_more(self) -> None:
         """The client owes bytes: they must come within `read_timeout` from now."""
@@ -174,7 +214,12 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         under_way = self._in_head
         past_head = self._in_message and not under_way
         self._gave_body = False
+        self._read = data
         super().data_received(data)
+        while self._replay is not None:  # an Upgrade ignored (see _unsupported_upgrade_warning)
+            self._read, self._replay = self._replay, None
+            super().data_received(self._read)
+        self._read = b""
         if self._head_refused:
             return
         if under_way and self._in_head:
