@@ -80,3 +80,27 @@ def test_a_body_held_back_for_100_continue_is_waited_for(tmp_path: Path, silent_
             sock.sendall(body)
             status = sock.recv(65536).partition(b"\r\n")[0]
     assert status == b"HTTP/1.1 201 Created"
+
+
+def test_an_answer_before_the_body_was_asked_for_closes_the_connection(tmp_path: Path) -> None:
+    """A wrong key is answered before the body is asked for. The answer said nothing of the
+    connection: a client that then skipped the body and sent its next request had that read
+    as the body, and waited 30 s (the read timeout) for an answer that never came."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    migrate.upgrade(url)
+    head = (
+        b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer iclosed_wrong\r\nexpect: 100-continue\r\n"
+        b"content-length: 3000\r\n\r\n"
+    )
+    with serve({"CONTACTS_API_DATABASE_URL": url}, log=tmp_path / "server.log") as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.settimeout(10)
+            sock.sendall(head)
+            received = b""
+            while chunk := sock.recv(65536):  # to the end: the server closes
+                received += chunk
+    status, _, rest = received.partition(b"\r\n")
+    assert status == b"HTTP/1.1 401 Unauthorized"
+    assert b"\r\nconnection: close\r\n" in rest.lower()

@@ -47,15 +47,22 @@ at the end of such a head as if the rest were another protocol, and uvicorn then
 with an empty body (a create got 400 "Malformed JSON"; uvicorn#2722, httptools#124, open).
 The request is fed again, without the offer, to a fresh parser that goes on with the body and
 with any requests after it.
+
+A request that sent `Expect: 100-continue` and is answered before its body was asked for (a
+wrong key: 401, a body announced too large: 413) is answered with `connection: close`, as RFC
+9110 §10.1.1 asks a server to say: a client that then skipped the body and sent its next
+request on the connection had it read as the body, and waited 30 s for an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import httptools
 import msgspec
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from contacts_api.http.envelope import MessageBody
 from contacts_api.http.observability import NO_STORE, SECURITY_HEADERS
@@ -83,6 +90,16 @@ def _closing_response(status: bytes, message: str) -> bytes:
 
 _RESPONSE = _closing_response(b"431 Request Header Fields Too Large", HEAD_TOO_LARGE)
 _TIMEOUT_RESPONSE = _closing_response(b"408 Request Timeout", HEAD_TIMED_OUT)
+
+
+class _ContinueOrCloseCycle(RequestResponseCycle):
+    """A request held back by `Expect: 100-continue`: answered before the app asked for its
+    body, the connection closes (see the module's docstring)."""
+
+    async def send(self, message: Any) -> None:
+        if not self.response_started and self.waiting_for_100_continue:
+            self.keep_alive = False  # uvicorn adds `connection: close`, and closes after
+        await super().send(message)
 
 
 class HeadTooLarge(Exception):
@@ -146,6 +163,8 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
             self._offer_ignored = self._head_without_upgrade()  # no app yet: see data_received
             return
         super().on_headers_complete()
+        if self.expect_100_continue:  # the cycle's task has not run yet: it runs this send
+            self.cycle.__class__ = _ContinueOrCloseCycle
 
     def _head_without_upgrade(self) -> bytes:
         """This request's head again, less its `Upgrade` header and `Connection: upgrade`."""
