@@ -52,7 +52,12 @@ class ValidationFailed(AppError):
 
 
 class Unauthorized(AppError):
+    """401, with the `WWW-Authenticate` challenge HTTP requires of it (RFC 9110 §11.6.1)."""
+
     status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
 class NotFound(AppError):

@@ -42,6 +42,7 @@ async def test_missing_or_malformed_key_is_api_key_required(
     response = await client.post("/v1/contacts", json=BODY, headers=headers)
     assert response.status_code == 401
     assert response.json() == {"message": "API key is required"}
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 async def test_unknown_key_is_invalid(client: Client, db: Database) -> None:
@@ -52,6 +53,7 @@ async def test_unknown_key_is_invalid(client: Client, db: Database) -> None:
         )
         assert response.status_code == 401
         assert response.json() == {"message": "Invalid API key"}
+        assert response.headers["www-authenticate"] == "Bearer"
 
 
 async def test_hyphen_spelling_of_a_valid_key_is_another_key(client: Client, db: Database) -> None:
