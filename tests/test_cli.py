@@ -239,8 +239,13 @@ def test_the_dispatcher_on_a_database_not_upgraded_is_one_line(db_url: str) -> N
     assert run_cli(db_url, "db", "upgrade").returncode == 0
     with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    # It said to run `db upgrade`, which then failed: there is no downgrade.
     from_a_newer_version = run_cli(db_url, "webhooks", "dispatch")
-    assert (from_a_newer_version.returncode, from_a_newer_version.stderr) == (1, said)
+    assert (from_a_newer_version.returncode, from_a_newer_version.stderr) == (
+        1,
+        f"error: {db_url} was upgraded by a newer contacts-api: run that version, or restore"
+        " the backup taken before upgrading\n",
+    )
     unreachable = run_cli("postgresql://app@127.0.0.1:1/db", "webhooks", "dispatch")
     assert unreachable.returncode == 1
     assert unreachable.stderr.startswith("error: cannot read postgresql://app@127.0.0.1:1/db: ")

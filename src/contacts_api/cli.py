@@ -72,13 +72,23 @@ def in_transaction(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     return with_database(run)
 
 
+def _note(line: str) -> None:
+    stderr.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 def upgrade_database(settings: Settings) -> None:
     url = redacted_url(settings.database_url)
     folder = missing_folder(settings.database_url)
     if folder is not None:
         raise fail(f"cannot migrate {url}: there is no folder {folder} to make the database in")
     try:
-        migrate.upgrade(settings.database_url)
+        migrate.upgrade(settings.database_url, say=_note)
+    except migrate.TablesLocked as exc:
+        raise fail(
+            f"cannot migrate {url}: a table it changes stayed locked by another transaction (a"
+            f" long query, a backup?) through {migrate.LOCK_ATTEMPTS} tries: {exc}. Nothing was"
+            " changed; run it again once that transaction is over"
+        ) from None
     except alembic.util.CommandError as exc:  # a revision we do not ship
         raise fail(
             f"cannot migrate {url}: {exc}: was it upgraded by a newer contacts-api? There is"
@@ -94,11 +104,11 @@ def require_current_schema(settings: Settings) -> None:
     url = redacted_url(settings.database_url)
     refuse_a_missing_database(settings.database_url)
     try:
-        current = migrate.is_current(settings.database_url)
+        state = migrate.database_schema_state(settings.database_url)
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise fail(f"cannot read {url}: {driver_says(exc)}") from None
-    if not current:
-        raise fail(migrate.not_current(settings.database_url))
+    if state != "current":
+        raise fail(migrate.not_current(settings.database_url, state))
 
 
 @db_app.command("upgrade")

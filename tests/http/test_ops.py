@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+import sqlalchemy as sa
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+
+from contacts_api.storage import migrate
 
 Client = AsyncTestClient[Litestar]
 
@@ -38,6 +42,34 @@ async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: object) -> None
     assert response.status_code == 503
     assert "message" in response.json()
     assert probe.status_code == 503 and probe.content == b""
+
+
+@pytest.mark.parametrize(
+    ("revision", "status"),
+    [("0007", 503), ("9999_a_newer_versions_migration", 200)],
+    ids=["behind", "ahead"],
+)
+async def test_readyz_is_503_behind_the_schema_and_ready_ahead_of_it(
+    database_url: str, revision: str, status: int
+) -> None:
+    """In a rolling upgrade `db upgrade` runs first, and the servers still on the old
+    version keep serving: they answered 503 from that moment, and a load balancer took every
+    one of them out at once. A database behind this version's schema is not ready."""
+    from contacts_api.app import create_app
+    from tests.conftest import make_settings
+
+    engine = migrate.sync_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            head = migrate.current_revisions(conn)
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+        async with AsyncTestClient(app=create_app(make_settings(database_url))) as client:
+            response = await client.get("/readyz")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": head.pop()})
+        engine.dispose()
+    assert response.status_code == status, response.text
 
 
 async def test_unknown_route_is_a_json_404(client: Client) -> None:

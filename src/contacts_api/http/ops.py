@@ -9,7 +9,7 @@ from litestar import MediaType, Request, Response, get
 
 from contacts_api.http.openapi_docs import openapi_document
 from contacts_api.http.state import app_db
-from contacts_api.storage.migrate import head_revisions
+from contacts_api.storage.migrate import schema_state
 
 
 @get("/healthz", include_in_schema=False)
@@ -20,7 +20,11 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
-    """The database answers and carries the newest schema."""
+    """The database answers, and its schema is this version's or a newer one's.
+
+    Newer: in a rolling upgrade `db upgrade` runs once, before the servers are replaced, and
+    the servers still running the old version go on serving. They answered 503 here from
+    the moment of the upgrade, and a load balancer took every one of them out at once."""
     return await _readiness(request)
 
 
@@ -32,7 +36,7 @@ async def _readiness(request: Request[Any, Any, Any]) -> Response[dict[str, str]
             current = {str(v) for v in result.scalars()}
     except Exception as exc:  # any failure to reach the database means "not ready"
         return Response({"message": f"database unreachable: {type(exc).__name__}"}, status_code=503)
-    if current != head_revisions():
+    if schema_state(current) == "behind":
         return Response({"message": "database schema is not up to date"}, status_code=503)
     return Response({"status": "ready"})
 
