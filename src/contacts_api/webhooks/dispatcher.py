@@ -43,6 +43,7 @@ from contacts_api.storage.outage import log_failure
 from contacts_api.timeutil import utcnow
 from contacts_api.webhooks import delivery, retention, rotation, ssrf
 from contacts_api.webhooks import repository as repo
+from contacts_api.webhooks.host_clients import HostClients
 from contacts_api.webhooks.signing import webhook_headers
 
 log = structlog.get_logger(__name__)
@@ -111,40 +112,29 @@ class Dispatcher:
         self.poll_seconds = settings.webhooks_poll_seconds
         days = settings.webhooks_retention_days
         self.keep = timedelta(days=days) if days > 0 else None
-        self._clients: dict[str, httpx.AsyncClient] | None = None
+        self.clients = HostClients(self._new_client)
 
     async def __aenter__(self) -> Dispatcher:
-        self._clients = {}
         return self
 
     async def __aexit__(
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
-        clients, self._clients = self._clients or {}, None
-        await asyncio.gather(*(c.aclose() for c in clients.values()), return_exceptions=True)
+        await self.clients.aclose()
 
-    def client_for(self, host: str) -> httpx.AsyncClient:
-        """One client (connection pool) per host name.
-
-        Requests go to a pinned IP address, and pools are keyed by address: a shared pool
-        could reuse a TLS connection verified for one host name to deliver to another.
-        """
-        assert self._clients is not None, "use `async with Dispatcher(...)`"
-        client = self._clients.get(host)
-        if client is None:
-            # trust_env=False: an HTTP(S)_PROXY in the environment must not reroute deliveries
-            # around the SSRF check; redirects are never followed (a 3xx is a failed attempt).
-            # identity: the delivery log keeps the first KiB of the answer as text; a
-            # compressed body was unreadable there, and its NUL bytes made PostgreSQL refuse
-            # the attempt's row (delivery.record_attempt replaces any NUL left).
-            client = httpx.AsyncClient(
-                timeout=self.timeout,
-                follow_redirects=False,
-                trust_env=False,
-                headers={"accept-encoding": "identity"},
-            )
-            self._clients[host] = client
-        return client
+    def _new_client(self) -> httpx.AsyncClient:
+        """A host's client (webhooks/host_clients.py keeps one per host name)."""
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not reroute deliveries
+        # around the SSRF check; redirects are never followed (a 3xx is a failed attempt).
+        # identity: the delivery log keeps the first KiB of the answer as text; a
+        # compressed body was unreadable there, and its NUL bytes made PostgreSQL refuse
+        # the attempt's row (delivery.record_attempt replaces any NUL left).
+        return httpx.AsyncClient(
+            timeout=self.timeout,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"accept-encoding": "identity"},
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll for due endpoints until `stop` is set; each is drained by its own task.
@@ -159,6 +149,7 @@ class Dispatcher:
         prune_at = time.monotonic()
         while not stop.is_set():
             slot_freed.clear()
+            await self.clients.close_idle()
             if self.keep is not None and time.monotonic() >= prune_at:
                 prune_at = time.monotonic() + retention.EVERY.total_seconds()
                 if pruning is None or pruning.done():
@@ -308,15 +299,15 @@ class Dispatcher:
             async with asyncio.timeout(self.timeout):
                 # The check runs again now (not only at subscription): DNS may have changed.
                 address = await ssrf.checked_address(endpoint.url, allow_private=self.allow_private)
-                client = self.client_for(ssrf.split_url(endpoint.url)[1])
-                request = pinned_request(client, endpoint.url, address, headers, body)
-                response = await client.send(request, stream=True)
-                try:
-                    status = response.status_code
-                    retry_after = response.headers.get("retry-after")
-                    snippet = await read_snippet(response)
-                finally:
-                    await response.aclose()
+                async with self.clients.using(ssrf.split_url(endpoint.url)[1]) as client:
+                    request = pinned_request(client, endpoint.url, address, headers, body)
+                    response = await client.send(request, stream=True)
+                    try:
+                        status = response.status_code
+                        retry_after = response.headers.get("retry-after")
+                        snippet = await read_snippet(response)
+                    finally:
+                        await response.aclose()
         except ssrf.UnsafeUrl as exc:
             error = f"refused: {exc}"
         # InvalidURL, which is no HTTPError: a URL httpx reads otherwise than split_url did
