@@ -232,6 +232,28 @@ async def test_housekeeping_drops_dead_records_of_any_key(db: Database) -> None:
     assert left == ["running"]
 
 
+async def test_housekeeping_goes_on_soon_while_it_finds_full_batches(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch a minute was a ceiling: with more keyed requests than that, expired records
+    piled up for good. A full batch means more: the next one runs soon (here, at once)."""
+    account = await new_account(db)
+    now = utcnow()
+    for n in range(5):
+        await idempotency.claim(db, account.account_id, f"old{n}", "f", now - timedelta(days=2))
+    monkeypatch.setattr(idempotency, "PURGE_BATCH", 2)
+    monkeypatch.setattr(idempotency, "PURGE_CATCH_UP_SECONDS", 0.0)
+    monkeypatch.setattr(idempotency, "_last_purge", float("-inf"))
+
+    async def left_after_a_keyed_request(key: str) -> int:
+        await idempotency.claim(db, account.account_id, key, "f", now)
+        async with db.transaction() as conn:
+            keys = (await conn.execute(sa.select(idempotency_table.c.key))).scalars().all()
+        return sum(k.startswith("old") for k in keys)
+
+    assert [await left_after_a_keyed_request(f"new{n}") for n in range(4)] == [3, 1, 0, 0]
+
+
 async def test_oversized_body_with_a_key_is_still_413(client: Client, db: Database) -> None:
     account = await new_account(db)
     body = b'{"email":"a@x.test","utm":"' + b"x" * (1024 * 1024) + b'"}'
