@@ -8,10 +8,13 @@ worker answers it, adds up every worker's files. Without that variable (tests, a
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Iterable
 from typing import Any
 
-from litestar import Response, get
+import structlog
+from litestar import Request, Response, get
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -20,7 +23,17 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from contacts_api.http.state import app_db
+from contacts_api.storage.engine import Database
+from contacts_api.timeutil import utcnow
+from contacts_api.webhooks.backlog import read_backlog
+
+log = structlog.get_logger(__name__)
+BACKLOG_READ_SECONDS = 1.0
 
 REQUESTS = Counter(
     "contacts_api_http_requests_total",
@@ -75,9 +88,44 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-@get("/metrics", include_in_schema=False, sync_to_thread=False)
-def metrics_endpoint() -> Response[bytes]:
-    """Prometheus metrics of every worker process."""
+async def backlog_exposition(db: Database) -> bytes:
+    """The webhook outbox's backlog, read from the database at each scrape (the same for
+    every worker: no worker's own count); nothing when the database does not answer."""
+    try:
+        # Bounded: a scrape during a database outage must not wait out a connect timeout
+        # (10 s), past Prometheus's own (10 s), and lose the other metrics with it.
+        async with asyncio.timeout(BACKLOG_READ_SECONDS), db.read() as conn:
+            backlog = await read_backlog(conn, utcnow())
+    except Exception as exc:  # /metrics answers all the same: an outage shows elsewhere
+        log.warning("webhook backlog unreadable for /metrics", error=type(exc).__name__)
+        return b""
+    pending = GaugeMetricFamily(
+        "contacts_api_webhook_messages_pending",
+        "Webhook messages of enabled endpoints not yet delivered nor given up.",
+        value=backlog.pending,
+    )
+    oldest = GaugeMetricFamily(
+        "contacts_api_webhook_oldest_pending_seconds",
+        "Age of the oldest of those messages (0 when there is none).",
+        value=backlog.oldest_seconds,
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed([pending, oldest]))
+    return generate_latest(registry)
+
+
+class _Fixed(Collector):
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return self._families
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus metrics of every worker process, and the webhook backlog."""
+    body = exposition() + await backlog_exposition(app_db(request))
     # Litestar appends "; charset=utf-8" to a text type itself: given prometheus-client's
     # full type, the header carried the charset twice.
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8"))
+    return Response(body, media_type=CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8"))
