@@ -83,6 +83,12 @@ def upgrade_database(settings: Settings) -> None:
         raise fail(f"cannot migrate {url}: there is no folder {folder} to make the database in")
     try:
         migrate.upgrade(settings.database_url, say=_note)
+    except migrate.UpgradeLockTimeout:
+        minutes = migrate.UPGRADE_WAIT_MS // 60_000
+        raise fail(
+            f"cannot migrate {url}: another upgrade of it held the lock for over {minutes}"
+            " minutes; nothing was changed"
+        ) from None
     except migrate.TablesLocked as exc:
         raise fail(
             f"cannot migrate {url}: a table it changes stayed locked by another transaction (a"

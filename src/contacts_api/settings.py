@@ -57,7 +57,8 @@ class _NameTheDotEnv(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "python-dotenv could not parse statement starting at line %s":
-            record.msg = f"warning: {Path('.env').absolute()} line %s is not NAME=VALUE: ignored"
+            where = str(Path(".env").absolute()).replace("%", "%%")  # the message's format
+            record.msg = f"warning: {where} line %s is not NAME=VALUE: ignored"
         return True
 
 

@@ -104,3 +104,20 @@ def test_an_answer_before_the_body_was_asked_for_closes_the_connection(tmp_path:
     status, _, rest = received.partition(b"\r\n")
     assert status == b"HTTP/1.1 401 Unauthorized"
     assert b"\r\nconnection: close\r\n" in rest.lower()
+
+
+def test_a_request_owing_no_body_keeps_its_connection(tmp_path: Path) -> None:
+    """Only a body still owed makes an early answer close: a GET sent with the header (some
+    clients send it on every request) went on closing its connection."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    migrate.upgrade(url)
+    request = b"GET /healthz HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\r\n"
+    with serve({"CONTACTS_API_DATABASE_URL": url}, log=tmp_path / "server.log") as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.settimeout(10)
+            for _ in range(2):  # the second on the same connection
+                sock.sendall(request)
+                answer = sock.recv(65536)
+                assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+                assert b"connection: close" not in answer.lower()

@@ -166,7 +166,8 @@ def test_an_idle_connection_is_kept_for_the_keep_alive_time_then_closed(server: 
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
         idle_from = time.monotonic()
         assert read_all(sock) == b""
-        assert time.monotonic() - idle_from > KEEP_ALIVE_S - 0.5
+        # Not uvicorn's 5 s: the setting reached it.
+        assert KEEP_ALIVE_S - 0.5 < time.monotonic() - idle_from < KEEP_ALIVE_S + 1.5
 
 
 def test_a_response_on_its_way_is_never_replaced_by_a_408(server: Server) -> None:

@@ -18,7 +18,6 @@ import pytest
 
 from contacts_api.storage import migrate
 from tests.factories import new_account_key
-from tests.http.test_head_limit import read_response
 from tests.servers import serve
 
 OFFER = (  # as Java's HttpClient sends it
@@ -36,6 +35,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[str
     with serve({"CONTACTS_API_DATABASE_URL": url}, log=folder / "server.log") as base:
         host, port = base.removeprefix("http://").split(":")
         yield (host, int(port)), key
+
+
+class Responses:
+    """The responses on a connection, one at a time, each cut at its content-length (two
+    may arrive in one read)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buffer = sock, b""
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"connection closed after {self.buffer!r}"
+        self.buffer += chunk
+
+    def next(self) -> tuple[bytes, dict[bytes, bytes], bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        status, *lines = head.split(b"\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in lines)}
+        length = int(headers[b"content-length"])
+        while len(self.buffer) < length:
+            self._more()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, headers, body
+
+    def closed(self) -> bool:
+        """Whether the server closes the connection with nothing more sent."""
+        return self.buffer == b"" and self.sock.recv(65536) == b""
 
 
 def create_head(key: str, framing: bytes) -> bytes:
@@ -57,11 +85,12 @@ def test_a_create_offering_h2c_is_created_and_the_next_request_answered(
     request = create_head(key, b"content-length: %d\r\n" % len(body)) + body
     with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(request + b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")  # one write
-        status, _, answer = read_response(sock)
+        responses = Responses(sock)
+        status, _, answer = responses.next()
         assert status == b"HTTP/1.1 201 Created", answer
         contact = json.loads(answer)["data"]["contact"]
         assert (contact["email"], contact["firstName"]) == ("h2c-length@example.com", "Jane")
-        assert read_response(sock)[:1] == (b"HTTP/1.1 200 OK",)
+        assert responses.next()[:1] == (b"HTTP/1.1 200 OK",)
 
 
 def test_a_chunked_body_after_the_offer_in_later_writes_is_read(
@@ -75,19 +104,48 @@ def test_a_chunked_body_after_the_offer_in_later_writes_is_read(
         sock.sendall(b"%x\r\n%s\r\n" % (len(body), body))
         time.sleep(0.1)
         sock.sendall(b"0\r\n\r\n")
-        status, _, answer = read_response(sock)
+        responses = Responses(sock)
+        status, _, answer = responses.next()
         assert status == b"HTTP/1.1 201 Created", answer
         assert json.loads(answer)["data"]["contact"]["email"] == "h2c-chunked@example.com"
         # The connection goes on (the next request offers the upgrade again, as clients do).
         sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + OFFER + b"\r\n")
-        assert read_response(sock)[:1] == (b"HTTP/1.1 200 OK",)
+        assert responses.next()[:1] == (b"HTTP/1.1 200 OK",)
 
 
 def test_a_broken_body_after_the_offer_is_a_json_400(server: tuple[tuple[str, int], str]) -> None:
     address, key = server
     with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(create_head(key, b"transfer-encoding: chunked\r\n") + b"zz\r\n{}\r\n")
-        status, headers, answer = read_response(sock)
+        status, headers, answer = Responses(sock).next()
         assert status == b"HTTP/1.1 400 Bad Request"
         assert set(json.loads(answer)) == {"message"}
         assert headers[b"connection"] == b"close"
+
+
+def test_a_request_closing_the_connection_after_an_offer_is_answered(
+    server: tuple[tuple[str, int], str],
+) -> None:
+    """The parser made for the rest took bytes after a request that closes the connection as
+    an error: the answer to that request was lost to a 400."""
+    address, _ = server
+    offered = b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + OFFER + b"\r\n"
+    closing = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(offered + closing + b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        responses = Responses(sock)
+        assert [responses.next()[0] for _ in range(2)] == [b"HTTP/1.1 200 OK"] * 2
+        assert responses.closed()
+
+
+def test_an_offer_spread_over_two_connection_headers_is_ignored_too(
+    server: tuple[tuple[str, int], str],
+) -> None:
+    """llhttp reads every Connection header, uvicorn's own check only the last."""
+    address, key = server
+    body = body_of("h2c-two-headers@example.com")
+    head = create_head(key, b"content-length: %d\r\nconnection: keep-alive\r\n" % len(body))
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(head + body)
+        status, _, answer = Responses(sock).next()
+    assert status == b"HTTP/1.1 201 Created", answer

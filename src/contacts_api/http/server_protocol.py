@@ -41,22 +41,25 @@ not yet asked for a body that `Expect: 100-continue` holds back.
 One timer per connection, and a deadline moved by a plain assignment: a request moves it
 three times, and re-scheduling a timer each time cost ~5 us a request.
 
-An `Upgrade` the server does not take (`h2c`, which Java's HttpClient and Spring's RestClient
-offer on every http:// request by default) is ignored, as RFC 9110 §7.8 allows: llhttp stops
+An `Upgrade` offer the server does not take (any but a websocket's, which uvicorn takes and
+the app refuses: `h2c`, which Java's HttpClient and Spring's RestClient offer on every
+http:// request by default) is ignored, as RFC 9110 §7.8 allows: llhttp stops
 at the end of such a head as if the rest were another protocol, and uvicorn then ran the app
 with an empty body (a create got 400 "Malformed JSON"; uvicorn#2722, httptools#124, open).
 The request is fed again, without the offer, to a fresh parser that goes on with the body and
 with any requests after it.
 
 A request that sent `Expect: 100-continue` and is answered before its body was asked for (a
-wrong key: 401, a body announced too large: 413) is answered with `connection: close`, as RFC
-9110 §10.1.1 asks a server to say: a client that then skipped the body and sent its next
-request on the connection had it read as the body, and waited 30 s for an answer.
+wrong key: 401, a body announced too large: 413), while that body is still owed, is answered
+with `connection: close`, as RFC 9110 §10.1.1 asks a server to say: a client that then
+skipped the body and sent its next request on the connection had it read as the body, and
+waited 30 s for an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from typing import Any
 
@@ -94,10 +97,11 @@ _TIMEOUT_RESPONSE = _closing_response(b"408 Request Timeout", HEAD_TIMED_OUT)
 
 class _ContinueOrCloseCycle(RequestResponseCycle):
     """A request held back by `Expect: 100-continue`: answered before the app asked for its
-    body, the connection closes (see the module's docstring)."""
+    body, while the body is still owed, the connection closes (see the module's docstring).
+    A request with no body, or whose client sent it anyway, keeps its connection."""
 
     async def send(self, message: Any) -> None:
-        if not self.response_started and self.waiting_for_100_continue:
+        if not self.response_started and self.waiting_for_100_continue and self.more_body:
             self.keep_alive = False  # uvicorn adds `connection: close`, and closes after
         await super().send(message)
 
@@ -159,23 +163,32 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
             self._head_refused = True
             raise HeadTooLarge
         self._expect_more()  # the body's first read, if one comes (else: message complete)
-        if self.parser.should_upgrade() and not self._should_upgrade() and self._get_upgrade():
+        if self.parser.should_upgrade() and self._is_an_offer_to_ignore():
             self._offer_ignored = self._head_without_upgrade()  # no app yet: see data_received
             return
+        earlier = self.cycle
         super().on_headers_complete()
-        if self.expect_100_continue:  # the cycle's task has not run yet: it runs this send
-            self.cycle.__class__ = _ContinueOrCloseCycle
+        if self.expect_100_continue and self.cycle is not earlier:  # (a websocket makes none)
+            self.cycle.__class__ = _ContinueOrCloseCycle  # its task runs this send: not yet run
+
+    def _is_an_offer_to_ignore(self) -> bool:
+        """llhttp stops at this head (any `Connection: upgrade` with any `Upgrade`, or a
+        CONNECT): is it an offer, and not one uvicorn takes (a websocket)?"""
+        return self.parser.get_method() != b"CONNECT" and not self._should_upgrade()
 
     def _head_without_upgrade(self) -> bytes:
         """This request's head again, less its `Upgrade` header and `Connection: upgrade`."""
         version = self.parser.get_http_version().encode()
         lines = [b"%s %s HTTP/%s" % (self.parser.get_method(), self.url, version)]
         for name, value in self.headers:  # names in lower case (uvicorn's on_header)
+            if name == b"upgrade":
+                continue
             if name == b"connection":
                 kept = [t.strip() for t in value.split(b",") if t.strip().lower() != b"upgrade"]
+                if not kept:
+                    continue
                 value = b", ".join(kept)
-            if name != b"upgrade" and value:
-                lines.append(name + b": " + value)
+            lines.append(name + b": " + value)
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     def _unsupported_upgrade_warning(self) -> None:
@@ -186,8 +199,16 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if head is None or not isinstance(stopped, httptools.HttpParserUpgrade):
             super()._unsupported_upgrade_warning()  # CONNECT: uvicorn's answer
             return
+        replay = head + self._read[stopped.args[0] :]
+        if replay == self._read:  # the head rebuilt stopped the parser again: never loop
+            super()._unsupported_upgrade_warning()
+            return
+        # As uvicorn makes its parser: a request that ends the connection may be followed by
+        # bytes (pipelined), which are not an error (they were a 400 here, the answer lost).
         self.parser = httptools.HttpRequestParser(self)
-        self._replay = head + self._read[stopped.args[0] :]
+        with contextlib.suppress(AttributeError):  # httptools < 0.6.3
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._replay = replay
 
     def _expect_more(self) -> None:
         """The client owes bytes: they must come within `read_timeout` from now."""

@@ -57,6 +57,10 @@ class TablesLocked(Exception):
     """Every try of the upgrade found a table it changes locked by another transaction."""
 
 
+class UpgradeLockTimeout(Exception):
+    """Another upgrade held the upgrade lock for longer than UPGRADE_WAIT_MS."""
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -148,7 +152,12 @@ def _take_the_upgrade_lock(connection: sa.Connection, say: Callable[[str], None]
         if say is not None:
             say(f"waiting for another upgrade of this database to finish{_holder(connection)}")
         connection.execute(sa.text(f"SET LOCAL lock_timeout = {UPGRADE_WAIT_MS}"))
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), lock)
+        try:
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), lock)
+        except sa.exc.OperationalError as exc:  # not a table's lock: no try again
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise UpgradeLockTimeout from None  # (the note said who held it)
+            raise
     connection.execute(sa.text(f"SET LOCAL lock_timeout = {STATEMENT_LOCK_WAIT_MS}"))
 
 
@@ -158,14 +167,17 @@ def _holder(connection: sa.Connection) -> str:
         sa.text(
             "SELECT a.pid, a.client_addr, a.xact_start FROM pg_locks l"
             " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-            " AND l.granted AND (l.classid::bigint << 32 | l.objid::bigint) = :key"
+            " AND l.granted AND l.objsubid = 1"  # a bigint key (2: a pair of ints)
+            " AND (l.classid::bigint << 32 | l.objid::bigint) = :key"
         ),
         {"key": UPGRADE_LOCK_KEY},
     ).first()
     if row is None:
         return ""
+    # Either is NULL to a role that may not see other roles' sessions (or for a socket).
+    origin = f", from {row.client_addr}" if row.client_addr else ""
     since = f", since {row.xact_start:%H:%M:%S %Z}" if row.xact_start else ""
-    return f" (PostgreSQL backend {row.pid}, from {row.client_addr or 'a local socket'}{since})"
+    return f" (PostgreSQL backend {row.pid}{origin}{since})"
 
 
 def database_schema_state(database_url: str) -> SchemaState:
