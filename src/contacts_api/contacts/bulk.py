@@ -26,6 +26,8 @@ from contacts_api.contacts.tracking import cached_utm_pairs, pairs_from_tracking
 from contacts_api.errors import AppError, Conflict, ValidationFailed
 from contacts_api.events.repository import find_event_id
 from contacts_api.settings import DuplicateEmailMode
+from contacts_api.storage.retry import RaceLost
+from contacts_api.timeutil import after
 
 Outcome = Literal["created", "updated", "unchanged", "failed"]
 
@@ -216,9 +218,10 @@ class BulkUpserter:
             winners = await self._find_live(conn, [g.email_key for g in lost if g.email_key])
             for group in lost:
                 assert group.email_key is not None
-                updates.append(
-                    (group, *self._fold_onto(winners[group.email_key]._mapping, group, now))
-                )
+                winner = winners.get(group.email_key)
+                if winner is None:  # deleted again since: the email is free (a KeyError, 500)
+                    raise RaceLost(group.email_key)
+                updates.append((group, *self._fold_onto(winner._mapping, group, now)))
         await bulk_repo.update_contacts(conn, [state for _, state, changed in updates if changed])
 
         changes: list[ContactChange] = []
@@ -302,7 +305,7 @@ class BulkUpserter:
             group.changed[n] = bool(delta)
         changed = tuple(c for c in bulk_repo.MUTABLE_COLUMNS if state[c] != current[c])
         if changed:
-            state["updated_at"] = now
+            state["updated_at"] = after(current["updated_at"], now)  # never before its last
         return state, tuple(service.WIRE_NAME[c] for c in changed)
 
     async def _resolve_tags(

@@ -22,6 +22,7 @@ from contacts_api.contacts.manage_schemas import (
     ContactListQuery,
     ContactUpdate,
 )
+from contacts_api.contacts.repository import ContactRow
 from contacts_api.contacts.schemas import ContactEnvelope, ContactPayload
 from contacts_api.contacts.service import contact_read
 from contacts_api.http.auth import CurrentPrincipal
@@ -163,7 +164,8 @@ async def delete_contact(
     """Soft-delete a contact: hidden from every route after; its email is free again."""
     contact_id = service.parse_delete_query(request.query_params)
     now = utcnow()
-    async with app_db(request).transaction() as conn:
+
+    async def work(conn: AsyncConnection) -> ContactRow:
         row = await service.delete_contact(conn, principal, contact_id, now)
         await record_contact_event(
             conn,
@@ -173,6 +175,10 @@ async def delete_contact(
             updated_attributes=("deletedAt",),
             now=now,
         )
+        return row
+
+    # Run again when PostgreSQL picks it as a deadlock's victim, as PUT is (it was a 500).
+    row = await app_db(request).transaction_retrying(work, "DELETE /v1/contacts")
     return ContactEnvelope(ContactPayload(contact_read(row)))
 
 

@@ -37,7 +37,7 @@ from contacts_api.contacts.tracking import merge_tracking, utm_pairs
 from contacts_api.errors import Conflict, NotFound, ValidationFailed
 from contacts_api.paging import Page
 from contacts_api.settings import DuplicateEmailMode
-from contacts_api.timeutil import parse_zulu
+from contacts_api.timeutil import after, parse_zulu, utcnow
 from contacts_api.validation import check_fields, check_query, rules_for
 
 CONTACT_NOT_FOUND = "Contact not found"
@@ -191,7 +191,8 @@ async def update_contact(
     changed = {column: v for column, v in wanted.items() if getattr(existing, column) != v}
     if not changed:
         return UpdateOutcome(existing, ())
-    values = {**changed, "updated_at": now}
+    # Stamped now that the contact is locked, after its last change.
+    values = {**changed, "updated_at": after(existing.updated_at, max(now, utcnow()))}
     if "email" in changed:
         email_key = None if duplicate_email == "allow" else changed["email"].lower()
         values["email_key"] = email_key
@@ -209,7 +210,12 @@ async def delete_contact(
     conn: AsyncConnection, principal: Principal, contact_id: int, now: datetime
 ) -> ContactRow:
     """Soft-delete the account's live contact (hidden everywhere after), or NotFound."""
-    row = await repo.soft_delete_contact(conn, principal.account_id, contact_id, now)
+    existing = await repo.lock_live_contact(conn, principal.account_id, contact_id)
+    if existing is None:
+        raise NotFound(CONTACT_NOT_FOUND)
+    # Stamped now that the contact is locked, after its last change (see timeutil.after).
+    stamp = after(existing.updated_at, max(now, utcnow()))
+    row = await repo.soft_delete_contact(conn, principal.account_id, contact_id, stamp)
     if row is None:
         raise NotFound(CONTACT_NOT_FOUND)
     return row

@@ -27,7 +27,8 @@ from contacts_api.contacts.tracking import merge_tracking, utm_pairs
 from contacts_api.errors import Conflict, ValidationFailed
 from contacts_api.events.repository import find_event_id
 from contacts_api.settings import DuplicateEmailMode
-from contacts_api.timeutil import format_time
+from contacts_api.storage.retry import RaceLost
+from contacts_api.timeutil import after, format_time
 
 # Column -> the wire name reported in a webhook's updatedAttributes (the secondary email and
 # phone: set by PUT, and by an import's row).
@@ -155,7 +156,8 @@ async def create_contact(
         # A concurrent create of the same email committed first: treat it as the match.
         assert email_key is not None
         existing = await repo.find_live_by_email_key(conn, account_id, email_key)
-        assert existing is not None
+        if existing is None:  # deleted again since: the email is free
+            raise RaceLost(email_key)
         return await _update_existing(conn, existing, columns, pairs, duplicate_email, now)
     return CreateOutcome(inserted, created=True, changed=())
 
@@ -173,5 +175,6 @@ async def _update_existing(
     changed = changed_columns(existing._mapping, columns, pairs)
     if not changed:
         return CreateOutcome(existing, created=False, changed=())
-    row = await repo.update_contact(conn, existing.id, {**changed, "updated_at": now})
+    stamp = after(existing.updated_at, now)  # never before its last change
+    row = await repo.update_contact(conn, existing.id, {**changed, "updated_at": stamp})
     return CreateOutcome(row, created=False, changed=tuple(WIRE_NAME[c] for c in changed))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contacts_api.http.auth import CurrentPrincipal
 from contacts_api.http.body import read_json_object
 from contacts_api.http.openapi_docs import AUTH_RESPONSES, BODY_RESPONSES, message_response
 from contacts_api.http.state import app_db
 from contacts_api.notes import service
+from contacts_api.notes.repository import NoteRow
 from contacts_api.notes.schemas import NoteCreate, NoteCreated, NoteList, NoteListQuery
 from contacts_api.timeutil import utcnow
 
@@ -26,9 +28,13 @@ NOT_FOUND = {404: message_response("Contact not found (or another account's)")}
 async def create_note(request: Request[Any, Any, Any], principal: CurrentPrincipal) -> NoteCreated:
     """Add a note to a contact."""
     data = service.parse_note_create(await read_json_object(request))
-    db = app_db(request)
-    async with db.transaction() as conn:
-        row = await service.create_note(conn, principal, data, utcnow())
+    now = utcnow()
+
+    async def work(conn: AsyncConnection) -> NoteRow:
+        return await service.create_note(conn, principal, data, now)
+
+    # Run again when PostgreSQL picks it as a deadlock's victim (it was a 500).
+    row = await app_db(request).transaction_retrying(work, "POST /v1/contacts/notes")
     return NoteCreated("Note created", 201, service.note_read(row))
 
 

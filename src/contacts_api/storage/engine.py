@@ -173,7 +173,7 @@ class Database:
             try:
                 async with self.transaction() as conn:
                     return await work(conn)
-            except sa.exc.DBAPIError as exc:
+            except (sa.exc.DBAPIError, retry.RaceLost) as exc:
                 if attempt == retry.ATTEMPTS or not retry.is_retryable(exc):
                     raise
                 await retry.before_retry(exc, attempt, what)
