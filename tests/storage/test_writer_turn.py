@@ -214,3 +214,122 @@ async def test_a_lock_file_that_cannot_be_opened_leaves_the_turns_out_with_one_w
     assert len(warnings) == 1
     assert "writer turn lock file unusable" in warnings[0]["event"]
     turn.close()
+
+
+async def test_writers_of_one_process_take_the_turn_one_at_a_time(tmp_path: Path) -> None:
+    """A flock belongs to the open file: without a line of their own, two writers of one
+    process both had the turn, and the first to let go gave it away under the other."""
+    lock = tmp_path / "db-writers.lock"
+    turn = WriterTurn(str(lock))
+    second_in = asyncio.Event()
+
+    async def second() -> bool:
+        async with turn.held(5) as have:
+            second_in.set()
+            return have and not await asyncio.to_thread(taken_by_another_process_at_once, lock)
+
+    try:
+        async with turn.held(5) as have:
+            assert have
+            waiting = asyncio.create_task(second())
+            await asyncio.sleep(0.2)
+            assert not second_in.is_set()  # waits while the first holds it
+        assert await asyncio.wait_for(waiting, 5)  # then holds it, the flock included
+        assert await asyncio.to_thread(taken_by_another_process, lock)  # and gives it back
+    finally:
+        turn.close()
+
+
+async def test_the_batch_goes_before_the_writers_waiting_and_then_lets_them_in(
+    tmp_path: Path,
+) -> None:
+    """The group-commit batch (`first`) goes before the other writers waiting, but one that
+    asks again as soon as it let go finds the next of them ahead: they alternate."""
+    turn = WriterTurn(str(tmp_path / "db-writers.lock"))
+    order: list[str] = []
+
+    async def write(name: str, first: bool = False, times: int = 1) -> None:
+        for _ in range(times):
+            async with turn.held(5, first=first) as have:
+                assert have
+                order.append(name)
+                await asyncio.sleep(0.02)
+
+    try:
+        async with turn.held(5):
+            others = [asyncio.create_task(write(name)) for name in ("put", "note")]
+            await asyncio.sleep(0.05)
+            batches = asyncio.create_task(write("batch", first=True, times=3))
+            await asyncio.sleep(0.05)
+            assert order == []
+        await asyncio.wait_for(asyncio.gather(batches, *others), 5)
+        assert order == ["batch", "put", "batch", "note", "batch"]
+    finally:
+        turn.close()
+
+
+async def test_a_request_transaction_waits_its_turn_without_stalling_the_loop(
+    sqlite_url: str,
+) -> None:
+    """PUT, DELETE, notes, bulk requests and the webhook dispatcher write in `transaction()`:
+    it queues for the turn like a batch, instead of polling SQLite's lock in a busy handler
+    that, under a stream of batches, found it free only by chance (edits waited seconds)."""
+    db = Database(sqlite_url)
+    account = await new_account(db)
+
+    async def write_a_tag() -> float:
+        async with db.transaction() as conn:
+            began = time.time()
+            await conn.execute(
+                sa.insert(tag_table).values(
+                    account_id=account.account_id, name="t", created_at=utcnow()
+                )
+            )
+        return began
+
+    try:
+        async with LoopTicks() as ticks:
+            with held_elsewhere(lock_of(sqlite_url)) as holder:
+                edit = asyncio.create_task(write_a_tag())
+                await asyncio.wait_for(ticks.ten_more(), 5)
+                assert not edit.done()
+                let_go_at = await asyncio.to_thread(let_go, holder)
+                began = await asyncio.wait_for(edit, 5)
+        assert began >= let_go_at
+        assert await asyncio.to_thread(taken_by_another_process, lock_of(sqlite_url))
+    finally:
+        await db.dispose()
+
+
+async def test_a_request_transaction_gets_in_between_two_batches(sqlite_url: str) -> None:
+    """Batches back to back (each asking for the next turn as soon as it committed) let a
+    request's transaction in after the one batch under way."""
+    db = Database(sqlite_url)
+    account = await new_account(db)
+    committed = 0
+    stop = asyncio.Event()
+
+    async def batches() -> None:
+        nonlocal committed
+        while not stop.is_set():
+            async with db.batch_transaction() as conn:
+                await conn.execute(sa.select(1))
+                await asyncio.sleep(0.03)
+            committed += 1
+
+    try:
+        stream = asyncio.create_task(batches())
+        await asyncio.sleep(0.1)
+        before = committed
+        async with db.transaction() as conn:
+            between = committed - before
+            await conn.execute(
+                sa.insert(tag_table).values(
+                    account_id=account.account_id, name="edit", created_at=utcnow()
+                )
+            )
+        stop.set()
+        await asyncio.wait_for(stream, 5)
+        assert between <= 1
+    finally:
+        await db.dispose()
