@@ -5,6 +5,8 @@ it the moment the holder lets go, and never keeps it by accident."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import subprocess
 import sys
 import threading
@@ -333,3 +335,67 @@ async def test_a_request_transaction_gets_in_between_two_batches(sqlite_url: str
         assert between <= 1
     finally:
         await db.dispose()
+
+
+async def test_a_flock_won_for_a_writer_that_gave_up_is_not_given_back_under_the_next(
+    tmp_path: Path,
+) -> None:
+    """A wait that ran out leaves its thread in flock. When that thread gets the flock, the
+    next writer must not take it "again" on the same descriptor (it would succeed) only to
+    have the thread's callback, finding the first writer gone, give it back under it."""
+    lock = tmp_path / "db-writers.lock"
+    turn = WriterTurn(str(lock))
+    try:
+        with held_elsewhere(lock) as holder:
+            async with turn.held(0.2) as have:
+                assert have is False
+            # Without letting the loop run: the thread takes the flock, and its callback
+            # waits for the loop.
+            let_go(holder)
+            holder.wait(5)  # it let go (it says when just before)
+            deadline = time.monotonic() + 5
+            while flock_free(lock):
+                assert time.monotonic() < deadline, "the waiting thread never took the flock"
+                time.sleep(0.01)
+            async with turn.held(5) as have:
+                assert have
+                await asyncio.sleep(0.05)  # the callback runs
+                assert not flock_free(lock)
+        assert await asyncio.to_thread(taken_by_another_process, lock)
+    finally:
+        turn.close()
+
+
+def flock_free(lock: Path) -> bool:
+    """Whether the flock is free now (another open file of it counts as another process)."""
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # and with it the flock, if taken
+    return True
+
+
+def test_a_wait_left_behind_by_an_ended_loop_does_not_break_the_next_loops(
+    tmp_path: Path,
+) -> None:
+    """A Database outliving its loop (as in the tests) while its flock wait went on: the next
+    loop's writers wait afresh, and get the turn once it is free."""
+    lock = tmp_path / "db-writers.lock"
+    turn = WriterTurn(str(lock))
+
+    async def one(seconds: float) -> bool:
+        async with turn.held(seconds) as have:
+            return have
+
+    try:
+        with held_elsewhere(lock) as holder:
+            assert asyncio.run(one(0.1)) is False
+            assert asyncio.run(one(0.2)) is False  # raised "belongs to a different loop"
+            let_go(holder)
+        assert asyncio.run(one(2)) is True
+        assert taken_by_another_process(lock)
+    finally:
+        turn.close()

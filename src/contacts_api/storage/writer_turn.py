@@ -83,8 +83,8 @@ class WriterTurn:
             line.leave()
 
     def _local_line(self) -> _Line:
-        """This process's line for the turn, on the running loop (a Database can outlive a
-        loop: the CLI runs one per command, the tests one per test)."""
+        """This process's line for the turn, on the running loop (a Database can outlive
+        its loop: the tests run one loop per test)."""
         loop = asyncio.get_running_loop()
         if self._line is None or self._line[0] is not loop:
             self._line = (loop, _Line())
@@ -115,12 +115,20 @@ class WriterTurn:
         return self._fd
 
     async def _take(self, fd: int, wait_seconds: float) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            pass
         waiter = self._waiter
+        if waiter is not None and waiter.get_loop() is not asyncio.get_running_loop():
+            # Asked on a loop that ended before the flock came: its thread gives the flock
+            # back by itself (_Flocker._serve), then serves our ask.
+            waiter = self._waiter = None
+        elif waiter is None:
+            # Not while a thread waits in flock: the flock is the descriptor's, so once that
+            # thread had it this would succeed too, and its callback (`_waiter_done`, finding
+            # the writer that asked gone) would then give it back under us.
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
         if waiter is None:
             waiter = self._waiter = self._flocker.take(fd)
             waiter.add_done_callback(lambda done: self._waiter_done(fd, done))
