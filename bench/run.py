@@ -3,7 +3,8 @@
 For SQLite (and PostgreSQL when one answers on 127.0.0.1:5432): start `contacts-api serve`
 with two workers, measure /healthz (the same server's ceiling), POST /v1/contacts (seed body,
 unique email per request), GET /v1/contacts?limit=50 and GET /v1/contacts/detail, then seed
-1,000,000 contacts into the account and measure again. Then the bulk import benchmark.
+1,000,000 contacts into the account and measure again; in between, creates beside clients
+editing contacts (bench/mixed_load.py). Then the bulk import benchmark.
 Results: a table on stdout and bench/results/latest.json.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import import_bench, wrk
+from bench.mixed_load import measure_mix, print_mix
 from bench.seed import seed_contacts
 from bench.server import RunningServer, running_server
 
@@ -59,11 +61,14 @@ def measure(server: RunningServer, phase: str) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_database(database_url: str, label: str) -> list[dict[str, Any]]:
+def bench_database(database_url: str, label: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The routes' figures (empty, then seeded) and creates beside edits."""
     rows: list[dict[str, Any]] = []
     with running_server(database_url) as server:
         print(f"[{label}] empty database…", file=sys.stderr, flush=True)
         rows += measure(server, "empty")
+        print(f"[{label}] creates beside edits…", file=sys.stderr, flush=True)
+        mix = measure_mix(server, creates_alone=rows[1]["requests_per_s"])
         print(f"[{label}] seeding {SEEDED:,} contacts…", file=sys.stderr, flush=True)
         started = time.perf_counter()
         seed_contacts(database_url, server.account_id, server.user_id, SEEDED)
@@ -75,7 +80,7 @@ def bench_database(database_url: str, label: str) -> list[dict[str, Any]]:
         rows += measure(server, f"{SEEDED:,} contacts")
     for row in rows:
         row["database"] = label
-    return rows
+    return rows, mix
 
 
 def postgres_database() -> tuple[str, str] | None:
@@ -124,14 +129,17 @@ def main() -> None:
 
     wrk.require_wrk()
     rows: list[dict[str, Any]] = []
+    mixes: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        rows += bench_database(f"sqlite:///{tmp}/bench.db", "sqlite")
+        sqlite_rows, mixes["sqlite"] = bench_database(f"sqlite:///{tmp}/bench.db", "sqlite")
+        rows += sqlite_rows
     throwaway = postgres_database()
     if throwaway is None:
         print("PostgreSQL does not answer on 127.0.0.1:5432: skipped", file=sys.stderr)
     else:
         try:
-            rows += bench_database(throwaway[1], "postgresql")
+            pg_rows, mixes["postgresql"] = bench_database(throwaway[1], "postgresql")
+            rows += pg_rows
         finally:
             drop_database(*throwaway)
     report: dict[str, Any] = {
@@ -139,9 +147,11 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "wrk": {"threads": wrk.THREADS, "connections": wrk.CONNECTIONS, "seconds": wrk.DURATION_S},
         "http": rows,
+        "creates_beside_edits": mixes,
     }
     report["import"] = import_bench.run()
     print_table(rows)
+    print_mix(mixes)
     print_import(report["import"])
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -55,6 +55,15 @@ def parse(route: str, output: str) -> WrkResult:
 
 def run(route: str, url: str, script: str | None = None, *args: str) -> WrkResult:
     """One bounded wrk run (loopback only)."""
+    output = subprocess.run(
+        command(url, script, *args), capture_output=True, text=True, check=True,
+        timeout=DURATION_S + 30,
+    ).stdout  # fmt: skip
+    return parse(route, output)
+
+
+def command(url: str, script: str | None = None, *args: str) -> list[str]:
+    """The wrk command line of one bounded run (loopback only)."""
     assert url.startswith("http://127.0.0.1:"), "benchmarks only target loopback"
     command = [
         require_wrk(),
@@ -70,7 +79,4 @@ def run(route: str, url: str, script: str | None = None, *args: str) -> WrkResul
     command.append(url)
     if args:
         command += ["--", *args]
-    output = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=DURATION_S + 30
-    ).stdout
-    return parse(route, output)
+    return command
