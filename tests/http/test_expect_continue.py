@@ -82,15 +82,21 @@ def test_a_body_held_back_for_100_continue_is_waited_for(tmp_path: Path, silent_
     assert status == b"HTTP/1.1 201 Created"
 
 
-def test_an_answer_before_the_body_was_asked_for_closes_the_connection(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "expect", [b"100-continue", b"100-Continue", b"100-continue ", b"100-continue\t"]
+)
+def test_an_answer_before_the_body_was_asked_for_closes_the_connection(
+    tmp_path: Path, expect: bytes
+) -> None:
     """A wrong key is answered before the body is asked for. The answer said nothing of the
     connection: a client that then skipped the body and sent its next request had that read
-    as the body, and waited 30 s (the read timeout) for an answer that never came."""
+    as the body, and waited 30 s (the read timeout) for an answer that never came. Whitespace
+    after the value is the header's too (uvicorn compared the value whole: the same desync)."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     migrate.upgrade(url)
     head = (
         b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        b"authorization: Bearer iclosed_wrong\r\nexpect: 100-continue\r\n"
+        b"authorization: Bearer iclosed_wrong\r\nexpect: " + expect + b"\r\n"
         b"content-length: 3000\r\n\r\n"
     )
     with serve({"CONTACTS_API_DATABASE_URL": url}, log=tmp_path / "server.log") as base:

@@ -7,6 +7,7 @@ HTTP protocol, below the app.
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import time
@@ -159,3 +160,25 @@ def test_a_request_the_parser_refuses_is_a_json_400(
     assert headers[b"content-type"] == b"application/json"
     assert headers[b"x-content-type-options"] == b"nosniff"
     assert json.loads(body) == {"message": "Invalid HTTP request received."}
+
+
+def test_a_run_of_pipelined_requests_read_across_heads_is_served_whole(
+    address: tuple[str, int],
+) -> None:
+    """A read that starts and ends part way through heads, with many whole requests between:
+    it was counted whole against the head being read, and 1,300 pipelined GETs (44 KB in one
+    read) got a 431 after the first answer."""
+    request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+    count = 1300
+    with socket.create_connection(address) as sock:
+        sock.settimeout(30)
+        sock.sendall(request + b"GET /hea")
+        time.sleep(0.2)  # read alone
+        sock.sendall(b"lthz HTTP/1.1\r\nhost: x\r\n\r\n" + request * count + b"GET /hea")
+        time.sleep(0.2)
+        sock.sendall(b"lthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    statuses = re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", received)
+    assert statuses == [b"HTTP/1.1 200 OK"] * (count + 3)

@@ -154,6 +154,34 @@ def test_the_rest_of_a_body_already_answered_does_not_keep_the_connection_open(
         assert read_all(sock).count(b"HTTP/1.1") == 0
 
 
+def test_the_rest_of_a_body_trickled_after_the_answer_holds_the_connection_no_longer(
+    server: Server,
+) -> None:
+    """A body announced at a gigabyte and sent a byte at a time after its request was
+    answered (a wrong key): each byte used to move the deadline on, holding the connection
+    for good. The rest of a body answered already gets one read timeout from the answer."""
+    head = create_head(server, 10**9).replace(server.key.encode(), b"iclosed_wrong")
+    with connect(server) as sock:
+        sock.sendall(head + b"{")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+        answered = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - answered < TIMEOUT_S * 4:
+            try:
+                sock.sendall(b" ")
+            except OSError:  # reset: the server closed while we sent
+                closed = True
+                break
+            readable, _, _ = select.select([sock], [], [], TIMEOUT_S / 4)
+            if readable:
+                try:
+                    closed = sock.recv(65536) == b""
+                except OSError:
+                    closed = True
+        assert closed, "a trickled body kept the connection past the read timeout"
+        assert time.monotonic() - answered < TIMEOUT_S + 1.5
+
+
 def test_an_idle_connection_is_kept_for_the_keep_alive_time_then_closed(server: Server) -> None:
     """Between requests the keep-alive time applies, not the read timeout. uvicorn's 5 s
     closed connections a Node agent (also 5 s) was about to reuse: 17 of 100 creates sent

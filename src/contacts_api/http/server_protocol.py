@@ -53,13 +53,33 @@ A request that sent `Expect: 100-continue` and is answered before its body was a
 wrong key: 401, a body announced too large: 413), while that body is still owed, is answered
 with `connection: close`, as RFC 9110 §10.1.1 asks a server to say: a client that then
 skipped the body and sent its next request on the connection had it read as the body, and
-waited 30 s for an answer.
+waited 30 s for an answer. The header is recognized with whitespace after its value, which
+uvicorn missed (`100-continue ` went on keeping the connection: the same desync).
+
+A request answered without `Expect` while its body is still owed keeps its connection, and
+the rest of the body is read and dropped, if it all comes within `read_timeout` of the last
+read before the answer; else the connection closes then. A body announced as 2^64-1 bytes and
+sent a byte at a time had held the connection for good, each read moving the deadline on. No
+bound on its bytes: a close while the client still sends can reset the connection before the
+client has read the answer (a 401, a 413) that explains why, the reason servers linger
+(nginx's lingering_time).
+
+A read the parser refuses (a 400, or a 431) also cancels the requests whose app has not
+started running yet (those of that same read): uvicorn starts a request's app as its head is
+parsed, and a `DELETE` followed in the same read by a malformed request (or carrying a header
+llhttp refuses only after the head, `Transfer-Encoding: identity`) was carried out while its
+client got only the 400, with the connection closed.
+
+Header lines after a chunked body (trailers) are not added to the request's headers, which
+the app has already been given: a trailer `content-encoding: gzip` had turned a body's 400
+into a 415.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import sys
 from typing import Any
 
@@ -122,6 +142,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._head_reads = 0  # reads that came while the head was under way and left it so
         self._quiet_reads = 0  # reads after the head that gave no body (trailers)
         self._gave_body = False
+        self._began = False  # whether a request began during the read being parsed
         self._head_refused = False
         self._read = b""  # the bytes being parsed (an ignored Upgrade parses their rest again)
         self._offer_ignored: bytes | None = None  # that request's head, without the offer
@@ -140,13 +161,24 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = self._in_message = True
+        self._in_head = self._in_message = self._began = True
         self._head_reads = self._quiet_reads = 0
         self._expect_more()  # the whole head, from its first byte
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """uvicorn's, with two changes (see the module's docstring): `Expect: 100-continue`
+        is recognized with whitespace around its value, and a trailer is no header."""
+        if not self._in_head:
+            return  # a trailer (its bytes are counted: data_received)
+        name = name.lower()
+        if name == b"expect" and value.strip(b" \t").lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
     def on_body(self, body: bytes) -> None:
         self._gave_body = True
-        self._expect_more()  # the next read of the body
+        if not self._answered():  # (answered: the rest gets no more time)
+            self._expect_more()  # the next read of the body
         super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -233,9 +265,18 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if self._in_head:  # a response is owed, and no app has started on this request
             self._head_refused = True
             self.transport.write(_TIMEOUT_RESPONSE)
+        elif self._in_message and self._answered():
+            self.logger.info(
+                "Rest of a body already answered not sent in %g s: connection closed",
+                self.read_timeout,
+            )
         elif self._in_message:  # the app reads this body: it sees the client gone
             self.logger.info("Request body paused over %g s: connection closed", self.read_timeout)
         self.transport.close()
+
+    def _answered(self) -> bool:
+        """Whether the request being read has had its whole response."""
+        return self.cycle is not None and self.cycle.response_complete
 
     def _waiting_on_us(self) -> bool:
         """Whether the client's silence is ours to answer for (see the module's docstring)."""
@@ -253,7 +294,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
             return
         under_way = self._in_head
         past_head = self._in_message and not under_way
-        self._gave_body = False
+        self._gave_body = self._began = False
         self._read = data
         super().data_received(data)
         while self._replay is not None:  # an Upgrade ignored (see _unsupported_upgrade_warning)
@@ -262,7 +303,11 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._read = b""
         if self._head_refused:
             return
-        if under_way and self._in_head:
+        # A read in which a request began holds the ends of those before it, counted as
+        # they ended: like the first read of any head, it is not counted whole.
+        if self._began:
+            pass
+        elif under_way and self._in_head:
             self._head_reads += len(data)
             if self._head_reads > MAX_HEAD_BYTES + RAW_SLACK:
                 self._head_refused = True
@@ -291,7 +336,12 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request the parser refused (it has logged "Invalid HTTP
         request received." by then), in the API's JSON shape instead of uvicorn's plain text;
-        a 431 when the head was too large."""
+        a 431 when the head was too large. Requests whose app has not started running (their
+        tasks wait for the loop: this read's) never do, nor any queued behind them."""
+        for task in self.tasks:
+            if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:  # type: ignore[arg-type]
+                task.cancel()
+        self.pipeline.clear()
         response = _RESPONSE if self._head_refused else _closing_response(b"400 Bad Request", msg)
         self.transport.write(response)
         self.transport.close()

@@ -1,0 +1,126 @@
+"""What a read the parser refuses leaves behind, and what trailers may not do
+(http/server_protocol.py), against the real server over raw sockets.
+
+uvicorn starts a request's app as soon as its head is parsed, before the rest of the read;
+when the rest is refused (a 400 and a closed connection), the request must not be carried
+out behind the client's back: the client saw only the 400.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contacts_api.storage import migrate
+from tests.factories import new_account_key
+from tests.servers import serve
+
+
+@dataclass
+class Server:
+    base: str
+    host: str
+    port: int
+    key: str
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder: Path = tmp_path_factory.mktemp("refused_reads")
+    url = f"sqlite:///{folder / 's.db'}"
+    migrate.upgrade(url)
+    key = new_account_key(url)
+    with serve({"CONTACTS_API_DATABASE_URL": url}, log=folder / "server.log") as base:
+        host, port = base.removeprefix("http://").split(":")
+        yield Server(base, host, int(port), key)
+
+
+def new_contact(server: Server, email: str) -> int:
+    response = httpx.post(
+        f"{server.base}/v1/contacts",
+        json={"email": email},
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["data"]["contact"]["id"])
+
+
+def detail_status(server: Server, contact_id: int) -> int:
+    response = httpx.get(
+        f"{server.base}/v1/contacts/detail",
+        params={"contactId": contact_id},
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    return response.status_code
+
+
+def exchange(server: Server, data: bytes) -> bytes:
+    """Send `data` in one write; everything the server sends until it closes."""
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def delete_head(server: Server, contact_id: int, extra: bytes = b"") -> bytes:
+    return (
+        b"DELETE /v1/contacts?id=%d HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n%s\r\n"
+        % (contact_id, server.key.encode(), extra)
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra_header", "after"),
+    [
+        # llhttp refuses this header only once the head is over: the app had started
+        (b"transfer-encoding: identity\r\n", b""),
+        # a valid request, then garbage in the same write
+        (b"", b"G\x01T / HTTP/1.1\r\n\r\n"),
+    ],
+    ids=["transfer-encoding-identity", "garbage-after-it"],
+)
+def test_a_request_in_a_read_the_parser_refuses_is_not_carried_out(
+    server: Server, extra_header: bytes, after: bytes
+) -> None:
+    contact_id = new_contact(server, f"refused.{len(extra_header)}@example.com")
+    received = exchange(server, delete_head(server, contact_id, extra_header) + after)
+    assert received.startswith(b"HTTP/1.1 400 Bad Request"), received
+    assert received.count(b"HTTP/1.1 ") == 1
+    assert detail_status(server, contact_id) == 200  # not deleted
+
+
+def test_a_refused_read_after_an_answered_request_leaves_that_answer_standing(
+    server: Server,
+) -> None:
+    """The other side of it: a DELETE answered in an earlier read stays done and answered."""
+    contact_id = new_contact(server, "answered.before@example.com")
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(delete_head(server, contact_id))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        sock.sendall(b"G\x01T / HTTP/1.1\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 Bad Request")
+    assert detail_status(server, contact_id) == 404
+
+
+def test_a_trailer_is_not_one_of_the_requests_headers(server: Server) -> None:
+    """A header line after a chunked body sets nothing the app reads: `content-encoding:
+    gzip` there had turned a malformed body's 400 into a 415."""
+    head = (
+        b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer %s\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        % server.key.encode()
+    )
+    received = exchange(server, head + b"3\r\nabc\r\n0\r\ncontent-encoding: gzip\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400 Bad Request"), received
+    body = json.loads(received.partition(b"\r\n\r\n")[2])
+    assert body["message"]["details"]["formErrors"] == ["Malformed JSON in request body"]
