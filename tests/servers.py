@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -73,6 +74,34 @@ def serve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@dataclass
+class KeyedServer:
+    """A server on a SQLite database of its own, and a key of an account in it."""
+
+    base: str
+    host: str
+    port: int
+    key: str
+    database: Path
+    log: Path
+
+
+@contextmanager
+def keyed_server(folder: Path, **settings: str) -> Iterator[KeyedServer]:
+    """`contacts-api serve` on a new SQLite database in `folder`, with one account's key, for
+    tests that speak HTTP over raw sockets; `settings`: more CONTACTS_API_* variables."""
+    from contacts_api.storage import migrate  # (not at the top: bench/server.py imports us)
+    from tests.factories import new_account_key
+
+    database, log = folder / "s.db", folder / "server.log"
+    url = f"sqlite:///{database}"
+    migrate.upgrade(url)
+    key = new_account_key(url)
+    with serve({"CONTACTS_API_DATABASE_URL": url, **settings}, log=log) as base:
+        host, port = base.removeprefix("http://").split(":")
+        yield KeyedServer(base, host, int(port), key, database, log)
 
 
 def serve_to_exit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

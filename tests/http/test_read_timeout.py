@@ -12,47 +12,27 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from contacts_api.http.server_protocol import HEAD_TIMED_OUT
-from contacts_api.storage import migrate
-from tests.factories import new_account_key
-from tests.servers import serve, wait_until
+from tests.servers import KeyedServer, keyed_server, wait_until
 
 TIMEOUT_S = 2
 KEEP_ALIVE_S = 3
 
 
-@dataclass
-class Server:
-    host: str
-    port: int
-    key: str
-    log: Path
-    database: Path
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder: Path = tmp_path_factory.mktemp("read_timeout")
-    url = f"sqlite:///{folder / 's.db'}"
-    migrate.upgrade(url)
-    key = new_account_key(url)
-    env = {
-        "CONTACTS_API_DATABASE_URL": url,
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServer]:
+    settings = {
         "CONTACTS_API_READ_TIMEOUT_SECONDS": str(TIMEOUT_S),
         "CONTACTS_API_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE_S),
     }
-    log = folder / "server.log"
-    with serve(env, log=log) as base:
-        host, port = base.removeprefix("http://").split(":")
-        yield Server(host, int(port), key, log, folder / "s.db")
+    with keyed_server(tmp_path_factory.mktemp("read_timeout"), **settings) as running:
+        yield running
 
 
-def connect(server: Server) -> socket.socket:
+def connect(server: KeyedServer) -> socket.socket:
     sock = socket.create_connection((server.host, server.port))
     sock.settimeout(30)  # a bound on the test, far above the server's timeout
     return sock
@@ -66,12 +46,12 @@ def read_all(sock: socket.socket) -> bytes:
     return received
 
 
-def test_a_connection_that_never_sends_is_closed(server: Server) -> None:
+def test_a_connection_that_never_sends_is_closed(server: KeyedServer) -> None:
     with connect(server) as sock:
         assert read_all(sock) == b""
 
 
-def test_a_head_sent_a_line_at_a_time_forever_gets_408(server: Server) -> None:
+def test_a_head_sent_a_line_at_a_time_forever_gets_408(server: KeyedServer) -> None:
     """Each line well within the timeout: the head as a whole is what is timed."""
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
@@ -85,7 +65,7 @@ def test_a_head_sent_a_line_at_a_time_forever_gets_408(server: Server) -> None:
     assert json.loads(body.partition(b"\r\n\r\n")[2]) == {"message": HEAD_TIMED_OUT}
 
 
-def create_head(server: Server, length: int) -> bytes:
+def create_head(server: KeyedServer, length: int) -> bytes:
     return (
         b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
         b"authorization: Bearer " + server.key.encode() + b"\r\n"
@@ -93,7 +73,7 @@ def create_head(server: Server, length: int) -> bytes:
     )
 
 
-def test_a_body_that_stops_part_way_closes_the_connection(server: Server) -> None:
+def test_a_body_that_stops_part_way_closes_the_connection(server: KeyedServer) -> None:
     body = json.dumps({"email": "stopped@example.com"}).encode()
     with connect(server) as sock:
         sock.sendall(create_head(server, len(body)) + body[:10])
@@ -109,7 +89,7 @@ def test_a_body_that_stops_part_way_closes_the_connection(server: Server) -> Non
     assert not any(level == "error" for _, level in events())
 
 
-def test_a_body_sent_slowly_with_short_pauses_is_served(server: Server) -> None:
+def test_a_body_sent_slowly_with_short_pauses_is_served(server: KeyedServer) -> None:
     """Its pauses are short; the whole takes three times the timeout."""
     body = json.dumps({"email": "slow@example.com", "firstName": "Slow"}).encode()
     pieces = 15
@@ -129,7 +109,7 @@ def responses(sock: socket.socket) -> list[bytes]:
 
 
 def test_a_blank_line_after_a_response_does_not_keep_the_connection_open(
-    server: Server,
+    server: KeyedServer,
 ) -> None:
     """uvicorn sets its keep-alive timer aside for any bytes, and a blank line between
     requests starts none: the connection stayed open for good."""
@@ -141,7 +121,7 @@ def test_a_blank_line_after_a_response_does_not_keep_the_connection_open(
 
 
 def test_the_rest_of_a_body_already_answered_does_not_keep_the_connection_open(
-    server: Server,
+    server: KeyedServer,
 ) -> None:
     """A wrong key is answered before the body is read; the client sends the body anyway
     (uvicorn's keep-alive timer is set aside for it), then nothing."""
@@ -155,7 +135,7 @@ def test_the_rest_of_a_body_already_answered_does_not_keep_the_connection_open(
 
 
 def test_the_rest_of_a_body_trickled_after_the_answer_holds_the_connection_no_longer(
-    server: Server,
+    server: KeyedServer,
 ) -> None:
     """A body announced at a gigabyte and sent a byte at a time after its request was
     answered (a wrong key): each byte used to move the deadline on, holding the connection
@@ -182,7 +162,9 @@ def test_the_rest_of_a_body_trickled_after_the_answer_holds_the_connection_no_lo
         assert time.monotonic() - answered < TIMEOUT_S + 1.5
 
 
-def test_an_idle_connection_is_kept_for_the_keep_alive_time_then_closed(server: Server) -> None:
+def test_an_idle_connection_is_kept_for_the_keep_alive_time_then_closed(
+    server: KeyedServer,
+) -> None:
     """Between requests the keep-alive time applies, not the read timeout. uvicorn's 5 s
     closed connections a Node agent (also 5 s) was about to reuse: 17 of 100 creates sent
     after ~5 s idle got a reset, and a POST is not retried."""
@@ -198,7 +180,7 @@ def test_an_idle_connection_is_kept_for_the_keep_alive_time_then_closed(server: 
         assert KEEP_ALIVE_S - 0.5 < time.monotonic() - idle_from < KEEP_ALIVE_S + 1.5
 
 
-def test_a_response_on_its_way_is_never_replaced_by_a_408(server: Server) -> None:
+def test_a_response_on_its_way_is_never_replaced_by_a_408(server: KeyedServer) -> None:
     """A create waits for the database (another program holds its write lock twice the
     timeout) while the next request's head, pipelined behind it, stops half way: the
     client gets the create's 201, then the 408."""

@@ -11,37 +11,20 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from contacts_api.storage import migrate
-from tests.factories import new_account_key
-from tests.servers import serve
-
-
-@dataclass
-class Server:
-    base: str
-    host: str
-    port: int
-    key: str
+from tests.servers import KeyedServer, keyed_server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder: Path = tmp_path_factory.mktemp("refused_reads")
-    url = f"sqlite:///{folder / 's.db'}"
-    migrate.upgrade(url)
-    key = new_account_key(url)
-    with serve({"CONTACTS_API_DATABASE_URL": url}, log=folder / "server.log") as base:
-        host, port = base.removeprefix("http://").split(":")
-        yield Server(base, host, int(port), key)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServer]:
+    with keyed_server(tmp_path_factory.mktemp("refused_reads")) as running:
+        yield running
 
 
-def new_contact(server: Server, email: str) -> int:
+def new_contact(server: KeyedServer, email: str) -> int:
     response = httpx.post(
         f"{server.base}/v1/contacts",
         json={"email": email},
@@ -51,7 +34,7 @@ def new_contact(server: Server, email: str) -> int:
     return int(response.json()["data"]["contact"]["id"])
 
 
-def detail_status(server: Server, contact_id: int) -> int:
+def detail_status(server: KeyedServer, contact_id: int) -> int:
     response = httpx.get(
         f"{server.base}/v1/contacts/detail",
         params={"contactId": contact_id},
@@ -60,7 +43,7 @@ def detail_status(server: Server, contact_id: int) -> int:
     return response.status_code
 
 
-def exchange(server: Server, data: bytes) -> bytes:
+def exchange(server: KeyedServer, data: bytes) -> bytes:
     """Send `data` in one write; everything the server sends until it closes."""
     with socket.create_connection((server.host, server.port)) as sock:
         sock.settimeout(10)
@@ -71,7 +54,7 @@ def exchange(server: Server, data: bytes) -> bytes:
     return received
 
 
-def delete_head(server: Server, contact_id: int, extra: bytes = b"") -> bytes:
+def delete_head(server: KeyedServer, contact_id: int, extra: bytes = b"") -> bytes:
     return (
         b"DELETE /v1/contacts?id=%d HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\n%s\r\n"
         % (contact_id, server.key.encode(), extra)
@@ -89,7 +72,7 @@ def delete_head(server: Server, contact_id: int, extra: bytes = b"") -> bytes:
     ids=["transfer-encoding-identity", "garbage-after-it"],
 )
 def test_a_request_in_a_read_the_parser_refuses_is_not_carried_out(
-    server: Server, extra_header: bytes, after: bytes
+    server: KeyedServer, extra_header: bytes, after: bytes
 ) -> None:
     contact_id = new_contact(server, f"refused.{len(extra_header)}@example.com")
     received = exchange(server, delete_head(server, contact_id, extra_header) + after)
@@ -99,7 +82,7 @@ def test_a_request_in_a_read_the_parser_refuses_is_not_carried_out(
 
 
 def test_a_refused_read_after_an_answered_request_leaves_that_answer_standing(
-    server: Server,
+    server: KeyedServer,
 ) -> None:
     """The other side of it: a DELETE answered in an earlier read stays done and answered."""
     contact_id = new_contact(server, "answered.before@example.com")
@@ -112,7 +95,7 @@ def test_a_refused_read_after_an_answered_request_leaves_that_answer_standing(
     assert detail_status(server, contact_id) == 404
 
 
-def test_a_trailer_is_not_one_of_the_requests_headers(server: Server) -> None:
+def test_a_trailer_is_not_one_of_the_requests_headers(server: KeyedServer) -> None:
     """A header line after a chunked body sets nothing the app reads: `content-encoding:
     gzip` there had turned a malformed body's 400 into a 415."""
     head = (

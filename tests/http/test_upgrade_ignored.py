@@ -12,13 +12,10 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from contacts_api.storage import migrate
-from tests.factories import new_account_key
-from tests.servers import serve
+from tests.servers import keyed_server
 
 OFFER = (  # as Java's HttpClient sends it
     b"connection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\n"
@@ -28,13 +25,8 @@ OFFER = (  # as Java's HttpClient sends it
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[str, int], str]]:
-    folder: Path = tmp_path_factory.mktemp("upgrade")
-    url = f"sqlite:///{folder / 's.db'}"
-    migrate.upgrade(url)
-    key = new_account_key(url)
-    with serve({"CONTACTS_API_DATABASE_URL": url}, log=folder / "server.log") as base:
-        host, port = base.removeprefix("http://").split(":")
-        yield (host, int(port)), key
+    with keyed_server(tmp_path_factory.mktemp("upgrade")) as running:
+        yield (running.host, running.port), running.key
 
 
 class Responses:

@@ -99,12 +99,18 @@ def lock_of(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///") + "-writers.lock")
 
 
-async def test_a_batch_waits_its_turn_without_stalling_the_loop(sqlite_url: str) -> None:
+@pytest.mark.parametrize("transaction", ["batch_transaction", "transaction"])
+async def test_a_writer_waits_its_turn_without_stalling_the_loop(
+    sqlite_url: str, transaction: str
+) -> None:
+    """The group-commit batch, and a request's own transaction (PUT, DELETE, notes, bulk
+    requests, the webhook dispatcher), which had polled SQLite's lock in a busy handler that,
+    under a stream of batches, found it free only by chance (edits waited seconds)."""
     db = Database(sqlite_url)
     account = await new_account(db)
 
     async def write_a_tag() -> float:
-        async with db.batch_transaction() as conn:
+        async with getattr(db, transaction)() as conn:
             began = time.time()
             await conn.execute(
                 sa.insert(tag_table).values(
@@ -268,39 +274,6 @@ async def test_the_batch_goes_before_the_writers_waiting_and_then_lets_them_in(
         assert order == ["batch", "put", "batch", "note", "batch"]
     finally:
         turn.close()
-
-
-async def test_a_request_transaction_waits_its_turn_without_stalling_the_loop(
-    sqlite_url: str,
-) -> None:
-    """PUT, DELETE, notes, bulk requests and the webhook dispatcher write in `transaction()`:
-    it queues for the turn like a batch, instead of polling SQLite's lock in a busy handler
-    that, under a stream of batches, found it free only by chance (edits waited seconds)."""
-    db = Database(sqlite_url)
-    account = await new_account(db)
-
-    async def write_a_tag() -> float:
-        async with db.transaction() as conn:
-            began = time.time()
-            await conn.execute(
-                sa.insert(tag_table).values(
-                    account_id=account.account_id, name="t", created_at=utcnow()
-                )
-            )
-        return began
-
-    try:
-        async with LoopTicks() as ticks:
-            with held_elsewhere(lock_of(sqlite_url)) as holder:
-                edit = asyncio.create_task(write_a_tag())
-                await asyncio.wait_for(ticks.ten_more(), 5)
-                assert not edit.done()
-                let_go_at = await asyncio.to_thread(let_go, holder)
-                began = await asyncio.wait_for(edit, 5)
-        assert began >= let_go_at
-        assert await asyncio.to_thread(taken_by_another_process, lock_of(sqlite_url))
-    finally:
-        await db.dispose()
 
 
 async def test_a_request_transaction_gets_in_between_two_batches(sqlite_url: str) -> None:
