@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -79,6 +80,24 @@ def test_a_request_in_a_read_the_parser_refuses_is_not_carried_out(
     assert received.startswith(b"HTTP/1.1 400 Bad Request"), received
     assert received.count(b"HTTP/1.1 ") == 1
     assert detail_status(server, contact_id) == 200  # not deleted
+
+
+def test_a_refused_read_leaves_other_connections_requests_alone(server: KeyedServer) -> None:
+    """Another client's request whose app has not started yet, as this connection's read is
+    refused, is answered: uvicorn's set of running requests is the worker's, and cancelling
+    all those not yet started dropped other clients' requests (no answer, nothing done):
+    most tries here, as both reads often come in one turn of the worker's loop."""
+    address = (server.host, server.port)
+    for _ in range(10):
+        with (
+            socket.create_connection(address) as other,
+            socket.create_connection(address) as refused,
+        ):
+            other.settimeout(5)
+            time.sleep(0.05)  # both connections accepted
+            other.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            refused.sendall(b"G\x01T / HTTP/1.1\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.1 200 OK")
 
 
 def test_a_refused_read_after_an_answered_request_leaves_that_answer_standing(

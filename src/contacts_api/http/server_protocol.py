@@ -336,10 +336,15 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request the parser refused (it has logged "Invalid HTTP
         request received." by then), in the API's JSON shape instead of uvicorn's plain text;
-        a 431 when the head was too large. Requests whose app has not started running (their
-        tasks wait for the loop: this read's) never do, nor any queued behind them."""
-        for task in self.tasks:
-            if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:  # type: ignore[arg-type]
+        a 431 when the head was too large. This connection's requests whose app has not
+        started running (their tasks wait for the loop: this read's) never do, nor any queued
+        behind them."""
+        for task in self.tasks:  # every connection's: uvicorn's server state holds them all
+            run = task.get_coro()
+            if inspect.getcoroutinestate(run) != inspect.CORO_CREATED:  # type: ignore[arg-type]
+                continue
+            cycle = inspect.getcoroutinelocals(run).get("self")  # type: ignore[arg-type]
+            if getattr(cycle, "transport", None) is self.transport:
                 task.cancel()
         self.pipeline.clear()
         response = _RESPONSE if self._head_refused else _closing_response(b"400 Bad Request", msg)
