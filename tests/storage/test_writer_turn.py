@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import tag_table
 from contacts_api.storage.writer_turn import WriterTurn
@@ -372,3 +373,43 @@ def test_a_wait_left_behind_by_an_ended_loop_does_not_break_the_next_loops(
         assert taken_by_another_process(lock)
     finally:
         turn.close()
+
+
+async def test_a_lock_file_made_as_root_takes_the_databases_owner_and_mode(
+    tmp_path: Path,
+) -> None:
+    """An import or `keys create` run as root on a database of the server's user made the
+    lock file root's, 0600: the server could not open it and went without turns."""
+    if os.geteuid() != 0:
+        pytest.skip("only root makes a file another user owns")
+    database = tmp_path / "contacts.db"
+    url = f"sqlite:///{database}"
+    migrate.upgrade(url)
+    os.chown(database, 65534, 65534)
+    os.chmod(database, 0o660)
+    lock = tmp_path / "contacts.db-writers.lock"
+    assert not lock.exists()
+    db = Database(url)
+    try:
+        async with db.transaction() as conn:  # as a CLI command writes
+            await conn.execute(sa.select(1))
+    finally:
+        await db.dispose()
+    made = lock.stat()
+    assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (65534, 65534, 0o660)
+
+
+async def test_a_lock_file_there_already_is_left_as_it_is(tmp_path: Path) -> None:
+    database = tmp_path / "contacts.db"
+    database.write_bytes(b"")
+    os.chmod(database, 0o644)
+    lock = tmp_path / "contacts.db-writers.lock"
+    lock.write_bytes(b"")
+    os.chmod(lock, 0o600)
+    turn = WriterTurn(str(lock), like=str(database))
+    try:
+        async with turn.held(1) as have:
+            assert have
+    finally:
+        turn.close()
+    assert lock.stat().st_mode & 0o777 == 0o600

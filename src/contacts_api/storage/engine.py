@@ -127,7 +127,7 @@ class Database:
             )
             path = make_url(url).database
             if path and path != ":memory:":
-                self._writer_turn = WriterTurn(f"{path}{WRITERS_LOCK}")
+                self._writer_turn = WriterTurn(f"{path}{WRITERS_LOCK}", like=path)
         else:
             # PostgreSQL: the writer's connections are busy back to back under load, where a
             # pre-ping is one more round trip per batch (each costing a turn of a busy event

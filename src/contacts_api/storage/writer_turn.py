@@ -50,8 +50,9 @@ class WriterTurn:
     taken over by the next one, and gives the turn back at once if nobody wants it by then.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, like: str | None = None) -> None:
         self.path = path
+        self.like = like  # the database file, whose owner and mode a new lock file takes
         self._line: tuple[asyncio.AbstractEventLoop, _Line] | None = None
         self._fd: int | None = None
         self._unusable = False
@@ -101,7 +102,7 @@ class WriterTurn:
     def _open(self) -> int | None:
         if self._fd is None and not self._unusable and not self._closing:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._fd = self._open_or_make()
             except OSError:
                 try:  # made by another user, say: flock works on a read-only descriptor too
                     self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -113,6 +114,23 @@ class WriterTurn:
                         error=f"{type(exc).__name__}: {exc}",
                     )
         return self._fd
+
+    def _open_or_make(self) -> int:
+        """The lock file, made if missing with the database file's mode and, when we are
+        root, its owner, as SQLite makes its -wal and -shm files: every program that shares
+        the database opens it. Made 0600 by whoever came first, a command run as root (an
+        import, `keys create`) left the server's own user without turns."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        if self.like is not None:
+            with contextlib.suppress(OSError):  # the database gone meanwhile: 0600, ours
+                database = os.stat(self.like)
+                os.fchmod(fd, database.st_mode & 0o666)
+                if os.geteuid() == 0 and database.st_uid != 0:
+                    os.fchown(fd, database.st_uid, database.st_gid)
+        return fd
 
     async def _take(self, fd: int, wait_seconds: float) -> bool:
         waiter = self._waiter
