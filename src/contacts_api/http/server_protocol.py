@@ -305,16 +305,15 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
             return
         # A read in which a request began holds the ends of those before it, counted as
         # they ended: like the first read of any head, it is not counted whole.
-        if self._began:
-            pass
-        elif under_way and self._in_head:
+        counted = not self._began
+        if counted and under_way and self._in_head:
             self._head_reads += len(data)
             if self._head_reads > MAX_HEAD_BYTES + RAW_SLACK:
                 self._head_refused = True
                 self.send_400_response(HEAD_TOO_LARGE)
         elif self._gave_body:
             self._quiet_reads = 0
-        elif past_head and self._in_message:
+        elif counted and past_head and self._in_message:
             self._quiet_reads += len(data)
             if self._quiet_reads > MAX_HEAD_BYTES:
                 self._head_refused = True
