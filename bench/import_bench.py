@@ -9,6 +9,7 @@ same run: the ratio import/raw is the figure. `python -m bench.import_bench [ROW
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import json
@@ -268,7 +269,15 @@ def main() -> None:
             result["peak_mb"] = round(result["peak_mb"] + result["reader_peak_mb"], 1)
         print(json.dumps(result))
         return
-    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else ROWS), indent=2))
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.import_bench",
+        description="The bulk import benchmark alone (make bench runs it after the routes).",
+    )
+    parser.add_argument("rows", nargs="?", type=int, default=ROWS, help=f"default {ROWS:,}")
+    rows = parser.parse_args().rows
+    if rows < 1:
+        parser.error("rows must be at least 1")
+    print(json.dumps(run(rows), indent=2))
 
 
 if __name__ == "__main__":

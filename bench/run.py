@@ -10,6 +10,7 @@ Results: a table on stdout and bench/results/latest.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -20,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import import_bench, wrk
+from bench import server as bench_server
 from bench.mixed_load import measure_mix, print_mix
 from bench.seed import seed_contacts
 from bench.server import RunningServer, running_server
 
 RESULTS = Path(__file__).parent / "results"
-SEEDED = int(os.environ.get("BENCH_SEEDED_CONTACTS", "1000000"))
-wrk.DURATION_S = int(os.environ.get("BENCH_SECONDS", str(wrk.DURATION_S)))
+SEEDED = 1_000_000  # BENCH_SEEDED_CONTACTS, read by parse_arguments()
 
 
 def measure(server: RunningServer, phase: str) -> list[dict[str, Any]]:
@@ -125,11 +126,49 @@ def print_import(figures: dict[str, Any]) -> None:
             print(f"{label:<11}{name:<24}{r['rows_per_s']:>10,}{r['peak_mb']:>9.0f}{ratio:>13}")
 
 
+KNOBS = """settings, from the environment:
+  BENCH_SECONDS          seconds per wrk run (default 10)
+  BENCH_SEEDED_CONTACTS  contacts seeded before the second phase (default 1000000)
+  BENCH_WORKERS          server worker processes (default 2)
+  BENCH_STDERR=1         show the server's stderr
+"""
+
+
+def parse_arguments(argv: list[str] | None = None) -> None:
+    """--help, and an error for anything else or a setting that is not a number: the run
+    takes several minutes, so a mistyped option must not start it."""
+    global SEEDED
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog=KNOBS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    wrk.DURATION_S = _setting(parser, "BENCH_SECONDS", wrk.DURATION_S, least=1)
+    SEEDED = _setting(parser, "BENCH_SEEDED_CONTACTS", SEEDED, least=0)
+    bench_server.WORKERS = _setting(parser, "BENCH_WORKERS", bench_server.WORKERS, least=1)
+
+
+def _setting(parser: argparse.ArgumentParser, name: str, default: int, least: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        parser.error(f"{name} must be a whole number of at least {least}, not {text!r}")
+    return value
+
+
 def main() -> None:
     import tempfile
 
     from tests.run_suite import drop_database
 
+    parse_arguments()
     wrk.require_wrk()
     rows: list[dict[str, Any]] = []
     mixes: dict[str, dict[str, Any]] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from tests.servers import free_port
 
-WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+WORKERS = 2  # BENCH_WORKERS, read by bench/run.py
 BENCH_RATE_LIMIT = "1000000/1"  # high enough not to interfere; the limiter stays on the path
 
 
@@ -108,8 +108,9 @@ def _redis_answers() -> bool:
 
 
 @contextlib.contextmanager
-def running_server(database_url: str, workers: int = WORKERS) -> Iterator[RunningServer]:
+def running_server(database_url: str, workers: int | None = None) -> Iterator[RunningServer]:
     env = bench_env(database_url)  # without Redis, serve's workers share a counter file
+    workers = WORKERS if workers is None else workers
     cli(env, "db", "upgrade")
     ids = json.loads(cli(env, "accounts", "create", "bench", "--owner-email", "bench@localhost"))
     cli(
