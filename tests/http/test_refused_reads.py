@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 
@@ -112,6 +113,35 @@ def test_a_refused_read_after_an_answered_request_leaves_that_answer_standing(
         sock.sendall(b"G\x01T / HTTP/1.1\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 400 Bad Request")
     assert detail_status(server, contact_id) == 404
+
+
+def test_a_request_running_when_a_later_read_is_refused_is_answered_first(
+    server: KeyedServer,
+) -> None:
+    """A DELETE whose app is running (it waits for SQLite's write lock, held here) when the
+    next read is refused: its client gets the DELETE's own answer, then the 400, as the
+    order of pipelined requests says. The 400 had gone out at once, read by the client as
+    the DELETE's answer, and the connection closed, while the DELETE went on and was done."""
+    contact_id = new_contact(server, "running.when.refused@example.com")
+    blocker = sqlite3.connect(server.database, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with socket.create_connection((server.host, server.port)) as sock:
+            sock.settimeout(15)
+            sock.sendall(delete_head(server, contact_id))
+            time.sleep(0.3)  # its app has started: it waits for the lock
+            sock.sendall(b"G\x01T / HTTP/1.1\r\n\r\n")
+            time.sleep(0.3)
+            blocker.execute("ROLLBACK")
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+    finally:
+        blocker.close()
+    first, _, rest = received.partition(b"HTTP/1.1 400 Bad Request")
+    assert first.startswith(b"HTTP/1.1 200 OK"), received
+    assert b'"message"' in rest
+    assert detail_status(server, contact_id) == 404  # deleted, as its 200 said
 
 
 def test_a_trailer_is_not_one_of_the_requests_headers(server: KeyedServer) -> None:

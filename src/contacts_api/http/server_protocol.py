@@ -68,7 +68,9 @@ A read the parser refuses (a 400, or a 431) also cancels the requests whose app 
 started running yet (those of that same read): uvicorn starts a request's app as its head is
 parsed, and a `DELETE` followed in the same read by a malformed request (or carrying a header
 llhttp refuses only after the head, `Transfer-Encoding: identity`) was carried out while its
-client got only the 400, with the connection closed.
+client got only the 400, with the connection closed. A request whose app was already running
+(an earlier read) is answered first, and the refusal waits for that answer: sent at once, it
+was read by a pipelining client as that request's answer, and the request was still done.
 
 Header lines after a chunked body (trailers) are not added to the request's headers, which
 the app has already been given: a trailer `content-encoding: gzip` had turned a body's 400
@@ -144,6 +146,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._gave_body = False
         self._began = False  # whether a request began during the read being parsed
         self._head_refused = False
+        self._refusal: bytes | None = None  # a 400 or 431 that waits for an earlier answer
         self._read = b""  # the bytes being parsed (an ignored Upgrade parses their rest again)
         self._offer_ignored: bytes | None = None  # that request's head, without the offer
         self._replay: bytes | None = None
@@ -290,7 +293,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         return True  # an earlier request's response is still on its way
 
     def data_received(self, data: bytes) -> None:
-        if self._head_refused:
+        if self._head_refused or self._refusal is not None:
             return
         under_way = self._in_head
         past_head = self._in_message and not under_way
@@ -337,15 +340,36 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         request received." by then), in the API's JSON shape instead of uvicorn's plain text;
         a 431 when the head was too large. This connection's requests whose app has not
         started running (their tasks wait for the loop: this read's) never do, nor any queued
-        behind them."""
+        behind them. An earlier request, whole, whose app is running gets its answer first:
+        the refusal waits for it (`on_response_complete`), reading stopped meanwhile."""
+        owed = False
         for task in self.tasks:  # every connection's: uvicorn's server state holds them all
             run = task.get_coro()
-            if inspect.getcoroutinestate(run) != inspect.CORO_CREATED:  # type: ignore[arg-type]
-                continue
             cycle = inspect.getcoroutinelocals(run).get("self")  # type: ignore[arg-type]
-            if getattr(cycle, "transport", None) is self.transport:
+            if not isinstance(cycle, RequestResponseCycle) or cycle.transport is not self.transport:
+                continue
+            if inspect.getcoroutinestate(run) == inspect.CORO_CREATED:  # type: ignore[arg-type]
                 task.cancel()
+            elif not cycle.response_complete and not cycle.more_body:
+                owed = True
         self.pipeline.clear()
         response = _RESPONSE if self._head_refused else _closing_response(b"400 Bad Request", msg)
+        if owed:
+            self._refusal = response
+            self._expect_nothing()
+            self.flow.pause_reading()
+            return
         self.transport.write(response)
         self.transport.close()
+
+    def on_response_complete(self) -> None:
+        """A response is complete: a refusal that waited for it goes out now, and the
+        connection closes (see send_400_response)."""
+        refusal, self._refusal = self._refusal, None
+        if refusal is None:
+            super().on_response_complete()
+            return
+        self.server_state.total_requests += 1
+        if not self.transport.is_closing():
+            self.transport.write(refusal)
+            self.transport.close()
