@@ -445,13 +445,17 @@ def test_works_from_any_directory(db_url: str, tmp_path: Path) -> None:
     assert run_cli(db_url, "accounts", "create", "x", cwd=elsewhere).returncode == 0
 
 
-def test_first_serve_bootstraps_and_the_seed_curl_example_answers_201(tmp_path: Path) -> None:
-    """What `make run` does on a fresh clone, then the vendor page's own request."""
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_first_serve_bootstraps_and_the_seed_curl_example_answers_201(
+    tmp_path: Path, log_format: str
+) -> None:
+    """What `make run` does on a fresh clone, then the vendor page's own request. With JSON
+    logs the key comes as one JSON line among the others (it was plain text between them)."""
     port = free_port()
     env = {
         **os.environ,
         "CONTACTS_API_DATABASE_URL": f"sqlite:///{tmp_path}/first.db",
-        "CONTACTS_API_LOG_FORMAT": "json",
+        "CONTACTS_API_LOG_FORMAT": log_format,
     }
     with subprocess.Popen(
         [sys.executable, "-m", "contacts_api", "serve", "--port", str(port)],
@@ -461,7 +465,7 @@ def test_first_serve_bootstraps_and_the_seed_curl_example_answers_201(tmp_path: 
         env=env,
     ) as server:
         try:
-            check_first_start(server, port)
+            check_first_start(server, port, as_json=log_format == "json")
         finally:
             server.terminate()
             server.wait(timeout=15)
@@ -490,7 +494,8 @@ def test_first_serve_beyond_this_machine_prints_no_key(tmp_path: Path) -> None:
             server.terminate()
             _, stderr = server.communicate(timeout=15)
     assert "iclosed_" not in stderr
-    assert "No account yet." in stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line]  # JSON, every one
+    assert any(line["event"].startswith("No account yet.") for line in lines)
     assert "contacts-api keys create --account NAME" in stderr
     listed = run_cli(db_url, "keys", "list", "--account", "default")
     assert (listed.returncode, listed.stderr) == (1, "error: no account named 'default'\n")
@@ -515,15 +520,22 @@ def test_which_hosts_count_as_this_machine_for_the_first_start(host: str, loopba
     assert is_loopback(host) is loopback
 
 
-def check_first_start(server: subprocess.Popen[str], port: int) -> None:
+def check_first_start(server: subprocess.Popen[str], port: int, as_json: bool) -> None:
     """Read the key the first start prints, then send the seed's example with it."""
     assert server.stderr is not None
     key = None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and key is None:
         line = server.stderr.readline()
-        match = re.search(r"API key \(shown once, keep it\): (iclosed_\S+)", line)
-        key = match.group(1) if match else None
+        if as_json:
+            fields = json.loads(line)  # every line, the key's too
+            key = fields.get("api_key")
+            if key is not None:
+                assert fields["event"].endswith("API key shown once, keep it")
+                assert f"Bearer {key}" in fields["try_it"]
+        else:
+            match = re.search(r"API key \(shown once, keep it\): (iclosed_\S+)", line)
+            key = match.group(1) if match else None
     assert key, "serve printed no key on first start"
     url = f"http://127.0.0.1:{port}"
     while time.monotonic() < deadline:

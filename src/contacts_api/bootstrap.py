@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import shlex
 import sys
 
 from contacts_api.accounts import repository as accounts_repo
 from contacts_api.accounts import service as accounts
 from contacts_api.events import service as events
+from contacts_api.logging import logs_as_json
 from contacts_api.settings import Settings
 from contacts_api.storage.engine import Database
 from contacts_api.timeutil import utcnow
@@ -44,14 +46,18 @@ async def bootstrap_first_run(settings: Settings, host: str, port: int) -> None:
 
     Only on a loopback address: a server others can reach is a deployment, whose stderr a
     service manager or log shipper keeps, and a key printed there was a standing credential
-    in the logs. It gets a hint instead (the CLI makes accounts and keys)."""
+    in the logs. It gets a hint instead (the CLI makes accounts and keys).
+
+    With JSON logs, each is one JSON line among the others (a log shipper reading them met
+    lines of plain text): the key in `api_key`, the curl line in `try_it`."""
+    as_json = logs_as_json(settings)
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         async with db.transaction() as conn:
             if await accounts_repo.any_account(conn):
                 return
             if not is_loopback(host):
-                print(NO_ACCOUNT_HINT, file=sys.stderr, flush=True)
+                _say(NO_ACCOUNT_HINT, as_json)
                 return
             now = utcnow()
             await accounts.create_account(conn, DEFAULT_ACCOUNT, DEFAULT_OWNER, now)
@@ -62,12 +68,31 @@ async def bootstrap_first_run(settings: Settings, host: str, port: int) -> None:
     finally:
         await db.dispose()
     shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
-    print(
-        f"\nFirst start: created account {DEFAULT_ACCOUNT!r} (user {DEFAULT_OWNER}) and event "
-        f"'Product Demo'.\nAPI key (shown once, keep it): {key}\n\nTry it:\n"
+    created = (
+        f"First start: created account {DEFAULT_ACCOUNT!r} (user {DEFAULT_OWNER}) and event "
+        "'Product Demo'"
+    )
+    try_it = (
         f"curl --request POST --url http://{shown_host}:{port}/v1/contacts "
         f"--header {shlex.quote('Authorization: Bearer ' + key)} "
-        f"--header 'Content-Type: application/json' --data {shlex.quote(SEED_BODY)}\n",
-        file=sys.stderr,
-        flush=True,
+        f"--header 'Content-Type: application/json' --data {shlex.quote(SEED_BODY)}"
     )
+    if as_json:
+        _say(f"{created}; API key shown once, keep it", True, api_key=key, try_it=try_it)
+    else:
+        _say(f"\n{created}.\nAPI key (shown once, keep it): {key}\n\nTry it:\n{try_it}\n", False)
+
+
+def _say(message: str, as_json: bool, **fields: str) -> None:
+    """To stderr whatever the log level (a key shown once must not be filtered out); with
+    JSON logs as a line of the same shape as theirs."""
+    if as_json:
+        line = {
+            "event": message,
+            **fields,
+            "level": "warning",
+            "logger": __name__,
+            "timestamp": utcnow().isoformat().replace("+00:00", "Z"),
+        }
+        message = json.dumps(line)
+    print(message, file=sys.stderr, flush=True)

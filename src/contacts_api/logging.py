@@ -10,10 +10,15 @@ import structlog
 from contacts_api.settings import Settings
 
 
+def logs_as_json(settings: Settings) -> bool:
+    """Whether stderr gets JSON lines (CONTACTS_API_LOG_FORMAT, else: not a terminal)."""
+    return (settings.log_format or ("console" if sys.stderr.isatty() else "json")) == "json"
+
+
 def configure_logging(settings: Settings) -> None:
     """Route structlog and the standard library's logging to stderr in one format."""
     on_terminal = sys.stderr.isatty()
-    use_json = (settings.log_format or ("console" if on_terminal else "json")) == "json"
+    use_json = logs_as_json(settings)
     # The console's tracebacks without each frame's local variables (structlog shows them by
     # default): a request's locals hold its Authorization header and the contact it carried.
     # Colours only on a terminal: `LOG_FORMAT=console 2>server.log` wrote escape codes.
