@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from contacts_api.storage import engine as engine_module
 from contacts_api.storage import migrate
 from contacts_api.storage.engine import Database
 from contacts_api.storage.models import tag_table
@@ -413,3 +415,34 @@ async def test_a_lock_file_there_already_is_left_as_it_is(tmp_path: Path) -> Non
     finally:
         turn.close()
     assert lock.stat().st_mode & 0o777 == 0o600
+
+
+async def test_the_turn_and_sqlites_lock_share_one_budget(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's transaction that waited out its budget for a turn that never came gets
+    only what is left for SQLite's lock (here: nothing) instead of a whole budget more: the
+    turn's holder keeps the lock too, and the request waited twice as long for its 503.
+    The next transaction on that connection has the whole wait again."""
+    budget_ms = 1500
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", budget_ms)
+    db = Database(sqlite_url)
+    blocker = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        async with db.transaction() as conn:  # the pool's one connection, opened
+            pass
+        with held_elsewhere(lock_of(sqlite_url)):
+            blocker.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+                async with db.transaction():
+                    pass
+            waited = time.monotonic() - started
+            blocker.execute("ROLLBACK")
+        assert budget_ms / 1000 <= waited < 2 * budget_ms / 1000 - 0.4, waited
+        async with db.transaction() as conn:
+            timeout = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
+        assert timeout == budget_ms
+    finally:
+        blocker.close()
+        await db.dispose()

@@ -159,10 +159,20 @@ class Database:
         """A write transaction: commit on success (its errors propagate), roll back on error.
 
         On SQLite it takes the writers' turn first (storage/writer_turn.py), for BEGIN to
-        COMMIT, as the batches do."""
+        COMMIT, as the batches do, and the turn and SQLite's lock share one budget: a turn
+        that came late (or not at all) leaves BEGIN only the rest of it. Each had the whole
+        budget: a request waited 10 s for a turn that never came, then 10 s more for the lock
+        that the turn's holder kept, before its 503. A wait under a second leaves SQLite's
+        own budget whole (shortening it costs a PRAGMA, a round trip to the driver's thread).
+        """
+        started = time.monotonic()
         async with self.engine.connect() as conn, self._turn():
             if self.is_sqlite:
-                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+                waited_ms = (time.monotonic() - started) * 1000
+                options: dict[str, object] = {"sqlite_begin": "IMMEDIATE"}
+                if waited_ms >= 1000:
+                    options["sqlite_busy_ms"] = max(int(SQLITE_BUSY_TIMEOUT_MS - waited_ms), 0)
+                conn = await conn.execution_options(**options)
             async with conn.begin():
                 yield conn
 

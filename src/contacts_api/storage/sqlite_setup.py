@@ -55,8 +55,15 @@ def install_sqlite_listeners(
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        # `sqlite_busy_ms`: a shorter wait for this transaction's lock (what is left of a
+        # budget partly spent waiting for the writers' turn); the next one without it gets
+        # the connection's own back. A PRAGMA only when it changes.
+        busy_ms = int(options.get("sqlite_busy_ms", busy_timeout_ms))
+        if conn.info.get("busy_timeout_ms", busy_timeout_ms) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+            conn.info["busy_timeout_ms"] = busy_ms
+        conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
 
 
 WRITERS_LOCK = "-writers.lock"  # beside a SQLite database: storage/writer_turn.py
