@@ -127,3 +127,30 @@ def test_a_request_owing_no_body_keeps_its_connection(tmp_path: Path) -> None:
                 answer = sock.recv(65536)
                 assert answer.startswith(b"HTTP/1.1 200 OK"), answer
                 assert b"connection: close" not in answer.lower()
+
+
+def test_an_http_1_0_request_gets_no_100_continue(tmp_path: Path) -> None:
+    """RFC 9110 §10.1.1: an HTTP/1.0 request's `Expect: 100-continue` is ignored (a 1.0
+    client cannot read the interim answer, which came as `HTTP/1.1 100 Continue`)."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    migrate.upgrade(url)
+    key = new_account_key(url)
+    body = b'{"email": "http.one.oh@example.com"}'
+    head = (
+        b"POST /v1/contacts HTTP/1.0\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer " + key.encode() + b"\r\nexpect: 100-continue\r\n"
+        b"content-length: %d\r\n\r\n" % len(body)
+    )
+    with serve({"CONTACTS_API_DATABASE_URL": url}, log=tmp_path / "server.log") as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head)
+            sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                sock.recv(65536)  # nothing before the body
+            sock.settimeout(10)
+            sock.sendall(body)
+            received = b""
+            while chunk := sock.recv(65536):  # 1.0 without keep-alive: the server closes
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 201 Created"), received

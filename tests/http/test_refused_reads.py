@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 
 import httpx
 import pytest
@@ -142,6 +143,62 @@ def test_a_request_running_when_a_later_read_is_refused_is_answered_first(
     assert first.startswith(b"HTTP/1.1 200 OK"), received
     assert b'"message"' in rest
     assert detail_status(server, contact_id) == 404  # deleted, as its 200 said
+
+
+def test_a_running_request_whose_own_body_is_refused_answers_if_it_never_reads_it(
+    server: KeyedServer,
+) -> None:
+    """A DELETE sent with a chunked body (its route reads none) is running when a read of
+    that body is refused: it answers, then the 400. The 400 had gone out alone and the
+    DELETE's answer was dropped, the contact deleted all the same."""
+    contact_id = new_contact(server, "refused.in.own.body@example.com")
+    chunked = delete_head(server, contact_id, b"transfer-encoding: chunked\r\n") + b"1\r\na\r\n"
+    with closing(sqlite3.connect(server.database, isolation_level=None)) as blocker:
+        blocker.execute("BEGIN IMMEDIATE")
+        with socket.create_connection((server.host, server.port)) as sock:
+            sock.settimeout(15)
+            sock.sendall(chunked)
+            time.sleep(0.3)  # its app has started: it waits for the lock
+            sock.sendall(b"zz\r\n")  # not a chunk size
+            time.sleep(0.3)
+            blocker.execute("ROLLBACK")
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+    first, _, rest = received.partition(b"HTTP/1.1 400 Bad Request")
+    assert first.startswith(b"HTTP/1.1 200 OK"), received
+    assert b'"message"' in rest
+    assert detail_status(server, contact_id) == 404
+
+
+def test_a_running_request_reading_its_refused_body_sees_the_client_gone(
+    server: KeyedServer,
+) -> None:
+    """A create whose chunked body is refused halfway is not carried out and gets no answer
+    of its own (nothing 500s): the 400 comes at once, and the connection closes."""
+    head = (
+        b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer %s\r\ntransfer-encoding: chunked\r\n\r\n" % server.key.encode()
+    )
+    body = b'{"email": "half.a.body@example.com"}'
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(head + b"%x\r\n%s\r\n" % (len(body) - 1, body[:-1]))
+        time.sleep(0.3)  # its app reads the body: the first chunk, then it waits
+        sock.sendall(b"zz\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 400 Bad Request"), received
+    assert received.count(b"HTTP/1.1 ") == 1
+    listing = httpx.get(
+        f"{server.base}/v1/contacts",
+        params={"search": "half.a.body"},
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    assert listing.json()["data"]["count"] == 0
+    assert "Internal Server Error" not in server.log.read_text()
+    assert "without starting response" not in server.log.read_text()
 
 
 def test_a_trailer_is_not_one_of_the_requests_headers(server: KeyedServer) -> None:

@@ -141,3 +141,66 @@ def test_an_offer_spread_over_two_connection_headers_is_ignored_too(
         sock.sendall(head + body)
         status, _, answer = Responses(sock).next()
     assert status == b"HTTP/1.1 201 Created", answer
+
+
+def test_a_request_after_a_connect_in_the_same_write_is_not_left_waiting(
+    server: tuple[tuple[str, int], str],
+) -> None:
+    """llhttp stops at a CONNECT's head, and the bytes after it were dropped: the request
+    pipelined behind it got no answer, its client waiting until the keep-alive ran out (75 s
+    by default). The CONNECT is answered and the connection closed, so the client knows."""
+    address, _ = server
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(
+            b"CONNECT /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+        )
+        responses = Responses(sock)
+        status, headers, _ = responses.next()
+        assert status == b"HTTP/1.1 405 Method Not Allowed"
+        assert headers[b"connection"] == b"close"
+        assert responses.closed()
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"content-length: %d\r\n", b"transfer-encoding: chunked\r\n"],
+    ids=["content-length", "chunked"],
+)
+def test_a_websocket_offer_with_a_body_is_ignored_and_served(
+    server: tuple[tuple[str, int], str], framing: bytes
+) -> None:
+    """A websocket handshake is a GET without a body (RFC 6455). A POST offering one with a
+    body was handed to the websocket library, which refused it and sent nothing: no answer,
+    the connection held until the read timeout (30 s), the request after it lost."""
+    address, key = server
+    body = body_of(f"ws-offer-{framing[:7].decode()}@example.com")
+    offer = (
+        b"connection: upgrade\r\nupgrade: websocket\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+    )
+    head = (
+        b"POST /v1/contacts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer " + key.encode() + b"\r\n" + offer
+    )
+    if b"%d" in framing:
+        request = head + framing % len(body) + b"\r\n" + body
+    else:
+        request = head + framing + b"\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(request + b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        responses = Responses(sock)
+        status, _, answer = responses.next()
+        assert status == b"HTTP/1.1 201 Created", answer
+        assert responses.next()[0] == b"HTTP/1.1 200 OK"
+
+
+def test_a_websocket_handshake_is_still_refused(server: tuple[tuple[str, int], str]) -> None:
+    """A GET offering a websocket is the handshake: taken, and refused by the app (403)."""
+    address, _ = server
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(
+            b"GET /v1/contacts HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\n"
+            b"upgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"sec-websocket-version: 13\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 403")

@@ -47,14 +47,19 @@ http:// request by default) is ignored, as RFC 9110 §7.8 allows: llhttp stops
 at the end of such a head as if the rest were another protocol, and uvicorn then ran the app
 with an empty body (a create got 400 "Malformed JSON"; uvicorn#2722, httptools#124, open).
 The request is fed again, without the offer, to a fresh parser that goes on with the body and
-with any requests after it.
+with any requests after it. A websocket offer is taken only as RFC 6455's handshake, a GET
+without a body: a POST offering one, with a body, went to the websocket library, which refused
+it and sent nothing (the client waited until the read timeout). A `CONNECT /path`, where
+llhttp also stops, is answered (405) and its connection closed: a request pipelined behind it
+in the same read was dropped, its client waiting until the keep-alive ran out.
 
 A request that sent `Expect: 100-continue` and is answered before its body was asked for (a
 wrong key: 401, a body announced too large: 413), while that body is still owed, is answered
 with `connection: close`, as RFC 9110 §10.1.1 asks a server to say: a client that then
 skipped the body and sent its next request on the connection had it read as the body, and
 waited 30 s for an answer. The header is recognized with whitespace after its value, which
-uvicorn missed (`100-continue ` went on keeping the connection: the same desync).
+uvicorn missed (`100-continue ` went on keeping the connection: the same desync). In an
+HTTP/1.0 request the expectation is ignored, as RFC 9110 §10.1.1 says (it got a 100).
 
 A request answered without `Expect` while its body is still owed keeps its connection, and
 the rest of the body is read and dropped, if it all comes within `read_timeout` of the last
@@ -71,6 +76,8 @@ llhttp refuses only after the head, `Transfer-Encoding: identity`) was carried o
 client got only the 400, with the connection closed. A request whose app was already running
 (an earlier read) is answered first, and the refusal waits for that answer: sent at once, it
 was read by a pipelining client as that request's answer, and the request was still done.
+When the refused read was in that request's own body, an app reading the body finds the
+client gone; one that reads none (a DELETE sent with a body) answers as before.
 
 Header lines after a chunked body (trailers) are not added to the request's headers, which
 the app has already been given: a trailer `content-encoding: gzip` had turned a body's 400
@@ -128,6 +135,24 @@ class _ContinueOrCloseCycle(RequestResponseCycle):
         await super().send(message)
 
 
+class _BodyRefused:
+    """Stands in for a running request's `message_event` once a read of its body was refused:
+    the body will never come, so the app's next wait for it finds the client gone (uvicorn's
+    `receive` then answers `http.disconnect`, and its `send` sends nothing)."""
+
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        self._cycle = cycle
+
+    async def wait(self) -> None:
+        self._cycle.disconnected = True
+
+    def set(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
 class HeadTooLarge(Exception):
     """Raised inside httptools' callbacks; the parser stops and uvicorn answers (see below)."""
 
@@ -174,7 +199,11 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if not self._in_head:
             return  # a trailer (its bytes are counted: data_received)
         name = name.lower()
-        if name == b"expect" and value.strip(b" \t").lower() == b"100-continue":
+        if (
+            name == b"expect"
+            and value.strip(b" \t").lower() == b"100-continue"
+            and self.parser.get_http_version() != "1.0"  # RFC 9110 §10.1.1: ignored in 1.0
+        ):
             self.expect_100_continue = True
         self.headers.append((name, value))
 
@@ -206,6 +235,19 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if self.expect_100_continue and self.cycle is not earlier:  # (a websocket makes none)
             self.cycle.__class__ = _ContinueOrCloseCycle  # its task runs this send: not yet run
 
+    def _should_upgrade(self) -> bool:
+        """A websocket offer uvicorn takes (the app then refuses it: 403): a GET without a
+        body, as RFC 6455 asks. Any other was handed to the websocket library, which refused
+        it and sent nothing: the client waited, its connection held, until the read timeout."""
+        if not super()._should_upgrade() or self.parser.get_method() != b"GET":
+            return False
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (
+                name == b"content-length" and value.strip(b" \t").lstrip(b"0")
+            ):
+                return False
+        return True
+
     def _is_an_offer_to_ignore(self) -> bool:
         """llhttp stops at this head (any `Connection: upgrade` with any `Upgrade`, or a
         CONNECT): is it an offer, and not one uvicorn takes (a websocket)?"""
@@ -232,11 +274,11 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         stopped = sys.exception()
         head, self._offer_ignored = self._offer_ignored, None
         if head is None or not isinstance(stopped, httptools.HttpParserUpgrade):
-            super()._unsupported_upgrade_warning()  # CONNECT: uvicorn's answer
+            self._answer_then_close()  # CONNECT
             return
         replay = head + self._read[stopped.args[0] :]
         if replay == self._read:  # the head rebuilt stopped the parser again: never loop
-            super()._unsupported_upgrade_warning()
+            self._answer_then_close()
             return
         # As uvicorn makes its parser: a request that ends the connection may be followed by
         # bytes (pipelined), which are not an error (they were a 400 here, the answer lost).
@@ -244,6 +286,18 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         with contextlib.suppress(AttributeError):  # httptools < 0.6.3
             self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
         self._replay = replay
+
+    def _answer_then_close(self) -> None:
+        """uvicorn's warning, and the connection ends with this request's answer: llhttp
+        stopped at its head, and the bytes after it (a request pipelined behind a `CONNECT
+        /path`) were dropped, the client waiting for their answer until the keep-alive ran
+        out."""
+        super()._unsupported_upgrade_warning()
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
+        else:
+            cycle.keep_alive = False
 
     def _expect_more(self) -> None:
         """The client owes bytes: they must come within `read_timeout` from now."""
@@ -340,9 +394,12 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         request received." by then), in the API's JSON shape instead of uvicorn's plain text;
         a 431 when the head was too large. This connection's requests whose app has not
         started running (their tasks wait for the loop: this read's) never do, nor any queued
-        behind them. An earlier request, whole, whose app is running gets its answer first:
-        the refusal waits for it (`on_response_complete`), reading stopped meanwhile."""
-        owed = False
+        behind them. A request whose app is running (an earlier read's) gets its answer
+        first: the refusal waits for it (`on_response_complete`), or for its app to end,
+        reading stopped meanwhile. If the refused read was in that request's own body, the
+        body is over: an app that reads it sees the client gone (`_BodyRefused`); one that
+        does not (a DELETE, whose route reads no body) answers as it would have."""
+        owed: list[asyncio.Task[None]] = []
         for task in self.tasks:  # every connection's: uvicorn's server state holds them all
             run = task.get_coro()
             cycle = inspect.getcoroutinelocals(run).get("self")  # type: ignore[arg-type]
@@ -350,14 +407,20 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
                 continue
             if inspect.getcoroutinestate(run) == inspect.CORO_CREATED:  # type: ignore[arg-type]
                 task.cancel()
-            elif not cycle.response_complete and not cycle.more_body:
-                owed = True
+            elif not cycle.response_complete:
+                owed.append(task)
+                if cycle.more_body:
+                    refused = _BodyRefused(cycle)  # duck-typed: uvicorn calls these three
+                    waiting, cycle.message_event = cycle.message_event, refused  # type: ignore[assignment]
+                    waiting.set()  # an app waiting for the body: it asks again, and learns
         self.pipeline.clear()
         response = _RESPONSE if self._head_refused else _closing_response(b"400 Bad Request", msg)
         if owed:
             self._refusal = response
             self._expect_nothing()
             self.flow.pause_reading()
+            for task in owed:
+                task.add_done_callback(lambda _: self._send_refusal())
             return
         self.transport.write(response)
         self.transport.close()
@@ -365,11 +428,14 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
     def on_response_complete(self) -> None:
         """A response is complete: a refusal that waited for it goes out now, and the
         connection closes (see send_400_response)."""
-        refusal, self._refusal = self._refusal, None
-        if refusal is None:
+        if self._refusal is None:
             super().on_response_complete()
             return
         self.server_state.total_requests += 1
-        if not self.transport.is_closing():
+        self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None and not self.transport.is_closing():
             self.transport.write(refusal)
             self.transport.close()
