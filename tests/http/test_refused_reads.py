@@ -213,3 +213,52 @@ def test_a_trailer_is_not_one_of_the_requests_headers(server: KeyedServer) -> No
     assert received.startswith(b"HTTP/1.1 400 Bad Request"), received
     body = json.loads(received.partition(b"\r\n\r\n")[2])
     assert body["message"]["details"]["formErrors"] == ["Malformed JSON in request body"]
+
+
+@pytest.mark.parametrize(
+    "host_lines",
+    [b"host: a b\r\n", b"", b"host: a\r\nhost: b\r\n", b"host: x/y\r\n"],
+    ids=["not-a-host", "none", "two", "a-path"],
+)
+@pytest.mark.parametrize("route", [b"POST /v1/contacts", b"GET /healthz"])
+def test_a_request_without_one_valid_host_is_a_400(
+    server: KeyedServer, host_lines: bytes, route: bytes
+) -> None:
+    """RFC 9112 §3.2: no `Host` in HTTP/1.1, two, or one that is no host → 400. Litestar's
+    router refused `host: a b` on the routes it serves; the hot routes, answered before it,
+    created the contact anyway, and none checked for a missing or a second Host."""
+    email = f"host.{len(host_lines)}.{route[:3].decode()}@example.com".lower()
+    body = json.dumps({"email": email}).encode() if route.startswith(b"POST") else b""
+    received = exchange(
+        server,
+        route + b" HTTP/1.1\r\n" + host_lines + b"authorization: Bearer %s\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (server.key.encode(), len(body), body),
+    )
+    assert received.startswith(b"HTTP/1.1 400 Bad Request"), received
+    assert json.loads(received.partition(b"\r\n\r\n")[2]) == {"message": "Invalid host header"}
+    listing = httpx.get(
+        f"{server.base}/v1/contacts",
+        params={"search": email},
+        headers={"Authorization": f"Bearer {server.key}"},
+    )
+    assert listing.json()["data"]["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "host_lines"),
+    [
+        (b"1.1", b"host: example.com:8080\r\n"),
+        (b"1.1", b"host: [::1]:4000\r\n"),
+        (b"1.1", b"host: 127.0.0.1\r\n"),
+        (b"1.0", b""),  # HTTP/1.0 needs none
+    ],
+)
+def test_a_request_with_one_valid_host_or_none_in_http_1_0_is_served(
+    server: KeyedServer, version: bytes, host_lines: bytes
+) -> None:
+    received = exchange(
+        server,
+        b"GET /healthz HTTP/" + version + b"\r\n" + host_lines + b"connection: close\r\n\r\n",
+    )
+    assert received.startswith(b"HTTP/1.1 200 OK"), received

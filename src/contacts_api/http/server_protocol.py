@@ -94,6 +94,7 @@ from typing import Any
 
 import httptools
 import msgspec
+from litestar._asgi.utils import is_valid_host  # the very check Litestar's router makes
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from contacts_api.http.envelope import MessageBody
@@ -104,6 +105,7 @@ MAX_HEAD_BYTES = 32 * 1024
 RAW_SLACK = 8 * 1024
 HEAD_TOO_LARGE = f"Request headers too large (limit {MAX_HEAD_BYTES >> 10} KiB)"
 HEAD_TIMED_OUT = "Request timeout: the request's headers did not arrive in time"
+BAD_HOST = "Invalid host header"
 
 
 def _closing_response(status: bytes, message: str) -> bytes:
@@ -153,6 +155,12 @@ class _BodyRefused:
         pass
 
 
+class BadHost(Exception):
+    """No `Host`, two, or one that is no host name (RFC 9112 §3.2: a 400), raised as
+    HeadTooLarge is. Litestar's router checked the value, on the routes it serves; the hot
+    routes (http/hot_routes.py) answer before it, and took `host: a b`, none, or two."""
+
+
 class HeadTooLarge(Exception):
     """Raised inside httptools' callbacks; the parser stops and uvicorn answers (see below)."""
 
@@ -172,6 +180,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._began = False  # whether a request began during the read being parsed
         self._head_refused = False
         self._refusal: bytes | None = None  # a 400 or 431 that waits for an earlier answer
+        self._refused_host = False
         self._read = b""  # the bytes being parsed (an ignored Upgrade parses their rest again)
         self._offer_ignored: bytes | None = None  # that request's head, without the offer
         self._replay: bytes | None = None
@@ -226,6 +235,14 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if size > MAX_HEAD_BYTES:
             self._head_refused = True
             raise HeadTooLarge
+        hosts = [value for name, value in self.headers if name == b"host"]
+        if (
+            len(hosts) > 1
+            or (hosts and not is_valid_host(hosts[0]))
+            or (not hosts and self.parser.get_http_version() != "1.0")
+        ):
+            self._refused_host = True
+            raise BadHost
         self._expect_more()  # the body's first read, if one comes (else: message complete)
         if self.parser.should_upgrade() and self._is_an_offer_to_ignore():
             self._offer_ignored = self._head_without_upgrade()  # no app yet: see data_received
@@ -414,7 +431,11 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
                     waiting, cycle.message_event = cycle.message_event, refused  # type: ignore[assignment]
                     waiting.set()  # an app waiting for the body: it asks again, and learns
         self.pipeline.clear()
-        response = _RESPONSE if self._head_refused else _closing_response(b"400 Bad Request", msg)
+        if self._head_refused:
+            response = _RESPONSE
+        else:
+            message = BAD_HOST if self._refused_host else msg
+            response = _closing_response(b"400 Bad Request", message)
         if owed:
             self._refusal = response
             self._expect_nothing()
