@@ -199,3 +199,25 @@ def test_a_response_on_its_way_is_never_replaced_by_a_408(server: KeyedServer) -
         if holder.in_transaction:
             holder.rollback()
         holder.close()
+
+
+def test_a_client_that_reads_none_of_its_answers_is_dropped(server: KeyedServer) -> None:
+    """Requests for `/openapi.json` (no key needed), pipelined, their answers never read:
+    once the server's buffers are full it waits for the client, and counted that as waiting
+    on itself, so the connection, its buffers and a suspended request were held for good.
+    Now, with no answer read for the read timeout, the connection is dropped."""
+    count = 300  # ~16 MB of answers: more than the kernel's buffers hold
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect((server.host, server.port))
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * count)
+        time.sleep(TIMEOUT_S + 2)  # reading nothing
+        received = b""
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += chunk
+        except ConnectionResetError:  # dropped: what was still on its way is lost
+            pass
+    assert received.count(b"HTTP/1.1 200 OK") < count
+    wait_until(lambda: "read none of its answers" in server.log.read_text(), what="the log line")

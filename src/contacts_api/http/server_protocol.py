@@ -34,6 +34,8 @@ and nobody else could connect. Now:
 - between requests, uvicorn's keep-alive timeout applies (CONTACTS_API_KEEP_ALIVE_SECONDS);
   bytes that start no request (a blank line, the rest of a body already answered) set that
   aside in uvicorn, so they start our wait instead.
+A client that reads none of its answers for `read_timeout` once our buffers are full is
+dropped (`pause_writing`): that wait is the client's, not ours.
 Time the client spends waiting on us does not count: while we stopped reading (the app is
 behind: flow control), while an earlier response is still on its way, and while the app has
 not yet asked for a body that `Expect: 100-continue` holds back.
@@ -186,6 +188,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._replay: bytes | None = None
         self._deadline: float | None = None  # by when the client must send (loop.time())
         self._read_timer: asyncio.TimerHandle | None = None
+        self._write_stall: asyncio.TimerHandle | None = None  # see pause_writing
         super().connection_made(transport)
         self._expect_more()  # the first request
 
@@ -194,7 +197,33 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client is not reading its answers as fast as we send them (the transport's
+        buffer is over its high-water mark): if it reads none of them for `read_timeout`,
+        the connection is dropped. Waiting on the client to read counted as waiting on us:
+        a client that pipelined requests for `/openapi.json` (no key needed) and never read
+        held its connection, its buffers and a suspended request for good."""
+        super().pause_writing()
+        if self._write_stall is None:
+            self._write_stall = self.loop.call_later(self.read_timeout, self._not_reading)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _not_reading(self) -> None:
+        self._write_stall = None
+        self.logger.info(
+            "Client read none of its answers for %g s: connection dropped", self.read_timeout
+        )
+        self.transport.abort()  # (a close would wait for the client to read what is queued)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
