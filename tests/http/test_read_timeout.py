@@ -221,3 +221,50 @@ def test_a_client_that_reads_none_of_its_answers_is_dropped(server: KeyedServer)
             pass
     assert received.count(b"HTTP/1.1 200 OK") < count
     wait_until(lambda: "read none of its answers" in server.log.read_text(), what="the log line")
+
+
+def test_a_client_reading_its_answers_slowly_gets_them_all(server: KeyedServer) -> None:
+    """The other side of it: a client reading steadily, but slower than its answers come (a
+    bulk answer of ~1.8 MB over a slow link), stays above the mark at which the server
+    resumes writing for longer than the read timeout. It reads, so it keeps its connection
+    and gets every answer whole: dropped by the time it waited, it lost them mid-answer."""
+    items = [
+        {
+            "email": f"slow.reader.{n}@example.com",
+            "utm": "utm_source=" + "u" * 550,
+            "referrerUrl": "https://example.com/" + "r" * 200,
+        }
+        for n in range(1000)
+    ]
+    body = json.dumps(items).encode()
+    request = (
+        b"POST /v1/contacts/bulk HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer %s\r\ncontent-length: %d\r\n\r\n%s"
+        % (server.key.encode(), len(body), body)
+    )
+    count = 3  # more than the kernel's buffers hold: the rest waits in the server
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect((server.host, server.port))
+        sock.sendall(request * count)
+        received = bytearray()
+        while whole_answers(received) < count:
+            chunk = sock.recv(16384)
+            assert chunk, f"dropped after {len(received):,} bytes"
+            received += chunk
+            time.sleep(len(chunk) / 700_000)  # ~700 KB/s
+    assert received.count(b"HTTP/1.1 200 OK") == count
+
+
+def whole_answers(received: bytes) -> int:
+    """How many whole responses (head and content-length's body) `received` holds."""
+    count = position = 0
+    while (end := received.find(b"\r\n\r\n", position)) != -1:
+        length = re.search(rb"content-length: (\d+)", received[position:end], re.IGNORECASE)
+        assert length is not None
+        position = end + 4 + int(length.group(1))
+        if position > len(received):
+            break
+        count += 1
+    return count

@@ -251,6 +251,7 @@ def test_a_request_without_one_valid_host_is_a_400(
         (b"1.1", b"host: example.com:8080\r\n"),
         (b"1.1", b"host: [::1]:4000\r\n"),
         (b"1.1", b"host: 127.0.0.1\r\n"),
+        (b"1.1", b"host: example.com \t\r\n"),  # whitespace after a value is not part of it
         (b"1.0", b""),  # HTTP/1.0 needs none
     ],
 )

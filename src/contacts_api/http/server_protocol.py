@@ -34,8 +34,9 @@ and nobody else could connect. Now:
 - between requests, uvicorn's keep-alive timeout applies (CONTACTS_API_KEEP_ALIVE_SECONDS);
   bytes that start no request (a blank line, the rest of a body already answered) set that
   aside in uvicorn, so they start our wait instead.
-A client that reads none of its answers for `read_timeout` once our buffers are full is
-dropped (`pause_writing`): that wait is the client's, not ours.
+A client that reads nothing of its answers for `read_timeout` once our buffers are full is
+dropped (`pause_writing`): that wait is the client's, not ours. Header values lose the
+whitespace after them (RFC 9110 §5.5), as they lose that before them in llhttp.
 Time the client spends waiting on us does not count: while we stopped reading (the app is
 behind: flow control), while an earlier response is still on its way, and while the app has
 not yet asked for a body that `Expect: 100-continue` holds back.
@@ -189,6 +190,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._deadline: float | None = None  # by when the client must send (loop.time())
         self._read_timer: asyncio.TimerHandle | None = None
         self._write_stall: asyncio.TimerHandle | None = None  # see pause_writing
+        self._stalled_at = 0  # bytes queued for the client when that watch began
         super().connection_made(transport)
         self._expect_more()  # the first request
 
@@ -204,13 +206,16 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
 
     def pause_writing(self) -> None:
         """The client is not reading its answers as fast as we send them (the transport's
-        buffer is over its high-water mark): if it reads none of them for `read_timeout`,
-        the connection is dropped. Waiting on the client to read counted as waiting on us:
-        a client that pipelined requests for `/openapi.json` (no key needed) and never read
-        held its connection, its buffers and a suspended request for good."""
+        buffer is over its high-water mark): if it reads nothing of them for `read_timeout`
+        (the buffer has not shrunk), the connection is dropped. Waiting on the client to
+        read counted as waiting on us: a client that pipelined requests for `/openapi.json`
+        (no key needed) and never read held its connection, its buffers and a suspended
+        request for good. Progress, not time: a client reading steadily but slowly (a large
+        bulk answer over a slow link) stays below the low-water mark that resumes writing
+        for longer than that, and must not be cut off mid-answer."""
         super().pause_writing()
         if self._write_stall is None:
-            self._write_stall = self.loop.call_later(self.read_timeout, self._not_reading)
+            self._watch_write_stall()
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -218,8 +223,15 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
             self._write_stall.cancel()
             self._write_stall = None
 
-    def _not_reading(self) -> None:
+    def _watch_write_stall(self) -> None:
+        self._stalled_at = self.transport.get_write_buffer_size()
+        self._write_stall = self.loop.call_later(self.read_timeout, self._check_write_stall)
+
+    def _check_write_stall(self) -> None:
         self._write_stall = None
+        if self.transport.get_write_buffer_size() < self._stalled_at:  # it read some
+            self._watch_write_stall()
+            return
         self.logger.info(
             "Client read none of its answers for %g s: connection dropped", self.read_timeout
         )
@@ -232,14 +244,17 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._expect_more()  # the whole head, from its first byte
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """uvicorn's, with two changes (see the module's docstring): `Expect: 100-continue`
-        is recognized with whitespace around its value, and a trailer is no header."""
+        """uvicorn's, with three changes (see the module's docstring): whitespace after a
+        value is not part of it (RFC 9110 §5.5; llhttp drops only the whitespace before it),
+        so `Expect: 100-continue ` is recognized and `Host: example.com ` is a host; and a
+        trailer is no header."""
         if not self._in_head:
             return  # a trailer (its bytes are counted: data_received)
         name = name.lower()
+        value = value.rstrip(b" \t")
         if (
             name == b"expect"
-            and value.strip(b" \t").lower() == b"100-continue"
+            and value.lower() == b"100-continue"
             and self.parser.get_http_version() != "1.0"  # RFC 9110 §10.1.1: ignored in 1.0
         ):
             self.expect_100_continue = True
