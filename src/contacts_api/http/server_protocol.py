@@ -35,7 +35,7 @@ and nobody else could connect. Now:
   bytes that start no request (a blank line, the rest of a body already answered) set that
   aside in uvicorn, so they start our wait instead.
 A client that reads nothing of its answers for `read_timeout` once our buffers are full is
-dropped (`pause_writing`): that wait is the client's, not ours. Header values lose the
+dropped (http/write_stall.py): that wait is the client's, not ours. Header values lose the
 whitespace after them (RFC 9110 §5.5), as they lose that before them in llhttp.
 Time the client spends waiting on us does not count: while we stopped reading (the app is
 behind: flow control), while an earlier response is still on its way, and while the app has
@@ -91,18 +91,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import sys
 from typing import Any
 
 import httptools
-import msgspec
 from litestar._asgi.utils import is_valid_host  # the very check Litestar's router makes
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from contacts_api.http.envelope import MessageBody
-from contacts_api.http.observability import NO_STORE, SECURITY_HEADERS
-from contacts_api.http.one_write import OneWriteHttpToolsProtocol
+from contacts_api.http.refusals import closing_response, settle_requests
+from contacts_api.http.write_stall import WriteStallProtocol
 
 MAX_HEAD_BYTES = 32 * 1024
 RAW_SLACK = 8 * 1024
@@ -111,22 +108,8 @@ HEAD_TIMED_OUT = "Request timeout: the request's headers did not arrive in time"
 BAD_HOST = "Invalid host header"
 
 
-def _closing_response(status: bytes, message: str) -> bytes:
-    """A whole response in the API's `{"message": ...}` shape, closing the connection."""
-    body = msgspec.json.encode(MessageBody(message))
-    return (
-        b"HTTP/1.1 " + status + b"\r\n"
-        b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"connection: close\r\n"
-        + b"".join(b"%s: %s\r\n" % pair for pair in (*SECURITY_HEADERS, NO_STORE))
-        + b"\r\n"
-        + body
-    )
-
-
-_RESPONSE = _closing_response(b"431 Request Header Fields Too Large", HEAD_TOO_LARGE)
-_TIMEOUT_RESPONSE = _closing_response(b"408 Request Timeout", HEAD_TIMED_OUT)
+_RESPONSE = closing_response(b"431 Request Header Fields Too Large", HEAD_TOO_LARGE)
+_TIMEOUT_RESPONSE = closing_response(b"408 Request Timeout", HEAD_TIMED_OUT)
 
 
 class _ContinueOrCloseCycle(RequestResponseCycle):
@@ -140,24 +123,6 @@ class _ContinueOrCloseCycle(RequestResponseCycle):
         await super().send(message)
 
 
-class _BodyRefused:
-    """Stands in for a running request's `message_event` once a read of its body was refused:
-    the body will never come, so the app's next wait for it finds the client gone (uvicorn's
-    `receive` then answers `http.disconnect`, and its `send` sends nothing)."""
-
-    def __init__(self, cycle: RequestResponseCycle) -> None:
-        self._cycle = cycle
-
-    async def wait(self) -> None:
-        self._cycle.disconnected = True
-
-    def set(self) -> None:
-        pass
-
-    def clear(self) -> None:
-        pass
-
-
 class BadHost(Exception):
     """No `Host`, two, or one that is no host name (RFC 9112 §3.2: a 400), raised as
     HeadTooLarge is. Litestar's router checked the value, on the routes it serves; the hot
@@ -168,11 +133,9 @@ class HeadTooLarge(Exception):
     """Raised inside httptools' callbacks; the parser stops and uvicorn answers (see below)."""
 
 
-class ServerHttpProtocol(OneWriteHttpToolsProtocol):
+class ServerHttpProtocol(WriteStallProtocol):
     """uvicorn's httptools protocol, one write per response, heads of at most 32 KiB, and
-    clients that must keep sending (see above)."""
-
-    read_timeout = 30.0  # seconds; each worker sets it from its settings (app.py)
+    clients that must keep sending (see above), and reading (http/write_stall.py)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._in_head = False
@@ -189,8 +152,6 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         self._replay: bytes | None = None
         self._deadline: float | None = None  # by when the client must send (loop.time())
         self._read_timer: asyncio.TimerHandle | None = None
-        self._write_stall: asyncio.TimerHandle | None = None  # see pause_writing
-        self._stalled_at = 0  # bytes queued for the client when that watch began
         super().connection_made(transport)
         self._expect_more()  # the first request
 
@@ -199,43 +160,7 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         if self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
-        if self._write_stall is not None:
-            self._write_stall.cancel()
-            self._write_stall = None
         super().connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        """The client is not reading its answers as fast as we send them (the transport's
-        buffer is over its high-water mark): if it reads nothing of them for `read_timeout`
-        (the buffer has not shrunk), the connection is dropped. Waiting on the client to
-        read counted as waiting on us: a client that pipelined requests for `/openapi.json`
-        (no key needed) and never read held its connection, its buffers and a suspended
-        request for good. Progress, not time: a client reading steadily but slowly (a large
-        bulk answer over a slow link) stays below the low-water mark that resumes writing
-        for longer than that, and must not be cut off mid-answer."""
-        super().pause_writing()
-        if self._write_stall is None:
-            self._watch_write_stall()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._write_stall is not None:
-            self._write_stall.cancel()
-            self._write_stall = None
-
-    def _watch_write_stall(self) -> None:
-        self._stalled_at = self.transport.get_write_buffer_size()
-        self._write_stall = self.loop.call_later(self.read_timeout, self._check_write_stall)
-
-    def _check_write_stall(self) -> None:
-        self._write_stall = None
-        if self.transport.get_write_buffer_size() < self._stalled_at:  # it read some
-            self._watch_write_stall()
-            return
-        self.logger.info(
-            "Client read none of its answers for %g s: connection dropped", self.read_timeout
-        )
-        self.transport.abort()  # (a close would wait for the client to read what is queued)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -458,28 +383,15 @@ class ServerHttpProtocol(OneWriteHttpToolsProtocol):
         behind them. A request whose app is running (an earlier read's) gets its answer
         first: the refusal waits for it (`on_response_complete`), or for its app to end,
         reading stopped meanwhile. If the refused read was in that request's own body, the
-        body is over: an app that reads it sees the client gone (`_BodyRefused`); one that
+        body is over: an app that reads it sees the client gone (`refusals.BodyRefused`); one that
         does not (a DELETE, whose route reads no body) answers as it would have."""
-        owed: list[asyncio.Task[None]] = []
-        for task in self.tasks:  # every connection's: uvicorn's server state holds them all
-            run = task.get_coro()
-            cycle = inspect.getcoroutinelocals(run).get("self")  # type: ignore[arg-type]
-            if not isinstance(cycle, RequestResponseCycle) or cycle.transport is not self.transport:
-                continue
-            if inspect.getcoroutinestate(run) == inspect.CORO_CREATED:  # type: ignore[arg-type]
-                task.cancel()
-            elif not cycle.response_complete:
-                owed.append(task)
-                if cycle.more_body:
-                    refused = _BodyRefused(cycle)  # duck-typed: uvicorn calls these three
-                    waiting, cycle.message_event = cycle.message_event, refused  # type: ignore[assignment]
-                    waiting.set()  # an app waiting for the body: it asks again, and learns
+        owed = settle_requests(self.tasks, self.transport)
         self.pipeline.clear()
         if self._head_refused:
             response = _RESPONSE
         else:
             message = BAD_HOST if self._refused_host else msg
-            response = _closing_response(b"400 Bad Request", message)
+            response = closing_response(b"400 Bad Request", message)
         if owed:
             self._refusal = response
             self._expect_nothing()
