@@ -229,7 +229,7 @@ class ServerHttpProtocol(WriteStallProtocol):
             return False
         for name, value in self.headers:
             if name == b"transfer-encoding" or (
-                name == b"content-length" and value.strip(b" \t").lstrip(b"0")
+                name == b"content-length" and value.lstrip(b"0")  # (on_header: no spaces)
             ):
                 return False
         return True
